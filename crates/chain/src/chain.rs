@@ -1,0 +1,1114 @@
+//! The chain store: blocks in redb, the canonical chain, total difficulty and the head.
+//!
+//! # Layout
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `headers` | block hash | RLP header |
+//! | `bodies` | block hash | RLP body |
+//! | `receipts` | block hash | RLP list of receipts (eth/69 form, no bloom) |
+//! | `total_difficulty` | block hash | 32-byte big-endian TD |
+//! | `canonical` | block number | block hash |
+//! | `meta` | `"genesis"`, `"head"` | block hash |
+//!
+//! # Atomicity and batching
+//!
+//! [`Chain::insert_blocks`] validates and writes a whole batch in one redb write
+//! transaction and commits once: a batch is stored entirely or not at all, whether it
+//! fails validation halfway or the process dies mid-write (redb commits are atomic and
+//! durable). One commit (one fsync) per batch is what makes bulk import fast.
+//!
+//! # Threads
+//!
+//! redb's API blocks. The `async` methods run it on tokio's blocking pool; the
+//! `*_blocking` methods are for code already off the reactor (startup, tools, tests).
+//! The head is cached in memory, so [`Chain::head`] and [`ChainReader::chain_status`]
+//! never touch the disk.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use alloy_primitives::{B256, U256};
+use alloy_rlp::Decodable;
+use devmux_eth::{
+    limits, BlockBody, BlockHashOrNumber, ChainReader, ChainStatus, ForkFilter, GetBlockHeaders,
+    Head, Header, Receipt,
+};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
+
+use crate::{validate, BlockWithReceipts, ChainSpec, Error};
+
+const HEADERS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("headers");
+const BODIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("bodies");
+const RECEIPTS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("receipts");
+const TDS: TableDefinition<'_, &[u8; 32], &[u8; 32]> = TableDefinition::new("total_difficulty");
+const CANONICAL: TableDefinition<'_, u64, &[u8; 32]> = TableDefinition::new("canonical");
+const META: TableDefinition<'_, &str, &[u8; 32]> = TableDefinition::new("meta");
+
+const META_GENESIS: &str = "genesis";
+const META_HEAD: &str = "head";
+
+/// The head of the canonical chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Block hash.
+    pub hash: B256,
+    /// Block number.
+    pub number: u64,
+    /// Block timestamp.
+    pub timestamp: u64,
+    /// Total difficulty.
+    pub total_difficulty: U256,
+}
+
+/// What an insert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// Blocks written.
+    pub inserted: usize,
+    /// Blocks skipped because they were already stored.
+    pub known: usize,
+    /// The head after the insert.
+    pub head: ChainHead,
+    /// Canonical blocks that left the canonical chain (0 when the head just advanced).
+    pub reorg_depth: u64,
+}
+
+impl InsertOutcome {
+    /// Whether the insert changed the head.
+    pub fn head_changed(&self, before: &ChainHead) -> bool {
+        self.head.hash != before.hash
+    }
+}
+
+/// A handle on the chain store. Cheap to clone; all clones share one database, which a
+/// process opens once (redb refuses a second open of the same file).
+#[derive(Clone)]
+pub struct Chain {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    spec: ChainSpec,
+    genesis_hash: B256,
+    head: RwLock<ChainHead>,
+}
+
+impl core::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Chain")
+            .field("head", &self.head())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// Opens (creating if needed) the chain database at `path` for `spec`, writing the
+    /// genesis block into a new database. Blocks: call it at startup or from a blocking
+    /// context ([`Chain::open_async`] does that for you).
+    pub fn open(path: impl AsRef<Path>, spec: ChainSpec) -> Result<Self, Error> {
+        let db = Database::create(path)?;
+        let genesis_hash = spec.genesis_hash();
+        let txn = db.begin_write()?;
+        let head = {
+            let mut headers = txn.open_table(HEADERS)?;
+            let mut bodies = txn.open_table(BODIES)?;
+            let mut receipts = txn.open_table(RECEIPTS)?;
+            let mut tds = txn.open_table(TDS)?;
+            let mut canonical = txn.open_table(CANONICAL)?;
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(META_GENESIS)?.map(|g| B256::from(*g.value()));
+            match stored {
+                Some(stored) if stored != genesis_hash => {
+                    return Err(Error::GenesisMismatch {
+                        stored,
+                        expected: genesis_hash,
+                    });
+                }
+                Some(_) => {
+                    let head = meta
+                        .get(META_HEAD)?
+                        .map(|g| *g.value())
+                        .ok_or(missing("head"))?;
+                    let header = headers.get(&head)?.ok_or(missing("head header"))?;
+                    let header = Header::decode(&mut header.value())?;
+                    let td = tds.get(&head)?.ok_or(missing("head td"))?;
+                    ChainHead {
+                        hash: B256::from(head),
+                        number: header.number,
+                        timestamp: header.timestamp,
+                        total_difficulty: U256::from_be_bytes(*td.value()),
+                    }
+                }
+                None => {
+                    let genesis = &spec.genesis;
+                    let key = genesis_hash.0;
+                    headers.insert(&key, alloy_rlp::encode(genesis).as_slice())?;
+                    bodies.insert(&key, alloy_rlp::encode(BlockBody::default()).as_slice())?;
+                    receipts.insert(&key, alloy_rlp::encode(Vec::<Receipt>::new()).as_slice())?;
+                    tds.insert(&key, &genesis.difficulty.to_be_bytes::<32>())?;
+                    canonical.insert(genesis.number, &key)?;
+                    meta.insert(META_GENESIS, &key)?;
+                    meta.insert(META_HEAD, &key)?;
+                    ChainHead {
+                        hash: genesis_hash,
+                        number: genesis.number,
+                        timestamp: genesis.timestamp,
+                        total_difficulty: genesis.difficulty,
+                    }
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                spec,
+                genesis_hash,
+                head: RwLock::new(head),
+            }),
+        })
+    }
+
+    /// [`Chain::open`] on tokio's blocking pool.
+    pub async fn open_async(path: impl AsRef<Path>, spec: ChainSpec) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open(path, spec))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.inner.spec
+    }
+
+    /// The genesis hash.
+    pub fn genesis_hash(&self) -> B256 {
+        self.inner.genesis_hash
+    }
+
+    /// The canonical head (from memory).
+    pub fn head(&self) -> ChainHead {
+        *self.inner.head.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fork filter at the current head.
+    pub fn fork_filter(&self) -> ForkFilter {
+        let head = self.head();
+        self.inner.spec.fork_filter(Head {
+            number: head.number,
+            timestamp: head.timestamp,
+        })
+    }
+
+    /// Runs `f` on tokio's blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> Result<T, Error> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Validates and stores a batch of blocks, parents before children, in one atomic
+    /// commit, then moves the head to the heaviest block if it is heavier than the current
+    /// head (a tie keeps the current head). If any block is invalid, nothing is stored
+    /// and the error names the block.
+    pub async fn insert_blocks(
+        &self,
+        blocks: Vec<BlockWithReceipts>,
+    ) -> Result<InsertOutcome, Error> {
+        self.blocking(move |chain| chain.insert_blocks_blocking(&blocks))
+            .await
+    }
+
+    /// [`Chain::insert_blocks`] on the calling thread.
+    pub fn insert_blocks_blocking(
+        &self,
+        blocks: &[BlockWithReceipts],
+    ) -> Result<InsertOutcome, Error> {
+        // Any early return drops `txn` uncommitted, which rolls the whole batch back.
+        let txn = self.inner.db.begin_write()?;
+        let old_head = self.head();
+        let outcome = {
+            let mut headers = txn.open_table(HEADERS)?;
+            let mut bodies = txn.open_table(BODIES)?;
+            let mut receipts = txn.open_table(RECEIPTS)?;
+            let mut tds = txn.open_table(TDS)?;
+            let mut canonical = txn.open_table(CANONICAL)?;
+            let mut meta = txn.open_table(META)?;
+
+            let mut best = old_head;
+            let (mut inserted, mut known) = (0, 0);
+            // Number and parent of each block of the batch, to walk a new canonical chain
+            // back without decoding headers again.
+            let mut batch: HashMap<B256, (u64, B256)> = HashMap::with_capacity(blocks.len());
+            for block in blocks {
+                let header = &block.header;
+                let hash = block.hash();
+                if headers.get(&hash.0)?.is_some() {
+                    known += 1;
+                    continue;
+                }
+                let parent = header.parent_hash;
+                let parent_header = match headers.get(&parent.0)? {
+                    Some(rlp) => Header::decode(&mut rlp.value())?,
+                    None => {
+                        return Err(Error::UnknownParent {
+                            number: header.number,
+                            hash,
+                            parent,
+                        })
+                    }
+                };
+                validate::validate_block(block, hash, &parent_header)?;
+                let parent_td = tds
+                    .get(&parent.0)?
+                    .map(|td| U256::from_be_bytes(*td.value()))
+                    .ok_or(missing("td"))?;
+                let td = parent_td.saturating_add(header.difficulty);
+
+                headers.insert(&hash.0, alloy_rlp::encode(header).as_slice())?;
+                bodies.insert(&hash.0, alloy_rlp::encode(&block.body).as_slice())?;
+                receipts.insert(&hash.0, alloy_rlp::encode(&block.receipts).as_slice())?;
+                tds.insert(&hash.0, &td.to_be_bytes::<32>())?;
+                batch.insert(hash, (header.number, parent));
+                inserted += 1;
+
+                // Fork choice: strictly heavier wins; a tie keeps what we have.
+                if td > best.total_difficulty {
+                    best = ChainHead {
+                        hash,
+                        number: header.number,
+                        timestamp: header.timestamp,
+                        total_difficulty: td,
+                    };
+                }
+            }
+
+            let mut reorg_depth = 0;
+            if best.hash != old_head.hash {
+                // Walk back from the new head to the first block that is already canonical.
+                let mut path = Vec::new();
+                let (mut hash, mut number) = (best.hash, best.number);
+                loop {
+                    let is_canonical = canonical.get(number)?.is_some_and(|h| *h.value() == hash.0);
+                    if is_canonical {
+                        break;
+                    }
+                    path.push((number, hash));
+                    let Some(prev) = number.checked_sub(1) else {
+                        break;
+                    };
+                    let parent = match batch.get(&hash) {
+                        Some(&(_, parent)) => parent,
+                        None => {
+                            let rlp = headers.get(&hash.0)?.ok_or(missing("ancestor header"))?;
+                            Header::decode(&mut rlp.value())?.parent_hash
+                        }
+                    };
+                    (hash, number) = (parent, prev);
+                }
+                let ancestor = number;
+                reorg_depth = old_head.number.saturating_sub(ancestor);
+                for (n, h) in path {
+                    canonical.insert(n, &h.0)?;
+                }
+                for n in best.number.saturating_add(1)..=old_head.number {
+                    canonical.remove(n)?;
+                }
+                meta.insert(META_HEAD, &best.hash.0)?;
+            }
+            InsertOutcome {
+                inserted,
+                known,
+                head: best,
+                reorg_depth,
+            }
+        };
+        txn.commit()?;
+        *self.inner.head.write().unwrap_or_else(|e| e.into_inner()) = outcome.head;
+        Ok(outcome)
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    fn read(&self) -> Result<Reader, Error> {
+        Ok(Reader(self.inner.db.begin_read()?))
+    }
+
+    /// A header by hash, canonical or not.
+    pub fn header_by_hash_blocking(&self, hash: B256) -> Result<Option<Header>, Error> {
+        self.read()?.header(&hash)
+    }
+
+    /// The canonical hash at `number`.
+    pub fn canonical_hash_blocking(&self, number: u64) -> Result<Option<B256>, Error> {
+        self.read()?.canonical(number)
+    }
+
+    /// The canonical header at `number`.
+    pub fn header_by_number_blocking(&self, number: u64) -> Result<Option<Header>, Error> {
+        let r = self.read()?;
+        match r.canonical(number)? {
+            Some(hash) => r.header(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// A block body by hash.
+    pub fn body_blocking(&self, hash: B256) -> Result<Option<BlockBody>, Error> {
+        self.read()?.decoded(BODIES, &hash)
+    }
+
+    /// A block's receipts by hash.
+    pub fn receipts_blocking(&self, hash: B256) -> Result<Option<Vec<Receipt>>, Error> {
+        self.read()?.decoded(RECEIPTS, &hash)
+    }
+
+    /// A block's total difficulty by hash.
+    pub fn total_difficulty_blocking(&self, hash: B256) -> Result<Option<U256>, Error> {
+        let table = self.read()?.0.open_table(TDS)?;
+        Ok(table
+            .get(&hash.0)?
+            .map(|td| U256::from_be_bytes(*td.value())))
+    }
+
+    /// A whole stored block by hash.
+    pub fn block_blocking(&self, hash: B256) -> Result<Option<BlockWithReceipts>, Error> {
+        let r = self.read()?;
+        let (Some(header), Some(body), Some(receipts)) = (
+            r.header(&hash)?,
+            r.decoded(BODIES, &hash)?,
+            r.decoded(RECEIPTS, &hash)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(BlockWithReceipts {
+            header,
+            body,
+            receipts,
+        }))
+    }
+
+    /// Headers answering `request` (see [`ChainReader::headers`]).
+    pub fn headers_blocking(&self, request: GetBlockHeaders) -> Result<Vec<Header>, Error> {
+        let r = self.read()?;
+        let limit = usize::try_from(request.limit)
+            .unwrap_or(usize::MAX)
+            .min(limits::MAX_HEADERS_SERVE);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let first = match request.start {
+            BlockHashOrNumber::Number(n) => match r.canonical(n)? {
+                Some(hash) => r.header(&hash)?,
+                None => None,
+            },
+            BlockHashOrNumber::Hash(hash) => r.header(&hash)?,
+        };
+        let Some(first) = first else { return Ok(out) };
+        let step = request.skip.saturating_add(1);
+        let on_canonical = r.canonical(first.number)? == Some(first.hash_slow());
+        let mut bytes = 0;
+        let mut current = first;
+        loop {
+            bytes += alloy_rlp::Encodable::length(&current);
+            let (number, parent) = (current.number, current.parent_hash);
+            out.push(current);
+            if out.len() >= limit || bytes >= limits::SOFT_RESPONSE_SIZE {
+                break;
+            }
+            let next = if on_canonical {
+                let next = if request.reverse {
+                    number.checked_sub(step)
+                } else {
+                    number.checked_add(step)
+                };
+                match next {
+                    Some(n) => match r.canonical(n)? {
+                        Some(hash) => r.header(&hash)?,
+                        None => None,
+                    },
+                    None => None,
+                }
+            } else if request.reverse {
+                // A side chain has no numbering to jump along: follow parents.
+                let mut hash = parent;
+                let mut header = r.header(&hash)?;
+                for _ in 1..step {
+                    let Some(h) = header else { break };
+                    hash = h.parent_hash;
+                    header = r.header(&hash)?;
+                }
+                header
+            } else {
+                None
+            };
+            match next {
+                Some(h) => current = h,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Bodies answering `GetBlockBodies` (see [`ChainReader::bodies`]).
+    pub fn bodies_blocking(&self, hashes: &[B256]) -> Result<Vec<BlockBody>, Error> {
+        self.read()?.serve(BODIES, hashes, limits::MAX_BODIES_SERVE)
+    }
+
+    /// Receipts answering `GetReceipts` (see [`ChainReader::receipts`]).
+    pub fn block_receipts_blocking(&self, hashes: &[B256]) -> Result<Vec<Vec<Receipt>>, Error> {
+        self.read()?
+            .serve(RECEIPTS, hashes, limits::MAX_RECEIPTS_SERVE)
+    }
+
+    /// [`Chain::header_by_hash_blocking`] off the reactor.
+    pub async fn header_by_hash(&self, hash: B256) -> Result<Option<Header>, Error> {
+        self.blocking(move |c| c.header_by_hash_blocking(hash))
+            .await
+    }
+
+    /// [`Chain::header_by_number_blocking`] off the reactor.
+    pub async fn header_by_number(&self, number: u64) -> Result<Option<Header>, Error> {
+        self.blocking(move |c| c.header_by_number_blocking(number))
+            .await
+    }
+
+    /// [`Chain::block_blocking`] off the reactor.
+    pub async fn block(&self, hash: B256) -> Result<Option<BlockWithReceipts>, Error> {
+        self.blocking(move |c| c.block_blocking(hash)).await
+    }
+}
+
+/// One consistent snapshot of the database.
+struct Reader(ReadTransaction);
+
+impl Reader {
+    fn table(
+        &self,
+        def: TableDefinition<'_, &[u8; 32], &[u8]>,
+    ) -> Result<ReadOnlyTable<&'static [u8; 32], &'static [u8]>, Error> {
+        Ok(self.0.open_table(def)?)
+    }
+
+    fn decoded<T: Decodable>(
+        &self,
+        def: TableDefinition<'_, &[u8; 32], &[u8]>,
+        hash: &B256,
+    ) -> Result<Option<T>, Error> {
+        let table = self.table(def)?;
+        let value = table.get(&hash.0)?;
+        Ok(match value {
+            Some(v) => Some(alloy_rlp::decode_exact(v.value())?),
+            None => None,
+        })
+    }
+
+    fn header(&self, hash: &B256) -> Result<Option<Header>, Error> {
+        self.decoded(HEADERS, hash)
+    }
+
+    fn canonical(&self, number: u64) -> Result<Option<B256>, Error> {
+        let table = self.0.open_table(CANONICAL)?;
+        Ok(table.get(number)?.map(|h| B256::from(*h.value())))
+    }
+
+    /// Items for `hashes` in order, stopping at the first unknown hash, at `max` items or
+    /// once the soft response size is reached.
+    fn serve<T: Decodable>(
+        &self,
+        def: TableDefinition<'_, &[u8; 32], &[u8]>,
+        hashes: &[B256],
+        max: usize,
+    ) -> Result<Vec<T>, Error> {
+        let table = self.table(def)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for hash in hashes.iter().take(max) {
+            let Some(raw) = table.get(&hash.0)? else {
+                break;
+            };
+            bytes += raw.value().len();
+            out.push(alloy_rlp::decode_exact(raw.value())?);
+            if bytes >= limits::SOFT_RESPONSE_SIZE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn missing(what: &'static str) -> Error {
+    Error::Corrupt(alloy_rlp::Error::Custom(what))
+}
+
+impl ChainReader for Chain {
+    type Error = Error;
+
+    fn chain_status(&self) -> ChainStatus {
+        let head = self.head();
+        let fork_filter = self.fork_filter();
+        ChainStatus {
+            genesis: self.inner.genesis_hash,
+            head_hash: head.hash,
+            head_number: head.number,
+            head_timestamp: head.timestamp,
+            total_difficulty: head.total_difficulty,
+            // Nothing is pruned: every body and receipt since genesis is served.
+            earliest: 0,
+            fork_id: fork_filter.current(),
+            fork_filter,
+        }
+    }
+
+    async fn headers(&self, request: GetBlockHeaders) -> Result<Vec<Header>, Error> {
+        self.blocking(move |c| c.headers_blocking(request)).await
+    }
+
+    async fn header_by_hash(&self, hash: B256) -> Result<Option<Header>, Error> {
+        Chain::header_by_hash(self, hash).await
+    }
+
+    async fn header_by_number(&self, number: u64) -> Result<Option<Header>, Error> {
+        Chain::header_by_number(self, number).await
+    }
+
+    async fn bodies(&self, hashes: Vec<B256>) -> Result<Vec<BlockBody>, Error> {
+        self.blocking(move |c| c.bodies_blocking(&hashes)).await
+    }
+
+    async fn receipts(&self, hashes: Vec<B256>) -> Result<Vec<Vec<Receipt>>, Error> {
+        self.blocking(move |c| c.block_receipts_blocking(&hashes))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devnet::{self, BlockTemplate, Devnet};
+    use alloy_primitives::{Bytes, U256};
+    use devmux_eth::{BlockHashOrNumber, ForkHash};
+
+    fn open(dir: &tempfile::TempDir) -> Chain {
+        Chain::open(dir.path().join("chain.redb"), ChainSpec::devnet()).unwrap()
+    }
+
+    /// A block on top of `parent` that differs from the devnet block at that height.
+    fn fork_block(parent: &Header, tag: u8, difficulty: u64) -> BlockWithReceipts {
+        let mut template = BlockTemplate::devnet(parent.number + 1, Default::default());
+        template.extra_data = Bytes::from(vec![tag]);
+        template.difficulty = U256::from(difficulty);
+        devnet::seal_block(parent, template, Vec::new())
+    }
+
+    fn fork_chain(parent: &Header, len: usize, tag: u8) -> Vec<BlockWithReceipts> {
+        let mut out: Vec<BlockWithReceipts> = Vec::new();
+        for _ in 0..len {
+            let p = out.last().map_or(parent, |b| &b.header).clone();
+            out.push(fork_block(&p, tag, 1));
+        }
+        out
+    }
+
+    #[test]
+    fn ten_thousand_blocks_in_batches_then_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let devnet = Devnet::new().unwrap();
+        let blocks: Vec<_> = devnet.blocks(10_000).collect();
+        let head_hash = blocks[9_999].hash();
+        {
+            let chain = open(&dir);
+            for batch in blocks.chunks(500) {
+                let outcome = chain.insert_blocks_blocking(batch).unwrap();
+                assert_eq!(outcome.inserted, batch.len());
+                assert_eq!(outcome.reorg_depth, 0);
+            }
+            assert_eq!(chain.head().number, 10_000);
+            assert_eq!(chain.head().hash, head_hash);
+            // Re-inserting known blocks is a no-op.
+            let again = chain.insert_blocks_blocking(&blocks[100..200]).unwrap();
+            assert_eq!((again.inserted, again.known), (0, 100));
+        }
+        let chain = open(&dir);
+        let head = chain.head();
+        assert_eq!(head.number, 10_000);
+        assert_eq!(head.hash, head_hash);
+        // WIRE.md §7: total difficulty of block n is n + 1.
+        assert_eq!(head.total_difficulty, U256::from(10_001));
+        for n in [1u64, 2, 3, 15, 16, 17, 4_242, 9_999, 10_000] {
+            let block = &blocks[n as usize - 1];
+            assert_eq!(
+                chain.canonical_hash_blocking(n).unwrap(),
+                Some(block.hash())
+            );
+            assert_eq!(
+                chain.block_blocking(block.hash()).unwrap().as_ref(),
+                Some(block)
+            );
+            assert_eq!(
+                chain.total_difficulty_blocking(block.hash()).unwrap(),
+                Some(U256::from(n + 1))
+            );
+        }
+        assert_eq!(chain.header_by_number_blocking(10_001).unwrap(), None);
+
+        // Header requests: the serving cap, skip, reverse, and by hash.
+        let all = |start, limit, skip, reverse| {
+            chain
+                .headers_blocking(GetBlockHeaders {
+                    start,
+                    limit,
+                    skip,
+                    reverse,
+                })
+                .unwrap()
+                .iter()
+                .map(|h| h.number)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            all(BlockHashOrNumber::Number(1), 5_000, 0, false).len(),
+            limits::MAX_HEADERS_SERVE
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(10), 4, 2, false),
+            vec![10, 13, 16, 19]
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(10), 5, 2, true),
+            vec![10, 7, 4, 1]
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(9_998), 5, 0, false),
+            vec![9_998, 9_999, 10_000]
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Hash(blocks[99].hash()), 3, 0, true),
+            vec![100, 99, 98]
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(20_000), 3, 0, false),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(5), 0, 0, false),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            all(BlockHashOrNumber::Number(5), 3, u64::MAX, false),
+            vec![5]
+        );
+
+        // Bodies and receipts stop at the first unknown hash and at the serving cap.
+        let hashes: Vec<B256> = blocks[..300].iter().map(|b| b.hash()).collect();
+        assert_eq!(
+            chain.bodies_blocking(&hashes).unwrap().len(),
+            limits::MAX_BODIES_SERVE
+        );
+        let receipts = chain.block_receipts_blocking(&hashes[..3]).unwrap();
+        assert_eq!(
+            receipts,
+            vec![
+                blocks[0].receipts.clone(),
+                blocks[1].receipts.clone(),
+                blocks[2].receipts.clone()
+            ]
+        );
+        let with_gap = [hashes[0], B256::ZERO, hashes[1]];
+        assert_eq!(chain.bodies_blocking(&with_gap).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn invalid_blocks_are_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(&dir);
+        let devnet = Devnet::new().unwrap();
+        let blocks: Vec<_> = devnet.blocks(8).collect();
+        chain.insert_blocks_blocking(&blocks[..2]).unwrap();
+        let good = blocks[2].clone();
+
+        // Unknown parent.
+        let err = chain.insert_blocks_blocking(&blocks[3..4]).unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownParent { number: 4, .. }),
+            "{err}"
+        );
+
+        // Transactions root: drop a transaction from the body.
+        let mut bad = good.clone();
+        bad.body.transactions.pop();
+        bad.receipts.pop();
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RootMismatch {
+                    field: "transactions_root",
+                    number: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Receipts root: a failed receipt instead of a successful one.
+        let mut bad = good.clone();
+        bad.receipts[0].success = false;
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RootMismatch {
+                    field: "receipts_root",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        println!("example error: {err}");
+
+        // Ommers hash: an ommer the header does not commit to.
+        let mut bad = good.clone();
+        bad.body.ommers.push(blocks[0].header.clone());
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RootMismatch {
+                    field: "ommers_hash",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Receipts missing.
+        let mut bad = good.clone();
+        bad.receipts.clear();
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReceiptCount {
+                    receipts: 0,
+                    transactions: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Number and timestamp (headers re-sealed so that the roots still match).
+        let parent = &blocks[1].header;
+        let mut bad = devnet.block(parent);
+        bad.header.number = 7;
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::WrongNumber {
+                    number: 7,
+                    expected: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut bad = devnet.block(parent);
+        bad.header.timestamp = parent.timestamp;
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(matches!(err, Error::TimestampNotIncreasing { .. }), "{err}");
+
+        // Gas used that the receipts do not add up to.
+        let mut bad = good.clone();
+        bad.header.gas_used += 1;
+        let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
+        assert!(matches!(err, Error::BadGasUsed { .. }), "{err}");
+
+        // A batch with an invalid block in the middle stores none of it.
+        let mut batch = blocks[2..8].to_vec();
+        batch[3].receipts[0].cumulative_gas_used = 1;
+        assert!(chain.insert_blocks_blocking(&batch).is_err());
+        assert_eq!(chain.head().number, 2);
+        for b in &batch {
+            assert_eq!(chain.header_by_hash_blocking(b.hash()).unwrap(), None);
+        }
+        // The valid blocks still go in afterwards.
+        assert_eq!(
+            chain
+                .insert_blocks_blocking(&blocks[2..8])
+                .unwrap()
+                .head
+                .number,
+            8
+        );
+    }
+
+    #[test]
+    fn heavier_fork_reorgs_and_a_tie_keeps_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(&dir);
+        let main: Vec<_> = Devnet::new().unwrap().blocks(20).collect();
+        chain.insert_blocks_blocking(&main).unwrap();
+        let main_head = chain.head();
+
+        // A fork from block 10 as heavy as the main chain: stored, head unchanged.
+        let fork = fork_chain(&main[9].header, 10, 0xf0);
+        let outcome = chain.insert_blocks_blocking(&fork).unwrap();
+        assert_eq!(outcome.inserted, 10);
+        assert_eq!(chain.head(), main_head, "a tie keeps the current head");
+        assert_eq!(
+            chain
+                .header_by_hash_blocking(fork[9].hash())
+                .unwrap()
+                .map(|h| h.number),
+            Some(20)
+        );
+
+        // One more block makes it heavier: the head moves and blocks 11..=21 are the fork's.
+        let next = fork_block(&fork[9].header, 0xf0, 1);
+        let outcome = chain
+            .insert_blocks_blocking(std::slice::from_ref(&next))
+            .unwrap();
+        assert_eq!(outcome.head.hash, next.hash());
+        assert_eq!(outcome.reorg_depth, 10);
+        assert_eq!(chain.head().total_difficulty, U256::from(22));
+        for (n, b) in (11u64..).zip(fork.iter().chain([&next])) {
+            assert_eq!(chain.canonical_hash_blocking(n).unwrap(), Some(b.hash()));
+        }
+        assert_eq!(
+            chain.canonical_hash_blocking(10).unwrap(),
+            Some(main[9].hash())
+        );
+
+        // A shorter chain with more work wins too, and the canonical numbers above it go.
+        let heavy = fork_block(&main[14].header, 0xaa, 100);
+        let outcome = chain
+            .insert_blocks_blocking(std::slice::from_ref(&heavy))
+            .unwrap();
+        assert_eq!(outcome.head.number, 16);
+        assert_eq!(outcome.reorg_depth, 21 - 10);
+        assert_eq!(
+            chain.canonical_hash_blocking(15).unwrap(),
+            Some(main[14].hash())
+        );
+        assert_eq!(
+            chain.canonical_hash_blocking(16).unwrap(),
+            Some(heavy.hash())
+        );
+        assert_eq!(chain.canonical_hash_blocking(17).unwrap(), None);
+        assert_eq!(chain.header_by_number_blocking(21).unwrap(), None);
+
+        // The head survives a reopen.
+        let head = chain.head();
+        drop(chain);
+        assert_eq!(open(&dir).head(), head);
+    }
+
+    #[test]
+    fn side_chain_headers_are_served_by_parent_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(&dir);
+        let main: Vec<_> = Devnet::new().unwrap().blocks(6).collect();
+        chain.insert_blocks_blocking(&main).unwrap();
+        let fork = fork_chain(&main[1].header, 3, 1);
+        chain.insert_blocks_blocking(&fork).unwrap();
+        let got = chain
+            .headers_blocking(GetBlockHeaders {
+                start: fork[2].hash().into(),
+                limit: 10,
+                skip: 0,
+                reverse: true,
+            })
+            .unwrap();
+        let hashes: Vec<B256> = got.iter().map(|h| h.hash_slow()).collect();
+        let mut want: Vec<B256> = fork.iter().rev().map(|b| b.hash()).collect();
+        want.extend([main[1].hash(), main[0].hash(), chain.genesis_hash()]);
+        assert_eq!(hashes, want);
+    }
+
+    #[test]
+    fn wrong_genesis_and_second_open_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let chain = Chain::open(&path, ChainSpec::devnet()).unwrap();
+        // redb locks the file: a process opens it once and shares the handle.
+        assert!(matches!(
+            Chain::open(&path, ChainSpec::devnet()),
+            Err(Error::Db(_))
+        ));
+        drop(chain);
+        let mut other = ChainSpec::devnet();
+        other.genesis.timestamp += 1;
+        let err = Chain::open(&path, other).unwrap_err();
+        assert!(matches!(err, Error::GenesisMismatch { .. }), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_api_and_chain_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::open_async(dir.path().join("chain.redb"), ChainSpec::devnet())
+            .await
+            .unwrap();
+        let blocks: Vec<_> = Devnet::new().unwrap().blocks(64).collect();
+        let outcome = chain.insert_blocks(blocks.clone()).await.unwrap();
+        assert_eq!(outcome.head.number, 64);
+
+        let status = chain.chain_status();
+        assert_eq!(status.genesis, crate::devnet::genesis_header().hash_slow());
+        assert_eq!(status.head_hash, blocks[63].hash());
+        assert_eq!(status.total_difficulty, U256::from(65));
+        // WIRE.md §7: fork id = [CRC32(genesis hash), 0].
+        assert_eq!(status.fork_id.hash, ForkHash::from_genesis(status.genesis));
+        assert_eq!(status.fork_id.next, 0);
+        assert!(status.fork_filter.validate(status.fork_id).is_ok());
+
+        let headers = ChainReader::headers(
+            &chain,
+            GetBlockHeaders {
+                start: 60u64.into(),
+                limit: 10,
+                skip: 0,
+                reverse: false,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            headers.iter().map(|h| h.number).collect::<Vec<_>>(),
+            vec![60, 61, 62, 63, 64]
+        );
+        let hashes: Vec<B256> = blocks.iter().map(|b| b.hash()).collect();
+        let bodies = ChainReader::bodies(&chain, hashes.clone()).await.unwrap();
+        assert_eq!(bodies.len(), 64);
+        assert_eq!(bodies[2], blocks[2].body);
+        let receipts = ChainReader::receipts(&chain, hashes).await.unwrap();
+        assert_eq!(receipts[2], blocks[2].receipts);
+        assert_eq!(
+            ChainReader::header_by_number(&chain, 5).await.unwrap(),
+            Some(blocks[4].header.clone())
+        );
+    }
+
+    /// Environment variable naming the database the crash child writes to.
+    const CRASH_DB: &str = "DEVMUX_CHAIN_CRASH_DB";
+    /// Blocks per batch in the crash test.
+    const CRASH_BATCH: usize = 50;
+
+    /// The chain the crash child writes: empty blocks extending the head, so that the
+    /// parent can recompute exactly what the child was writing.
+    fn crash_batch(parent: &Header) -> Vec<BlockWithReceipts> {
+        fork_chain(parent, CRASH_BATCH, 0xcc)
+    }
+
+    /// Not a test on its own: the child process of `crash_mid_batch_leaves_nothing_half_written`.
+    /// It writes batches until it is killed.
+    #[test]
+    #[ignore = "child process of the crash test"]
+    fn crash_child() {
+        let Ok(path) = std::env::var(CRASH_DB) else {
+            return;
+        };
+        let chain = Chain::open(path, ChainSpec::devnet()).unwrap();
+        let mut parent = crate::devnet::genesis_header();
+        let mut committed = 0;
+        loop {
+            let batch = crash_batch(&parent);
+            chain.insert_blocks_blocking(&batch).unwrap();
+            parent = batch[CRASH_BATCH - 1].header.clone();
+            committed += 1;
+            if committed == 3 {
+                println!("devmux-crash-child-ready");
+            }
+        }
+    }
+
+    /// Kills a process (SIGKILL) while it writes batches, then reopens the database: the
+    /// head is at a batch boundary, every canonical block is whole, and nothing of the
+    /// batch in flight is there.
+    #[test]
+    fn crash_mid_batch_leaves_nothing_half_written() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "chain::tests::crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DB, &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("devmux-crash-child-ready"));
+        assert!(ready, "crash child never got going");
+        // Let it get well into further batches, then pull the plug.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let chain = Chain::open(&path, ChainSpec::devnet()).unwrap();
+        let head = chain.head();
+        assert!(
+            head.number >= 3 * CRASH_BATCH as u64,
+            "head {}",
+            head.number
+        );
+        assert_eq!(
+            head.number % CRASH_BATCH as u64,
+            0,
+            "a batch was half written"
+        );
+        let mut parent = crate::devnet::genesis_header();
+        for n in 1..=head.number {
+            let hash = chain.canonical_hash_blocking(n).unwrap().unwrap();
+            let block = chain.block_blocking(hash).unwrap().unwrap();
+            assert_eq!(block.header.parent_hash, parent.hash_slow());
+            assert_eq!(
+                chain.total_difficulty_blocking(hash).unwrap(),
+                Some(U256::from(n + 1))
+            );
+            parent = block.header;
+        }
+        // The batch the child was writing when it died is not there, not even in part.
+        let in_flight = crash_batch(&parent);
+        for block in &in_flight {
+            assert_eq!(chain.header_by_hash_blocking(block.hash()).unwrap(), None);
+        }
+        assert_eq!(
+            chain.canonical_hash_blocking(head.number + 1).unwrap(),
+            None
+        );
+        // And the chain carries on from where it stopped.
+        assert_eq!(
+            chain
+                .insert_blocks_blocking(&in_flight)
+                .unwrap()
+                .head
+                .number,
+            head.number + 50
+        );
+    }
+}

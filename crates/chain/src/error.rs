@@ -1,0 +1,175 @@
+//! The one error type of this crate.
+
+use alloy_primitives::B256;
+
+/// Everything that can go wrong storing, validating or pooling.
+///
+/// Variants about an invalid block or transaction describe data a peer may have sent:
+/// the caller decides whether that peer is penalised (an invalid block is a protocol
+/// breach; an invalid transaction is discarded quietly, per `devp2p/caps/eth.md`).
+/// `Db`, `Task` and `GenesisMismatch` are local faults.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database failed (I/O, corruption, or opened twice).
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    /// Stored bytes did not decode: the database is corrupt.
+    #[error("corrupt database entry: {0}")]
+    Corrupt(alloy_rlp::Error),
+    /// A blocking task died (panicked or was cancelled with the runtime).
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// The database holds a different chain than the one it was opened for.
+    #[error("database holds genesis {stored}, expected {expected}")]
+    GenesisMismatch {
+        /// Genesis hash in the database.
+        stored: B256,
+        /// Genesis hash of the chain spec.
+        expected: B256,
+    },
+    /// A secret key is not a valid secp256k1 scalar.
+    #[error("invalid secret key")]
+    InvalidKey,
+
+    /// The block's parent is neither stored nor earlier in the batch.
+    #[error("block {number} ({hash}): unknown parent {parent}")]
+    UnknownParent {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// The missing parent.
+        parent: B256,
+    },
+    /// The block's number is not its parent's plus one.
+    #[error("block {number} ({hash}): number must be {expected}")]
+    WrongNumber {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Parent number plus one.
+        expected: u64,
+    },
+    /// The block's timestamp is not after its parent's.
+    #[error("block {number} ({hash}): timestamp {timestamp} not after parent's {parent}")]
+    TimestampNotIncreasing {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Block timestamp.
+        timestamp: u64,
+        /// Parent timestamp.
+        parent: u64,
+    },
+    /// A header field does not match what the body or receipts give.
+    #[error("block {number} ({hash}): {field} is {got}, body gives {expected}")]
+    RootMismatch {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Which header field: `transactions_root`, `receipts_root`, `ommers_hash`,
+        /// `withdrawals_root` or `logs_bloom`.
+        field: &'static str,
+        /// Value in the header.
+        got: String,
+        /// Value computed from the body or receipts.
+        expected: String,
+    },
+    /// Gas used disagrees with the gas limit or the receipts.
+    #[error("block {number} ({hash}): gas used {gas_used} invalid ({reason})")]
+    BadGasUsed {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Gas used in the header.
+        gas_used: u64,
+        /// What it disagrees with.
+        reason: &'static str,
+    },
+    /// The number of receipts differs from the number of transactions.
+    #[error("block {number} ({hash}): {receipts} receipts for {transactions} transactions")]
+    ReceiptCount {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Receipts given.
+        receipts: usize,
+        /// Transactions in the body.
+        transactions: usize,
+    },
+
+    /// The pool already holds this transaction.
+    #[error("transaction {0} already pooled")]
+    TxKnown(B256),
+    /// The pool is full (count or bytes).
+    #[error("transaction pool full")]
+    PoolFull,
+    /// The transaction's type is not active on this chain.
+    #[error("transaction type {0} not accepted")]
+    TxType(u8),
+    /// The transaction is for another chain (or has no EIP-155 chain id).
+    #[error("transaction for chain {got:?}, expected {expected}")]
+    TxChainId {
+        /// Chain id of the transaction.
+        got: Option<u64>,
+        /// Our chain id.
+        expected: u64,
+    },
+    /// The encoded transaction exceeds the pool's size limit.
+    #[error("transaction of {size} bytes exceeds {max}")]
+    TxTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The gas limit does not cover the intrinsic gas.
+    #[error("gas limit {gas_limit} below intrinsic gas {intrinsic}")]
+    TxIntrinsicGas {
+        /// Gas limit of the transaction.
+        gas_limit: u64,
+        /// Gas the transaction needs at least.
+        intrinsic: u64,
+    },
+    /// The fee cap is below the base fee.
+    #[error("fee cap {fee_cap} below base fee {base_fee}")]
+    TxFeeTooLow {
+        /// Maximum fee per gas offered.
+        fee_cap: u128,
+        /// Base fee of the chain.
+        base_fee: u64,
+    },
+    /// The signature does not recover to a sender, or has a high `s` (EIP-2).
+    #[error("invalid transaction signature")]
+    TxSignature,
+}
+
+impl From<alloy_rlp::Error> for Error {
+    fn from(e: alloy_rlp::Error) -> Self {
+        Self::Corrupt(e)
+    }
+}
+
+/// The redb operation errors all convert into `redb::Error`.
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Self::Db(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

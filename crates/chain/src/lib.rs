@@ -1,0 +1,41 @@
+//! The chain a devmux node serves from: a redb store of blocks with fork choice, a
+//! transaction pool, and the devnet chain of WIRE.md §7.
+//!
+//! - [`Chain`] stores headers, bodies, receipts and total difficulty, keeps the
+//!   canonical chain and its head, validates blocks on insert ([`validate`]) and follows
+//!   the heaviest chain, reorganising when a heavier fork arrives (a tie keeps the current
+//!   head). Inserts are atomic batches; reads and writes run off the async reactor. It
+//!   implements [`devmux_eth::ChainReader`].
+//! - [`Pool`] is the bounded transaction pool; it implements [`devmux_eth::TxPool`].
+//! - [`devnet`] derives the devnet: genesis, dev keys and blocks 1…N, identically on
+//!   every node. Print its genesis hash with
+//!   `cargo run -p devmux-chain --example devnet-genesis`.
+//!
+//! ```
+//! use devmux_chain::{devnet::Devnet, Chain, ChainSpec};
+//!
+//! # fn main() -> Result<(), devmux_chain::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let chain = Chain::open(dir.path().join("chain.redb"), ChainSpec::devnet())?;
+//! let devnet = Devnet::new()?;
+//! // Import devnet blocks 1..=100 in one atomic batch.
+//! let blocks: Vec<_> = devnet.blocks(100).collect();
+//! let outcome = chain.insert_blocks_blocking(&blocks)?;
+//! assert_eq!(outcome.head.number, 100);
+//! assert_eq!(chain.head().total_difficulty, alloy_primitives::U256::from(101));
+//! # Ok(())
+//! # }
+//! ```
+
+mod chain;
+pub mod devnet;
+mod error;
+mod pool;
+pub mod signing;
+mod spec;
+pub mod validate;
+
+pub use chain::{Chain, ChainHead, InsertOutcome};
+pub use error::Error;
+pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig};
+pub use spec::{BlockWithReceipts, ChainSpec};

@@ -1,0 +1,557 @@
+//! A bounded transaction pool keyed by hash.
+//!
+//! It holds transactions in their pooled (network) form, oldest first, bounded by count
+//! and by bytes. On insert it checks what can be checked without state (type, chain id,
+//! size, intrinsic gas, fee cap against the base fee, signature) and refuses the
+//! transaction when full, so a flood cannot grow it past its bounds nor push out what it
+//! already holds. Block production takes transactions out in arrival order; importing
+//! a block removes the transactions it includes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use alloy_consensus::{EthereumTxEnvelope, Signed, Transaction};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_eips::Typed2718;
+use alloy_primitives::{Address, B256};
+use devmux_eth::{limits, BlockBody, PooledTransaction, TransactionSigned, TxAnnouncement};
+use tokio::sync::broadcast;
+
+use crate::{signing, Error};
+
+/// Pool limits and chain rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Chain id transactions must carry (EIP-155 for legacy ones).
+    pub chain_id: u64,
+    /// Transaction types accepted (those active on the chain).
+    pub types: Vec<u8>,
+    /// Most transactions held.
+    pub max_count: usize,
+    /// Most bytes held (sum of encoded sizes).
+    pub max_bytes: usize,
+    /// Largest encoded transaction accepted: 128 KiB, "common practice" per
+    /// `devp2p/caps/eth.md`.
+    pub max_tx_size: usize,
+    /// Base fee every transaction's fee cap must cover.
+    pub base_fee: u64,
+}
+
+impl PoolConfig {
+    /// The devnet pool: chain 1337, London types (legacy, EIP-2930, EIP-1559), 1 gwei base
+    /// fee, up to 8192 transactions and 64 MiB.
+    pub fn devnet() -> Self {
+        Self {
+            chain_id: crate::devnet::CHAIN_ID,
+            types: vec![0, 1, 2],
+            max_count: 8192,
+            max_bytes: 64 * 1024 * 1024,
+            max_tx_size: 128 * 1024,
+            base_fee: crate::devnet::BASE_FEE,
+        }
+    }
+}
+
+struct Entry {
+    tx: Arc<PooledTransaction>,
+    sender: Address,
+    announcement: TxAnnouncement,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct State {
+    by_hash: HashMap<B256, Entry>,
+    /// Arrival order.
+    by_seq: BTreeMap<u64, B256>,
+    next_seq: u64,
+    bytes: usize,
+}
+
+/// The transaction pool. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Pool {
+    config: Arc<PoolConfig>,
+    state: Arc<Mutex<State>>,
+    added: broadcast::Sender<TxAnnouncement>,
+}
+
+impl core::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pool")
+            .field("len", &self.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Self {
+        // Slow subscribers lag and skip announcements rather than hold the pool up.
+        let (added, _) = broadcast::channel(limits::MAX_TX_ANNOUNCEMENTS);
+        Self {
+            config: Arc::new(config),
+            state: Arc::default(),
+            added,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Number of transactions held.
+    pub fn len(&self) -> usize {
+        self.state().by_hash.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// Whether the pool holds `hash`.
+    pub fn contains(&self, hash: &B256) -> bool {
+        self.state().by_hash.contains_key(hash)
+    }
+
+    /// Announcements of transactions added from now on, for relaying them.
+    pub fn subscribe(&self) -> broadcast::Receiver<TxAnnouncement> {
+        self.added.subscribe()
+    }
+
+    /// Checks a transaction without the pool's state; returns its sender. Costs one
+    /// signature recovery.
+    pub fn validate(&self, tx: &PooledTransaction) -> Result<Address, Error> {
+        let cfg = &self.config;
+        let ty = tx.ty();
+        if !cfg.types.contains(&ty) {
+            return Err(Error::TxType(ty));
+        }
+        if tx.chain_id() != Some(cfg.chain_id) {
+            return Err(Error::TxChainId {
+                got: tx.chain_id(),
+                expected: cfg.chain_id,
+            });
+        }
+        let size = tx.encode_2718_len();
+        if size > cfg.max_tx_size {
+            return Err(Error::TxTooLarge {
+                size,
+                max: cfg.max_tx_size,
+            });
+        }
+        let intrinsic = intrinsic_gas(tx);
+        if tx.gas_limit() < intrinsic {
+            return Err(Error::TxIntrinsicGas {
+                gas_limit: tx.gas_limit(),
+                intrinsic,
+            });
+        }
+        if tx.max_fee_per_gas() < u128::from(cfg.base_fee) {
+            return Err(Error::TxFeeTooLow {
+                fee_cap: tx.max_fee_per_gas(),
+                base_fee: cfg.base_fee,
+            });
+        }
+        signing::recover_signer(tx.signature(), &tx.signature_hash())
+    }
+
+    /// Validates and adds one transaction; returns its hash.
+    pub fn add(&self, tx: PooledTransaction) -> Result<B256, Error> {
+        let hash = *tx.tx_hash();
+        if self.contains(&hash) {
+            return Err(Error::TxKnown(hash));
+        }
+        let sender = self.validate(&tx)?;
+        let announcement = TxAnnouncement {
+            ty: tx.ty(),
+            size: tx.encode_2718_len() as u64,
+            hash,
+        };
+        let size = tx.encode_2718_len();
+        {
+            let mut state = self.state();
+            if state.by_hash.contains_key(&hash) {
+                return Err(Error::TxKnown(hash));
+            }
+            if state.by_hash.len() >= self.config.max_count
+                || state.bytes.saturating_add(size) > self.config.max_bytes
+            {
+                return Err(Error::PoolFull);
+            }
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.bytes += size;
+            state.by_seq.insert(seq, hash);
+            state.by_hash.insert(
+                hash,
+                Entry {
+                    tx: Arc::new(tx),
+                    sender,
+                    announcement,
+                    seq,
+                },
+            );
+        }
+        // Nobody listening is fine.
+        let _ = self.added.send(announcement);
+        Ok(hash)
+    }
+
+    /// Adds transactions one by one; one result per transaction.
+    pub fn add_all(&self, txs: Vec<PooledTransaction>) -> Vec<Result<B256, Error>> {
+        txs.into_iter().map(|tx| self.add(tx)).collect()
+    }
+
+    /// Announcements of every pooled transaction, oldest first.
+    pub fn announcements(&self) -> Vec<TxAnnouncement> {
+        let state = self.state();
+        state
+            .by_seq
+            .values()
+            .filter_map(|h| state.by_hash.get(h))
+            .map(|e| e.announcement)
+            .collect()
+    }
+
+    /// The sender of a pooled transaction.
+    pub fn sender(&self, hash: &B256) -> Option<Address> {
+        self.state().by_hash.get(hash).map(|e| e.sender)
+    }
+
+    /// Pooled transactions for `hashes`, in order, unknown ones skipped, within
+    /// [`limits::MAX_POOLED_TXS_SERVE`] and [`limits::SOFT_RESPONSE_SIZE`].
+    pub fn get_many(&self, hashes: &[B256]) -> Vec<Arc<PooledTransaction>> {
+        let state = self.state();
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in hashes.iter().filter_map(|h| state.by_hash.get(h)) {
+            if out.len() == limits::MAX_POOLED_TXS_SERVE || bytes >= limits::SOFT_RESPONSE_SIZE {
+                break;
+            }
+            bytes += entry.announcement.size as usize;
+            out.push(entry.tx.clone());
+        }
+        out
+    }
+
+    /// Removes these transactions (e.g. those of an imported block); unknown ones are
+    /// ignored. Returns how many were removed.
+    pub fn remove(&self, hashes: &[B256]) -> usize {
+        let mut state = self.state();
+        let mut removed = 0;
+        for hash in hashes {
+            if let Some(entry) = state.by_hash.remove(hash) {
+                state.by_seq.remove(&entry.seq);
+                state.bytes -= entry.announcement.size as usize;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes the transactions of a block.
+    pub fn remove_block(&self, body: &BlockBody) -> usize {
+        let hashes: Vec<B256> = body.transactions.iter().map(|t| *t.tx_hash()).collect();
+        self.remove(&hashes)
+    }
+
+    /// Takes up to `max` transactions out of the pool, oldest first, in block form, for
+    /// block production.
+    pub fn take(&self, max: usize) -> Vec<TransactionSigned> {
+        let mut state = self.state();
+        let hashes: Vec<B256> = state.by_seq.values().take(max).copied().collect();
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(entry) = state.by_hash.remove(&hash) {
+                state.by_seq.remove(&entry.seq);
+                state.bytes -= entry.announcement.size as usize;
+                out.push(to_block_form(Arc::unwrap_or_clone(entry.tx)));
+            }
+        }
+        out
+    }
+}
+
+/// A pooled transaction in the form blocks carry: an EIP-4844 transaction loses its
+/// sidecar.
+pub fn to_block_form(tx: PooledTransaction) -> TransactionSigned {
+    match tx {
+        EthereumTxEnvelope::Legacy(t) => EthereumTxEnvelope::Legacy(t),
+        EthereumTxEnvelope::Eip2930(t) => EthereumTxEnvelope::Eip2930(t),
+        EthereumTxEnvelope::Eip1559(t) => EthereumTxEnvelope::Eip1559(t),
+        EthereumTxEnvelope::Eip7702(t) => EthereumTxEnvelope::Eip7702(t),
+        EthereumTxEnvelope::Eip4844(t) => {
+            let (tx, signature, hash) = t.into_parts();
+            EthereumTxEnvelope::Eip4844(Signed::new_unchecked(tx.tx, signature, hash))
+        }
+    }
+}
+
+/// Intrinsic gas (Yellow Paper, EIP-2028 calldata, EIP-2930 access lists, EIP-3860
+/// initcode words are not charged before Shanghai, EIP-7702 authorizations).
+pub fn intrinsic_gas(tx: &PooledTransaction) -> u64 {
+    let input = tx.input();
+    let zeros = input.iter().filter(|&&b| b == 0).count() as u64;
+    let nonzeros = input.len() as u64 - zeros;
+    let mut gas = 21_000u64
+        .saturating_add(zeros * 4)
+        .saturating_add(nonzeros * 16);
+    if tx.is_create() {
+        gas = gas.saturating_add(32_000);
+    }
+    if let Some(list) = tx.access_list() {
+        for item in list.iter() {
+            gas = gas
+                .saturating_add(2_400)
+                .saturating_add(1_900 * item.storage_keys.len() as u64);
+        }
+    }
+    if let Some(auths) = tx.authorization_list() {
+        gas = gas.saturating_add(25_000 * auths.len() as u64);
+    }
+    gas
+}
+
+impl devmux_eth::TxPool for Pool {
+    type Error = Error;
+
+    fn announcements(&self) -> Vec<TxAnnouncement> {
+        Pool::announcements(self)
+    }
+
+    fn unknown(&self, hashes: &[B256]) -> Vec<B256> {
+        let state = self.state();
+        hashes
+            .iter()
+            .filter(|h| !state.by_hash.contains_key(*h))
+            .copied()
+            .collect()
+    }
+
+    fn get(&self, hashes: &[B256]) -> Vec<PooledTransaction> {
+        self.get_many(hashes)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
+    }
+
+    async fn insert(&self, txs: Vec<PooledTransaction>) -> Vec<Result<B256, Error>> {
+        let count = txs.len();
+        let pool = self.clone();
+        // Signature recovery is CPU work: keep it off the reactor.
+        match tokio::task::spawn_blocking(move || pool.add_all(txs)).await {
+            Ok(results) => results,
+            Err(e) => (0..count)
+                .map(|_| Err(Error::Task(e.to_string())))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devnet::Devnet;
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEip4844, TxEip4844WithSidecar};
+    use alloy_eips::eip4844::BlobTransactionSidecar;
+    use alloy_eips::eip7594::BlobTransactionSidecarVariant;
+    use alloy_primitives::{Bytes, Signature, TxKind, U256};
+    use devmux_eth::TxPool;
+
+    fn pooled(tx: TransactionSigned) -> PooledTransaction {
+        tx.try_into_pooled().unwrap()
+    }
+
+    fn transfers(devnet: &Devnet, n: u64) -> Vec<PooledTransaction> {
+        let to = devnet.keys()[1].address();
+        (0..n)
+            .map(|i| pooled(devnet.transfer(2, i, to, U256::from(i))))
+            .collect()
+    }
+
+    fn signed_1559(devnet: &Devnet, edit: impl FnOnce(&mut TxEip1559)) -> PooledTransaction {
+        let mut tx = TxEip1559 {
+            chain_id: 1337,
+            nonce: 0,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            max_priority_fee_per_gas: 1,
+            to: TxKind::Call(devnet.keys()[3].address()),
+            value: U256::from(1),
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        edit(&mut tx);
+        let sig = devnet.keys()[4].sign_hash(&tx.signature_hash());
+        pooled(tx.into_signed(sig).into())
+    }
+
+    #[test]
+    fn holds_announces_serves_and_gives_up_transactions() {
+        let devnet = Devnet::new().unwrap();
+        let pool = Pool::new(PoolConfig::devnet());
+        let mut events = pool.subscribe();
+        let txs = transfers(&devnet, 5);
+        let hashes: Vec<B256> = pool
+            .add_all(txs.clone())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(pool.len(), 5);
+        assert_eq!(pool.sender(&hashes[0]), Some(devnet.keys()[2].address()));
+
+        let ann = pool.announcements();
+        assert_eq!(ann.iter().map(|a| a.hash).collect::<Vec<_>>(), hashes);
+        assert!(ann
+            .iter()
+            .all(|a| a.ty == 2 && a.size == txs[0].encode_2718_len() as u64));
+        assert_eq!(events.try_recv().unwrap(), ann[0]);
+        assert_eq!(
+            pool.bytes(),
+            ann.iter().map(|a| a.size as usize).sum::<usize>()
+        );
+
+        assert!(matches!(pool.add(txs[0].clone()), Err(Error::TxKnown(_))));
+        let unknown = B256::repeat_byte(9);
+        assert_eq!(pool.unknown(&[hashes[1], unknown]), vec![unknown]);
+        let got = TxPool::get(&pool, &[hashes[3], unknown, hashes[1]]);
+        assert_eq!(got, vec![txs[3].clone(), txs[1].clone()]);
+
+        let taken = pool.take(2);
+        assert_eq!(
+            taken.iter().map(|t| *t.tx_hash()).collect::<Vec<_>>(),
+            hashes[..2]
+        );
+        assert_eq!(pool.len(), 3);
+        assert_eq!(pool.remove(&[hashes[4], unknown]), 1);
+        assert_eq!(pool.len(), 2);
+        let body = BlockBody {
+            transactions: taken,
+            ommers: vec![],
+            withdrawals: None,
+        };
+        assert_eq!(pool.remove_block(&body), 0);
+        assert_eq!(pool.take(10).len(), 2);
+        assert!(pool.is_empty());
+        assert_eq!(pool.bytes(), 0);
+    }
+
+    #[test]
+    fn refuses_invalid_transactions() {
+        let devnet = Devnet::new().unwrap();
+        let pool = Pool::new(PoolConfig::devnet());
+        let err = |tx| pool.add(tx).unwrap_err();
+        assert!(matches!(
+            err(signed_1559(&devnet, |t| t.chain_id = 1)),
+            Error::TxChainId { got: Some(1), .. }
+        ));
+        assert!(matches!(
+            err(signed_1559(&devnet, |t| t.gas_limit = 20_999)),
+            Error::TxIntrinsicGas { .. }
+        ));
+        assert!(matches!(
+            err(signed_1559(&devnet, |t| t.input = Bytes::from(vec![1u8; 100]))),
+            Error::TxIntrinsicGas {
+                intrinsic: 22_600,
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(signed_1559(&devnet, |t| t.max_fee_per_gas = 999_999_999)),
+            Error::TxFeeTooLow { .. }
+        ));
+        assert!(matches!(
+            err(signed_1559(&devnet, |t| {
+                t.input = Bytes::from(vec![0u8; 200 * 1024]);
+                t.gas_limit = 10_000_000;
+            })),
+            Error::TxTooLarge { .. }
+        ));
+        // A tampered signature recovers to nobody or is high-s.
+        let tx = signed_1559(&devnet, |_| {});
+        let PooledTransaction::Eip1559(signed) = tx else {
+            unreachable!()
+        };
+        let (inner, sig, _) = signed.into_parts();
+        let n = U256::from_be_bytes(alloy_primitives::hex!(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+        ));
+        let high_s = Signature::new(sig.r(), n - sig.s(), !sig.v());
+        assert!(matches!(
+            err(pooled(inner.clone().into_signed(high_s).into())),
+            Error::TxSignature
+        ));
+        // A blob transaction: valid in itself, but Cancun is not active on the devnet.
+        let blob = TxEip4844 {
+            chain_id: 1337,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            ..Default::default()
+        };
+        let sidecar = BlobTransactionSidecarVariant::Eip4844(BlobTransactionSidecar::new(
+            vec![],
+            vec![],
+            vec![],
+        ));
+        let with_sidecar = TxEip4844WithSidecar::from_tx_and_sidecar(blob, sidecar);
+        let sig = devnet.keys()[4].sign_hash(&with_sidecar.signature_hash());
+        assert!(matches!(
+            err(with_sidecar.into_signed(sig).into()),
+            Error::TxType(3)
+        ));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn bounds_hold_under_a_flood() {
+        let devnet = Devnet::new().unwrap();
+        let config = PoolConfig {
+            max_count: 100,
+            max_bytes: 100 * 1024,
+            ..PoolConfig::devnet()
+        };
+        let pool = Pool::new(config);
+        let flood = transfers(&devnet, 1_000);
+        let results = pool.add_all(flood.clone());
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 100);
+        assert!(results[100..]
+            .iter()
+            .all(|r| matches!(r, Err(Error::PoolFull))));
+        assert_eq!(pool.len(), 100);
+        // The first hundred stayed: a flood cannot push out what the pool holds.
+        assert!(pool.contains(flood[0].tx_hash()));
+
+        let small = Pool::new(PoolConfig {
+            max_bytes: 1_000,
+            ..PoolConfig::devnet()
+        });
+        let size = flood[0].encode_2718_len();
+        let fits = 1_000 / size;
+        let results = small.add_all(flood[..fits + 5].to_vec());
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), fits);
+        assert!(small.bytes() <= 1_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_insert_through_the_trait() {
+        let devnet = Devnet::new().unwrap();
+        let pool = Pool::new(PoolConfig::devnet());
+        let txs = transfers(&devnet, 20);
+        let results = TxPool::insert(&pool, txs.clone()).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(TxPool::announcements(&pool).len(), 20);
+    }
+}

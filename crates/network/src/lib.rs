@@ -1,0 +1,399 @@
+//! devmux's network: protocol handlers registered by id, served over either the
+//! libp2p-compatible stream stack or the legacy RLPx server.
+//!
+//! - [`Registrar`] maps protocol ids ([`ProtocolId`], e.g. `/eth/68/1.0.0`) to
+//!   async handlers. A handler sees a [`MessageStream`] of [`Message`]s (code and
+//!   payload) and a [`PeerCtx`]; it never learns which server carries it.
+//! - [`Network`] runs one server, chosen by [`NetworkConfig::use_p2p_server`]:
+//!   the P2P server (TCP → Noise → Yamux, each stream negotiated with
+//!   multistream-select; built-in libp2p ping and identify, and devmux goodbye),
+//!   or the RLPx server (a session protocol `/<name>/<version>/1.0.0` is the
+//!   capability `<name>/<version>`).
+//! - [`NetworkEvent`]s report peers connecting and leaving (with reasons), streams
+//!   opening, and penalties.
+//!
+//! ```no_run
+//! use devmux_identity::NodeKey;
+//! use devmux_network::{Network, NetworkConfig, Registrar, PeerCtx, MessageStream};
+//! # async fn run() -> Result<(), devmux_network::Error> {
+//! let mut registrar = Registrar::new();
+//! registrar.request("/demo/echo/1.0.0", |_peer: PeerCtx, mut stream: MessageStream| async move {
+//!     while let Some(msg) = stream.next().await {
+//!         stream.send(msg?).await?;
+//!     }
+//!     Ok::<_, devmux_network::Error>(())
+//! })?;
+//! let config = NetworkConfig { use_p2p_server: true, ..NetworkConfig::default() };
+//! let network = Network::start(config, NodeKey::generate(), registrar).await?;
+//! println!("{}", network.local_addr());
+//! # Ok(()) }
+//! ```
+
+mod builtin;
+mod message;
+mod p2p;
+mod protocol;
+mod registrar;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
+pub use devmux_identity::{Multiaddr, NodeKey, PeerId};
+pub use devmux_rlpx::DisconnectReason;
+pub use devmux_transport::Direction;
+pub use message::{
+    decode_frame, encode_frame, Message, MessageReader, MessageStream, MessageWriter,
+    DEFAULT_MAX_MESSAGE_SIZE,
+};
+pub use protocol::{ProtocolId, MAX_PROTOCOL_ID_LEN};
+pub use registrar::{
+    BoxError, Handler, PeerCtx, Penalty, ProtocolKind, Registrar, SessionProtocol,
+};
+use tokio::sync::broadcast;
+
+/// Errors of the network crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The transport failed (handshake, wrong PeerId, yamux).
+    #[error(transparent)]
+    Transport(#[from] devmux_transport::Error),
+    /// An address or key could not be used.
+    #[error(transparent)]
+    Identity(#[from] devmux_identity::Error),
+    /// A protocol id is not valid.
+    #[error("invalid protocol id {id:?}: {why}")]
+    InvalidProtocolId {
+        /// The id given.
+        id: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// An id was registered twice, or is a built-in one.
+    #[error("protocol {0} is already registered")]
+    DuplicateProtocol(ProtocolId),
+    /// A session registration named no ids.
+    #[error("a session protocol needs at least one id")]
+    NoProtocols,
+    /// No such protocol is registered.
+    #[error("protocol {0} is not registered")]
+    UnknownProtocol(String),
+    /// A message's declared size exceeds the protocol's cap. The stream is reset
+    /// and the peer penalised.
+    #[error("message of {size} bytes exceeds the cap of {max}")]
+    MessageTooLarge {
+        /// The declared size.
+        size: u64,
+        /// The cap.
+        max: usize,
+    },
+    /// A message frame is malformed (the peer broke the framing).
+    #[error("malformed message: {0}")]
+    MalformedFrame(String),
+    /// A code outside the capability's message-id space.
+    #[error("message code {code} is outside the protocol's {count} codes")]
+    CodeOutOfRange {
+        /// The code.
+        code: u8,
+        /// The protocol's message count.
+        count: u8,
+    },
+    /// The stream is closed.
+    #[error("stream closed")]
+    StreamClosed,
+    /// Protocol negotiation failed: the peer supports none of the ids offered.
+    #[error("protocol negotiation failed: {0}")]
+    Negotiation(String),
+    /// A wait on the peer passed its deadline.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// No connection to that peer.
+    #[error("not connected to {0}")]
+    NotConnected(PeerId),
+    /// A ping came back different.
+    #[error("ping answer does not match")]
+    PingMismatch,
+    /// The operation needs the other server.
+    #[error("{0} is not available on this server")]
+    Unsupported(&'static str),
+    /// The network is shutting down.
+    #[error("the network is shutting down")]
+    ShuttingDown,
+}
+
+/// Which server carries a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// The multiplexed stream stack (TCP → Noise → Yamux).
+    P2p,
+    /// The legacy RLPx server.
+    Rlpx,
+}
+
+impl std::fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerKind::P2p => "p2p",
+            ServerKind::Rlpx => "rlpx",
+        })
+    }
+}
+
+/// What happened on the network.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum NetworkEvent {
+    /// A peer's connection is established (once per peer, however many sockets
+    /// raced to it).
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// Its address.
+        addr: SocketAddr,
+        /// Who dialed.
+        direction: Direction,
+        /// Which server.
+        server: ServerKind,
+    },
+    /// A peer's connection ended.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+        /// The reason given, if any.
+        reason: Option<DisconnectReason>,
+        /// Whether the peer gave the reason (true) or we did (false).
+        by_remote: bool,
+    },
+    /// A protocol stream (or RLPx capability) is open and its handler running.
+    StreamOpened {
+        /// The peer.
+        peer: PeerId,
+        /// The negotiated protocol.
+        protocol: ProtocolId,
+        /// Who opened it.
+        direction: Direction,
+    },
+    /// A handler penalised a peer.
+    PeerPenalized {
+        /// The peer.
+        peer: PeerId,
+        /// How badly.
+        penalty: Penalty,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A connected peer.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Its address.
+    pub remote_addr: SocketAddr,
+    /// Who dialed.
+    pub direction: Direction,
+    /// Which server.
+    pub server: ServerKind,
+    /// Protocols negotiated so far.
+    pub protocols: Vec<ProtocolId>,
+    /// Its reputation (0 at connect; penalties lower it).
+    pub reputation: i32,
+}
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// `true`: the multiplexed stream stack; `false` (default): the RLPx server.
+    pub use_p2p_server: bool,
+    /// Where to listen (port 0 picks a free port).
+    pub listen_addr: SocketAddr,
+    /// Transport settings (handshake deadlines, stream and window limits).
+    pub transport: devmux_transport::Config,
+    /// Deadline for negotiating a stream's protocol.
+    pub negotiation_timeout: Duration,
+    /// Deadline for built-in requests (ping, identify).
+    pub request_timeout: Duration,
+    /// identify's `agentVersion` and RLPx Hello's client id.
+    pub agent_version: String,
+    /// Events buffered per subscriber; a subscriber that falls further behind
+    /// misses events (and is told how many).
+    pub event_capacity: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            use_p2p_server: false,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 30303)),
+            transport: devmux_transport::Config::default(),
+            negotiation_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            agent_version: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Selects the stream stack (`true`) or RLPx (`false`).
+    pub fn with_p2p_server(mut self, use_p2p_server: bool) -> Self {
+        self.use_p2p_server = use_p2p_server;
+        self
+    }
+
+    /// Sets the listen address.
+    pub fn with_listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.listen_addr = addr;
+        self
+    }
+}
+
+enum Server {
+    P2p(p2p::P2pServer),
+}
+
+/// A running network: one server, its peers, and the registrar's handlers.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    server: std::sync::Arc<Server>,
+    events: broadcast::Sender<NetworkEvent>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("peer_id", &self.local_peer_id())
+            .field("addr", &self.local_addr())
+            .finish()
+    }
+}
+
+impl Network {
+    /// Starts the server `config` selects, serving `registrar`.
+    pub async fn start(
+        config: NetworkConfig,
+        key: NodeKey,
+        registrar: Registrar,
+    ) -> Result<Self, Error> {
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        if !config.use_p2p_server {
+            return Err(Error::Unsupported("the RLPx server"));
+        }
+        let server =
+            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone()).await?);
+        Ok(Self {
+            server: std::sync::Arc::new(server),
+            events,
+        })
+    }
+
+    /// Which server runs.
+    pub fn server_kind(&self) -> ServerKind {
+        match &*self.server {
+            Server::P2p(_) => ServerKind::P2p,
+        }
+    }
+
+    /// This node's PeerId.
+    pub fn local_peer_id(&self) -> PeerId {
+        match &*self.server {
+            Server::P2p(s) => s.local_peer_id(),
+        }
+    }
+
+    /// The bound socket address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        match &*self.server {
+            Server::P2p(s) => s.listen_addr(),
+        }
+    }
+
+    /// The address others dial: the full multiaddr (stream stack) or the
+    /// `enode://` URL (RLPx).
+    pub fn local_addr(&self) -> String {
+        match &*self.server {
+            Server::P2p(s) => s.local_multiaddr().to_string(),
+        }
+    }
+
+    /// Subscribes to events from now on.
+    pub fn events(&self) -> broadcast::Receiver<NetworkEvent> {
+        self.events.subscribe()
+    }
+
+    /// Dials a peer by address (a multiaddr for the stream stack, an `enode://`
+    /// URL for RLPx) and returns its id once connected.
+    pub async fn dial(&self, addr: &str) -> Result<PeerId, Error> {
+        match &*self.server {
+            Server::P2p(s) => {
+                let addr: Multiaddr = addr.parse().map_err(|e| {
+                    Error::Identity(devmux_identity::Error::InvalidMultiaddr {
+                        addr: addr.to_string(),
+                        problem: format!("{e}"),
+                    })
+                })?;
+                s.dial(&addr).await
+            }
+        }
+    }
+
+    /// Opens a request-protocol stream to `peer`, proposing `ids` in order; returns
+    /// the stream and the id that won.
+    pub async fn open(
+        &self,
+        peer: &PeerId,
+        ids: &[&str],
+    ) -> Result<(MessageStream, ProtocolId), Error> {
+        match &*self.server {
+            Server::P2p(s) => s.open(peer, ids).await,
+        }
+    }
+
+    /// Pings `peer` with libp2p ping (stream stack only).
+    pub async fn ping(&self, peer: &PeerId) -> Result<Duration, Error> {
+        match &*self.server {
+            Server::P2p(s) => s.ping(peer).await,
+        }
+    }
+
+    /// Reads `peer`'s libp2p identify record (stream stack only).
+    pub async fn identify(&self, peer: &PeerId) -> Result<IdentifyInfo, Error> {
+        match &*self.server {
+            Server::P2p(s) => s.identify(peer).await,
+        }
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        match &*self.server {
+            Server::P2p(s) => s.peers(),
+        }
+    }
+
+    /// Disconnects `peer`, telling it `reason`.
+    pub async fn disconnect(&self, peer: &PeerId, reason: DisconnectReason) {
+        match &*self.server {
+            Server::P2p(s) => s.disconnect(peer, reason).await,
+        }
+    }
+
+    /// Lowers `peer`'s reputation.
+    pub fn penalize(&self, peer: &PeerId, penalty: Penalty, why: impl Into<String>) {
+        match &*self.server {
+            Server::P2p(s) => s.penalize(*peer, penalty, why.into()),
+        }
+    }
+
+    /// Stops accepting, tells every peer `ClientQuitting`, and waits a bounded time.
+    pub async fn shutdown(&self) {
+        match &*self.server {
+            Server::P2p(s) => s.shutdown().await,
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! The multiplexed stream server (`use_p2p_server = true`): libp2p-compatible
+//! TCP → Noise → Yamux connections, every stream negotiated with
+//! multistream-select and routed to the registrar.
+//!
+//! Tasks: one accept loop; per connection one yamux driver (in the transport),
+//! one task that routes its inbound streams, and one task per stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, NodeKey, PeerId};
+use devmux_transport::{Connection, ConnectionInfo, Control, Direction, Listener, Upgrader};
+use multistream_select::{dialer_select_proto, listener_select_proto, Version};
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
+use crate::message::{BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::registrar::{PeerOps, ProtocolKind, Registration};
+use crate::{
+    DisconnectReason, Error, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo, Penalty, ProtocolId,
+    Registrar, ServerKind,
+};
+
+/// How long a goodbye waits for the peer to close its side (WIRE.md §1).
+const GOODBYE_LINGER: Duration = Duration::from_secs(1);
+/// Inbound streams negotiating at once on one connection; more are reset.
+const MAX_NEGOTIATING_INBOUND: usize = 16;
+/// Reputation below which a peer is disconnected.
+const REPUTATION_FLOOR: i32 = -100;
+
+struct PeerEntry {
+    conn_id: u64,
+    info: ConnectionInfo,
+    control: Control,
+    protocols: Vec<ProtocolId>,
+    reputation: i32,
+    /// A reason the peer gave (goodbye) or we gave, for the disconnect event.
+    reason: Option<(DisconnectReason, bool)>,
+}
+
+pub(crate) struct P2pShared {
+    key: NodeKey,
+    upgrader: Upgrader,
+    registrar: Registrar,
+    config: NetworkConfig,
+    listen_addr: SocketAddr,
+    peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    next_conn_id: AtomicU64,
+    events: broadcast::Sender<NetworkEvent>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    supported: Vec<String>,
+}
+
+/// The P2P server. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct P2pServer {
+    shared: Arc<P2pShared>,
+}
+
+struct Ops(Weak<P2pShared>);
+
+impl PeerOps for Ops {
+    fn disconnect(&self, peer: PeerId, reason: DisconnectReason) {
+        if let Some(shared) = self.0.upgrade() {
+            let server = P2pServer { shared };
+            tokio::spawn(async move { server.disconnect(&peer, reason).await });
+        }
+    }
+
+    fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
+        if let Some(shared) = self.0.upgrade() {
+            P2pServer { shared }.penalize(peer, penalty, why);
+        }
+    }
+}
+
+impl P2pServer {
+    pub(crate) async fn start(
+        config: NetworkConfig,
+        key: NodeKey,
+        registrar: Registrar,
+        events: broadcast::Sender<NetworkEvent>,
+    ) -> Result<Self, Error> {
+        let upgrader = Upgrader::new(key.clone(), config.transport.clone())?;
+        let mut listener = Listener::bind(config.listen_addr, upgrader.clone()).await?;
+        let listen_addr = listener.local_addr();
+        let mut supported: Vec<String> = registrar.ids().map(|id| id.to_string()).collect();
+        supported.extend(builtin::BUILTIN_IDS.iter().map(|s| s.to_string()));
+        let shared = Arc::new(P2pShared {
+            key,
+            upgrader,
+            registrar,
+            config,
+            listen_addr,
+            peers: Mutex::new(HashMap::new()),
+            next_conn_id: AtomicU64::new(1),
+            events,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            supported,
+        });
+        let server = Self { shared };
+        let accept = server.clone();
+        let token = server.shared.shutdown.clone();
+        server.shared.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    next = listener.accept() => match next {
+                        Some(Ok(conn)) => accept.clone().run_connection(conn),
+                        Some(Err(_)) => {} // Logged by the listener; it keeps running.
+                        None => break,
+                    },
+                }
+            }
+        });
+        info!(addr = %server.local_multiaddr(), "P2P server listening");
+        Ok(server)
+    }
+
+    pub(crate) fn local_peer_id(&self) -> PeerId {
+        self.shared.key.peer_id()
+    }
+
+    pub(crate) fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    pub(crate) fn local_multiaddr(&self) -> Multiaddr {
+        peer_multiaddr(self.shared.listen_addr, &self.shared.key.peer_id())
+    }
+
+    fn ops(&self) -> Arc<dyn PeerOps> {
+        Arc::new(Ops(Arc::downgrade(&self.shared)))
+    }
+
+    fn emit(&self, event: NetworkEvent) {
+        let _ = self.shared.events.send(event);
+    }
+
+    fn control(&self, peer: &PeerId) -> Result<Control, Error> {
+        self.lock_peers()
+            .get(peer)
+            .map(|e| e.control.clone())
+            .ok_or(Error::NotConnected(*peer))
+    }
+
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
+        // A panic while holding the lock would be a bug in this file; keep serving.
+        self.shared
+            .peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Dials `addr` (`/ip4/…/tcp/…[/p2p/…]`) and returns the peer's id once the
+    /// connection is up. Returns at once if the named peer is already connected.
+    pub(crate) async fn dial(&self, addr: &Multiaddr) -> Result<PeerId, Error> {
+        let (socket, expected) = devmux_identity::parse_peer_multiaddr(addr)?;
+        if let Some(peer) = expected {
+            if self.lock_peers().contains_key(&peer) {
+                return Ok(peer);
+            }
+        }
+        if self.shared.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let conn = self.shared.upgrader.dial(socket, expected).await?;
+        let peer = conn.info.peer_id;
+        self.clone().run_connection(conn);
+        Ok(peer)
+    }
+
+    /// Decides whether a new connection to a peer replaces the existing one: when
+    /// both sides dialed at once, the connection dialed by the smaller PeerId wins on
+    /// both ends; a second connection in the same direction loses.
+    fn new_connection_wins(&self, existing: Direction, new: Direction, peer: &PeerId) -> bool {
+        if existing == new {
+            return false;
+        }
+        let local_is_smaller = self.shared.key.peer_id().to_bytes() < peer.to_bytes();
+        // Outbound connections were dialed by us.
+        (new == Direction::Outbound) == local_is_smaller
+    }
+
+    fn run_connection(self, conn: Connection) {
+        let Connection {
+            info,
+            control,
+            mut incoming,
+        } = conn;
+        let peer = info.peer_id;
+        let conn_id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let replaced = {
+            let mut peers = self.lock_peers();
+            if let Some(existing) = peers.get(&peer) {
+                if !self.new_connection_wins(existing.info.direction, info.direction, &peer) {
+                    debug!(%peer, "duplicate connection: keeping the existing one");
+                    control.close();
+                    return;
+                }
+                debug!(%peer, "simultaneous dial: the new connection wins");
+                existing.control.close();
+            }
+            peers
+                .insert(
+                    peer,
+                    PeerEntry {
+                        conn_id,
+                        info: info.clone(),
+                        control: control.clone(),
+                        protocols: Vec::new(),
+                        reputation: 0,
+                        reason: None,
+                    },
+                )
+                .is_some()
+        };
+        if !replaced {
+            info!(%peer, addr = %info.remote_addr, dir = %info.direction, "peer connected");
+            self.emit(NetworkEvent::PeerConnected {
+                peer,
+                addr: info.remote_addr,
+                direction: info.direction,
+                server: ServerKind::P2p,
+            });
+        }
+        let span =
+            tracing::info_span!("conn", %peer, addr = %info.remote_addr, dir = %info.direction);
+        let tasks = self.shared.tasks.clone();
+        tasks.spawn(
+            async move {
+                if info.direction == Direction::Outbound {
+                    self.open_sessions(&info, &control);
+                }
+                let permits = Arc::new(Semaphore::new(MAX_NEGOTIATING_INBOUND));
+                loop {
+                    tokio::select! {
+                        _ = control.closed() => break,
+                        stream = incoming.next() => match stream {
+                            Some(stream) => {
+                                // At the cap, wait: further streams queue in the bounded
+                                // inbound queue, and beyond it the driver resets them.
+                                let Ok(permit) = permits.clone().acquire_owned().await else {
+                                    break;
+                                };
+                                let server = self.clone();
+                                let info = info.clone();
+                                self.shared.tasks.spawn(async move {
+                                    server.serve_inbound(info, stream, permit).await;
+                                }.in_current_span());
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                control.close();
+                let removed = {
+                    let mut peers = self.lock_peers();
+                    match peers.get(&peer) {
+                        Some(e) if e.conn_id == conn_id => peers.remove(&peer),
+                        _ => None,
+                    }
+                };
+                if let Some(entry) = removed {
+                    let (reason, by_remote) = match entry.reason {
+                        Some((r, remote)) => (Some(r), remote),
+                        None => (None, false),
+                    };
+                    info!(?reason, by_remote, "peer disconnected");
+                    self.emit(NetworkEvent::PeerDisconnected {
+                        peer,
+                        reason,
+                        by_remote,
+                    });
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The dialer opens every session protocol group as soon as the connection is up.
+    fn open_sessions(&self, info: &ConnectionInfo, control: &Control) {
+        for group in self.shared.registrar.session_groups() {
+            let ids: Vec<ProtocolId> = group.iter().map(|r| r.id.clone()).collect();
+            let server = self.clone();
+            let info = info.clone();
+            let control = control.clone();
+            self.shared.tasks.spawn(
+                async move {
+                    match server.negotiate_outbound(&control, &ids).await {
+                        Ok((io, id)) => {
+                            server.run_handler(&info, io, id, Direction::Outbound).await
+                        }
+                        Err(e) => {
+                            debug!(error = %e, protocols = ?ids, "session protocol not opened")
+                        }
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+
+    async fn negotiate_outbound(
+        &self,
+        control: &Control,
+        ids: &[ProtocolId],
+    ) -> Result<(BoxedRaw, ProtocolId), Error> {
+        let timeout = self.shared.config.negotiation_timeout;
+        let stream = control.open_stream().await?;
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let (chosen, io) =
+            tokio::time::timeout(timeout, dialer_select_proto(stream, ids, Version::V1))
+                .await
+                .map_err(|_| Error::Timeout("protocol negotiation"))?
+                .map_err(|e| Error::Negotiation(e.to_string()))?;
+        Ok((Box::pin(io), ProtocolId::new(&chosen)?))
+    }
+
+    async fn serve_inbound(
+        &self,
+        info: ConnectionInfo,
+        stream: devmux_transport::Stream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let timeout = self.shared.config.negotiation_timeout;
+        let negotiated = tokio::time::timeout(
+            timeout,
+            listener_select_proto(stream, self.shared.supported.iter()),
+        )
+        .await;
+        drop(permit);
+        let (id, io) = match negotiated {
+            Ok(Ok((id, io))) => (id.clone(), io),
+            Ok(Err(e)) => return debug!(error = %e, "inbound stream negotiation failed"),
+            Err(_) => return debug!("inbound stream negotiation timed out"),
+        };
+        let span = tracing::debug_span!("stream", protocol = %id);
+        async {
+            match id.as_str() {
+                PING_PROTOCOL => {
+                    let _ = builtin::serve_ping(io).await;
+                }
+                IDENTIFY_PROTOCOL => {
+                    let identify = self.identify_info(&info);
+                    if let Err(e) = builtin::serve_identify(io, &identify).await {
+                        debug!(error = %e, "identify not sent");
+                    }
+                }
+                GOODBYE_PROTOCOL => {
+                    match tokio::time::timeout(timeout, builtin::read_goodbye(io)).await {
+                        Ok(Ok(reason)) => {
+                            info!(?reason, "peer said goodbye");
+                            if let Some(e) = self.lock_peers().get_mut(&info.peer_id) {
+                                e.reason = Some((reason, true));
+                            }
+                        }
+                        Ok(Err(e)) => debug!(error = %e, "bad goodbye"),
+                        Err(_) => debug!("goodbye timed out"),
+                    }
+                    // The closer closes the connection; close it too in case it lingers.
+                    if let Ok(control) = self.control(&info.peer_id) {
+                        control.close();
+                    }
+                }
+                other => {
+                    if let Ok(id) = ProtocolId::new(other) {
+                        self.run_handler(&info, Box::pin(io), id, Direction::Inbound)
+                            .await;
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn identify_info(&self, info: &ConnectionInfo) -> IdentifyInfo {
+        IdentifyInfo {
+            public_key: self.shared.key.public_key(),
+            protocol_version: builtin::PROTOCOL_VERSION.to_string(),
+            agent_version: self.shared.config.agent_version.clone(),
+            listen_addrs: vec![socket_multiaddr(self.shared.listen_addr)],
+            observed_addr: Some(socket_multiaddr(info.remote_addr)),
+            protocols: self.shared.supported.clone(),
+        }
+    }
+
+    async fn run_handler(
+        &self,
+        info: &ConnectionInfo,
+        io: BoxedRaw,
+        id: ProtocolId,
+        dir: Direction,
+    ) {
+        let Some(registration) = self.shared.registrar.get(id.as_str()).cloned() else {
+            return;
+        };
+        let Registration {
+            handler,
+            max_message_size,
+            kind,
+            ..
+        } = registration;
+        if let Some(entry) = self.lock_peers().get_mut(&info.peer_id) {
+            if !entry.protocols.contains(&id) {
+                entry.protocols.push(id.clone());
+            }
+        }
+        self.emit(NetworkEvent::StreamOpened {
+            peer: info.peer_id,
+            protocol: id.clone(),
+            direction: dir,
+        });
+        debug!(protocol = %id, ?kind, "stream opened");
+        let ctx = PeerCtx {
+            peer_id: info.peer_id,
+            remote_addr: info.remote_addr,
+            direction: info.direction,
+            protocol: id.clone(),
+            server: ServerKind::P2p,
+            ops: self.ops(),
+        };
+        let stream = MessageStream::from_raw(io, max_message_size);
+        let result = handler.call(ctx, stream).await;
+        if let Err(e) = result {
+            debug!(protocol = %id, error = %e, "handler ended with an error");
+        }
+        if matches!(kind, ProtocolKind::Session { .. }) {
+            // Closing a session stream ends that session (WIRE.md §1); the connection
+            // stays for other protocols.
+            debug!(protocol = %id, "session ended");
+        }
+    }
+
+    /// Opens a stream to `peer`, proposing `ids` in order.
+    pub(crate) async fn open(
+        &self,
+        peer: &PeerId,
+        ids: &[&str],
+    ) -> Result<(MessageStream, ProtocolId), Error> {
+        let ids = ids
+            .iter()
+            .map(|id| ProtocolId::new(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let control = self.control(peer)?;
+        let (io, id) = self.negotiate_outbound(&control, &ids).await?;
+        let max = self
+            .shared
+            .registrar
+            .get(id.as_str())
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |r| r.max_message_size);
+        self.emit(NetworkEvent::StreamOpened {
+            peer: *peer,
+            protocol: id.clone(),
+            direction: Direction::Outbound,
+        });
+        Ok((MessageStream::from_raw(io, max), id))
+    }
+
+    /// Pings `peer` once with libp2p ping.
+    pub(crate) async fn ping(&self, peer: &PeerId) -> Result<Duration, Error> {
+        let control = self.control(peer)?;
+        let id = ProtocolId::new(PING_PROTOCOL)?;
+        let (io, _) = self.negotiate_outbound(&control, &[id]).await?;
+        tokio::time::timeout(self.shared.config.request_timeout, builtin::ping(io))
+            .await
+            .map_err(|_| Error::Timeout("ping"))?
+    }
+
+    /// Asks `peer` for its identify record.
+    pub(crate) async fn identify(&self, peer: &PeerId) -> Result<IdentifyInfo, Error> {
+        let control = self.control(peer)?;
+        let id = ProtocolId::new(IDENTIFY_PROTOCOL)?;
+        let (io, _) = self.negotiate_outbound(&control, &[id]).await?;
+        tokio::time::timeout(
+            self.shared.config.request_timeout,
+            builtin::read_identify(io, peer),
+        )
+        .await
+        .map_err(|_| Error::Timeout("identify"))?
+    }
+
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        self.lock_peers()
+            .values()
+            .map(|e| PeerInfo {
+                peer_id: e.info.peer_id,
+                remote_addr: e.info.remote_addr,
+                direction: e.info.direction,
+                server: ServerKind::P2p,
+                protocols: e.protocols.clone(),
+                reputation: e.reputation,
+            })
+            .collect()
+    }
+
+    pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
+        let below = {
+            let mut peers = self.lock_peers();
+            let Some(entry) = peers.get_mut(&peer) else {
+                return;
+            };
+            entry.reputation = entry.reputation.saturating_sub(penalty.cost());
+            entry.reputation < REPUTATION_FLOOR
+        };
+        warn!(%peer, ?penalty, %why, "peer penalised");
+        self.emit(NetworkEvent::PeerPenalized {
+            peer,
+            penalty,
+            reason: why,
+        });
+        if below {
+            let server = self.clone();
+            tokio::spawn(async move {
+                server
+                    .disconnect(&peer, DisconnectReason::BreachOfProtocol)
+                    .await
+            });
+        }
+    }
+
+    /// Says goodbye with `reason` and closes the connection.
+    pub(crate) async fn disconnect(&self, peer: &PeerId, reason: DisconnectReason) {
+        let Ok(control) = self.control(peer) else {
+            return;
+        };
+        if let Some(entry) = self.lock_peers().get_mut(peer) {
+            entry.reason.get_or_insert((reason, false));
+        }
+        let goodbye = async {
+            let id = ProtocolId::new(GOODBYE_PROTOCOL)?;
+            let (io, _) = self.negotiate_outbound(&control, &[id]).await?;
+            builtin::send_goodbye(io, reason, GOODBYE_LINGER).await
+        };
+        // A peer that does not know goodbye answers `na`: then we just close.
+        let _ = tokio::time::timeout(GOODBYE_LINGER * 2, goodbye).await;
+        control.close();
+        let _ = tokio::time::timeout(GOODBYE_LINGER, control.closed()).await;
+    }
+
+    /// Stops accepting, says goodbye (ClientQuitting) to every peer, and waits a
+    /// bounded time for connections to close.
+    pub(crate) async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        let peers: Vec<PeerId> = self.lock_peers().keys().copied().collect();
+        let goodbyes = peers
+            .iter()
+            .map(|p| self.disconnect(p, DisconnectReason::ClientQuitting));
+        futures::future::join_all(goodbyes).await;
+        self.shared.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(3), self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            debug!("some tasks outlived shutdown");
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The devmux transport: authenticated, multiplexed TCP connections that
+//! rust-libp2p, go-libp2p and js-libp2p can dial and be dialed by.
+//!
+//! Per connection, in order (WIRE.md §1):
+//!
+//! ```text
+//! TcpStream → multistream-select "/noise" → Noise XX (snow) → multistream-select
+//! "/yamux/1.0.0" → yamux::Connection → driver task ─┬─ Control (open streams, close)
+//!                                                   └─ IncomingStreams (bounded)
+//! ```
+//!
+//! Each stage is a type: a [`Connection`] exists only after the Noise handshake
+//! proved the remote's key, so nothing can open a stream on an unauthenticated
+//! socket. One task per connection drives yamux (it has no control handle of its
+//! own); handles talk to it through bounded channels. Every step has a deadline
+//! ([`Config::handshake_timeout`]), yamux's stream count and windows are bounded
+//! ([`Config::max_streams`], [`Config::max_connection_window`]), and a
+//! [`Listener`] caps concurrent inbound upgrades.
+//!
+//! ```no_run
+//! use devmux_identity::NodeKey;
+//! use devmux_transport::{Config, Listener, Upgrader};
+//! use futures::{AsyncReadExt, AsyncWriteExt};
+//! # async fn run() -> Result<(), devmux_transport::Error> {
+//! let server = Upgrader::new(NodeKey::generate(), Config::default())?;
+//! let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), server).await?;
+//! let addr = listener.local_addr();
+//! tokio::spawn(async move {
+//!     while let Some(Ok(mut conn)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Some(mut stream) = conn.incoming.next().await {
+//!                 let mut buf = [0u8; 5];
+//!                 let _ = stream.read_exact(&mut buf).await;
+//!             }
+//!         });
+//!     }
+//! });
+//! let client = Upgrader::new(NodeKey::generate(), Config::default())?;
+//! let conn = client.dial(addr, None).await?;
+//! let mut stream = conn.control.open_stream().await?;
+//! stream.write_all(b"hello").await?;
+//! # Ok(()) }
+//! ```
+
+mod connection;
+pub mod noise;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use connection::{Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream};
+use devmux_identity::{NodeKey, PeerId, PublicKey};
+use multistream_select::{dialer_select_proto, listener_select_proto, Version};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use tracing::{debug, Instrument};
+
+/// The multistream-select id of yamux.
+pub const YAMUX_PROTOCOL_ID: &str = "/yamux/1.0.0";
+
+/// The encrypted byte stream of an outbound connection before the muxer.
+pub type SecureStream =
+    noise::NoiseStream<multistream_select::Negotiated<tokio_util::compat::Compat<TcpStream>>>;
+
+/// yamux's initial (and minimum) per-stream receive window: 256 KiB.
+const YAMUX_DEFAULT_CREDIT: usize = 256 * 1024;
+
+/// Errors of the transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A step of the handshake did not finish in time. The connection is dropped.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// multistream-select failed (the peer spoke something else, or refused).
+    #[error("protocol negotiation failed: {0}")]
+    Negotiation(String),
+    /// The Noise handshake failed (bad message, bad signature).
+    #[error("noise handshake failed: {0}")]
+    Noise(String),
+    /// The remote proved a different key than the dial asked for.
+    #[error("dialed peer {expected} but the remote proved it is {actual}")]
+    PeerIdMismatch {
+        /// The PeerId the dial named.
+        expected: Box<PeerId>,
+        /// The PeerId the remote proved.
+        actual: Box<PeerId>,
+    },
+    /// The remote has the local node's own key.
+    #[error("the remote is this node itself")]
+    SelfDial,
+    /// The yamux connection failed.
+    #[error("yamux: {0}")]
+    Yamux(#[from] yamux::ConnectionError),
+    /// The connection is closed.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The identity could not be used.
+    #[error(transparent)]
+    Identity(#[from] devmux_identity::Error),
+}
+
+impl From<multistream_select::NegotiationError> for Error {
+    fn from(e: multistream_select::NegotiationError) -> Self {
+        Error::Negotiation(e.to_string())
+    }
+}
+
+/// Transport settings. The defaults bound what one peer can make us buffer to
+/// `max_connection_window` (8 MiB).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Deadline for the TCP connect and for each handshake step
+    /// (multistream-select, Noise, multistream-select).
+    pub handshake_timeout: Duration,
+    /// Inbound upgrades running at once; further TCP connections are closed at once.
+    pub max_concurrent_upgrades: usize,
+    /// Streams per connection (yamux `max_num_streams`).
+    pub max_streams: usize,
+    /// Receive window across all streams of a connection: at least
+    /// `256 KiB × max_streams`, the rest lets busy streams grow their windows.
+    pub max_connection_window: usize,
+    /// Largest yamux data frame we send. Receivers accept up to 1 MiB.
+    pub split_send_size: usize,
+    /// Inbound streams queued before the consumer takes them; more are reset.
+    pub inbound_stream_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            max_concurrent_upgrades: 64,
+            max_streams: 32,
+            max_connection_window: 16 * 1024 * 1024,
+            split_send_size: 256 * 1024,
+            inbound_stream_queue: 32,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::max_concurrent_upgrades`].
+    pub fn with_max_concurrent_upgrades(mut self, n: usize) -> Self {
+        self.max_concurrent_upgrades = n;
+        self
+    }
+
+    fn yamux(&self) -> yamux::Config {
+        let streams = self.max_streams.max(1);
+        // yamux asserts window ≥ 256 KiB × streams: keep that true whatever was configured.
+        let window = self
+            .max_connection_window
+            .max(streams * YAMUX_DEFAULT_CREDIT);
+        let mut cfg = yamux::Config::default();
+        // Lower the stream count before the window, so each setter's assert holds.
+        cfg.set_max_num_streams(streams);
+        cfg.set_max_connection_receive_window(Some(window));
+        cfg.set_split_send_size(self.split_send_size.clamp(16 * 1024, 1024 * 1024));
+        cfg
+    }
+}
+
+/// Upgrades TCP sockets into [`Connection`]s for one local identity.
+#[derive(Clone, Debug)]
+pub struct Upgrader {
+    inner: Arc<UpgraderInner>,
+}
+
+#[derive(Debug)]
+struct UpgraderInner {
+    key: NodeKey,
+    noise: noise::NoiseIdentity,
+    config: Config,
+}
+
+async fn step<T, E: Into<Error>>(
+    timeout: Duration,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(Error::Timeout(what)),
+    }
+}
+
+impl Upgrader {
+    /// An upgrader for `key` (a fresh Noise static key is made for it).
+    pub fn new(key: NodeKey, config: Config) -> Result<Self, Error> {
+        let noise = noise::NoiseIdentity::new(&key)?;
+        Ok(Self {
+            inner: Arc::new(UpgraderInner { key, noise, config }),
+        })
+    }
+
+    /// The local key.
+    pub fn key(&self) -> &NodeKey {
+        &self.inner.key
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Connects to `addr` and upgrades; fails if `expected` is given and the remote
+    /// proves a different key.
+    pub async fn dial(
+        &self,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, Error> {
+        let timeout = self.inner.config.handshake_timeout;
+        let tcp = step(timeout, "TCP connect", TcpStream::connect(addr)).await?;
+        self.upgrade_outbound(tcp, expected).await
+    }
+
+    /// Runs the security half of an outbound upgrade: multistream-select `/noise`
+    /// and the Noise handshake, without a muxer. Returns the encrypted byte stream
+    /// and the remote's key. [`Upgrader::upgrade_outbound`] builds on it; tools and
+    /// tests can use it to speak raw bytes inside Noise.
+    pub async fn secure_outbound(
+        &self,
+        tcp: TcpStream,
+        expected: Option<PeerId>,
+    ) -> Result<(SecureStream, PublicKey), Error> {
+        let _ = tcp.set_nodelay(true);
+        let t = self.inner.config.handshake_timeout;
+        // V1Lazy: our "/noise" proposal travels with the first Noise message, saving a
+        // round trip; every multistream-select listener accepts it.
+        let (_, io) = step(
+            t,
+            "security negotiation",
+            dialer_select_proto(tcp.compat(), [noise::PROTOCOL_ID], Version::V1Lazy),
+        )
+        .await?;
+        let (secure, public_key) = step(
+            t,
+            "noise handshake",
+            noise::handshake_initiator(io, &self.inner.noise, expected),
+        )
+        .await?;
+        if public_key.to_peer_id() == self.inner.key.peer_id() {
+            return Err(Error::SelfDial);
+        }
+        Ok((secure, public_key))
+    }
+
+    /// Upgrades a socket we dialed.
+    pub async fn upgrade_outbound(
+        &self,
+        tcp: TcpStream,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, Error> {
+        let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
+        let cfg = &self.inner.config;
+        let (secure, public_key) = self.secure_outbound(tcp, expected).await?;
+        let (_, muxed) = step(
+            cfg.handshake_timeout,
+            "muxer negotiation",
+            dialer_select_proto(secure, [YAMUX_PROTOCOL_ID], Version::V1Lazy),
+        )
+        .await?;
+        let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Client);
+        let info = ConnectionInfo {
+            peer_id: public_key.to_peer_id(),
+            public_key,
+            remote_addr,
+            local_addr,
+            direction: Direction::Outbound,
+        };
+        Ok(Connection::spawn(conn, info, cfg.inbound_stream_queue))
+    }
+
+    /// Upgrades a socket we accepted.
+    pub async fn upgrade_inbound(&self, tcp: TcpStream) -> Result<Connection, Error> {
+        let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
+        let _ = tcp.set_nodelay(true);
+        let cfg = &self.inner.config;
+        let t = cfg.handshake_timeout;
+        let (_, io) = step(
+            t,
+            "security negotiation",
+            listener_select_proto(tcp.compat(), [noise::PROTOCOL_ID]),
+        )
+        .await?;
+        let (secure, public_key) = step(
+            t,
+            "noise handshake",
+            noise::handshake_responder(io, &self.inner.noise),
+        )
+        .await?;
+        let peer_id = public_key.to_peer_id();
+        if peer_id == self.inner.key.peer_id() {
+            return Err(Error::SelfDial);
+        }
+        let (_, muxed) = step(
+            t,
+            "muxer negotiation",
+            listener_select_proto(secure, [YAMUX_PROTOCOL_ID]),
+        )
+        .await?;
+        let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Server);
+        let info = ConnectionInfo {
+            peer_id,
+            public_key,
+            remote_addr,
+            local_addr,
+            direction: Direction::Inbound,
+        };
+        Ok(Connection::spawn(conn, info, cfg.inbound_stream_queue))
+    }
+}
+
+/// Accepts TCP connections and upgrades them, at most
+/// [`Config::max_concurrent_upgrades`] at once.
+#[derive(Debug)]
+pub struct Listener {
+    local_addr: SocketAddr,
+    rx: mpsc::Receiver<Result<Connection, Error>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Binds `addr` (port 0 picks a free port) and starts accepting.
+    pub async fn bind(addr: SocketAddr, upgrader: Upgrader) -> Result<Self, Error> {
+        let tcp = TcpListener::bind(addr).await?;
+        Ok(Self::from_tcp(tcp, upgrader)?)
+    }
+
+    /// Starts accepting on an already bound listener.
+    pub fn from_tcp(tcp: TcpListener, upgrader: Upgrader) -> Result<Self, std::io::Error> {
+        let local_addr = tcp.local_addr()?;
+        let permits = Arc::new(Semaphore::new(upgrader.config().max_concurrent_upgrades));
+        let (tx, rx) = mpsc::channel(upgrader.config().max_concurrent_upgrades.max(1));
+        let span = tracing::debug_span!("listener", addr = %local_addr);
+        let task = tokio::spawn(
+            async move {
+                loop {
+                    let (socket, remote) = match tcp.accept().await {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            debug!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        debug!(%remote, "too many upgrades in progress: dropping connection");
+                        continue;
+                    };
+                    let upgrader = upgrader.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(
+                        async move {
+                            let result = upgrader.upgrade_inbound(socket).await;
+                            drop(permit);
+                            if let Err(e) = &result {
+                                debug!(error = %e, "inbound upgrade failed");
+                            }
+                            let _ = tx.send(result).await;
+                        }
+                        .instrument(tracing::debug_span!("upgrade", %remote)),
+                    );
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Self {
+            local_addr,
+            rx,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next upgraded connection, or a failed upgrade's error (the listener keeps
+    /// running after errors).
+    pub async fn accept(&mut self) -> Option<Result<Connection, Error>> {
+        self.rx.recv().await
+    }
+}

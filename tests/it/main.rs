@@ -1,0 +1,7 @@
+//! devmux end-to-end tests: one binary, real sockets on 127.0.0.1, port 0.
+
+// Test helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod libp2p_interop;
+mod p2p;

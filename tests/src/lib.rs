@@ -1,0 +1,86 @@
+//! Helpers for devmux's end-to-end tests (the tests themselves are in `it/`).
+//!
+//! Every node listens on 127.0.0.1 port 0; nothing here touches another address.
+
+use std::time::Duration;
+
+use devmux_network::{
+    MessageStream, Network, NetworkConfig, NetworkEvent, NodeKey, PeerCtx, Registrar,
+};
+use tokio::sync::broadcast;
+
+/// Installs a test log subscriber once (`RUST_LOG` controls it).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Config for a test node on 127.0.0.1:0 with short deadlines.
+pub fn test_config(use_p2p_server: bool) -> NetworkConfig {
+    let mut config = NetworkConfig::default()
+        .with_p2p_server(use_p2p_server)
+        .with_listen_addr(([127, 0, 0, 1], 0).into());
+    config.transport.handshake_timeout = Duration::from_secs(2);
+    config.negotiation_timeout = Duration::from_secs(2);
+    config
+}
+
+/// The echo handler: every message back unchanged.
+pub async fn echo(_peer: PeerCtx, mut stream: MessageStream) -> Result<(), devmux_network::Error> {
+    while let Some(msg) = stream.next().await {
+        stream.send(msg?).await?;
+    }
+    Ok(())
+}
+
+/// Starts a node with `registrar`.
+pub async fn start(use_p2p_server: bool, registrar: Registrar) -> Network {
+    start_with(test_config(use_p2p_server), registrar).await
+}
+
+/// Starts a node with `config` and `registrar`.
+pub async fn start_with(config: NetworkConfig, registrar: Registrar) -> Network {
+    init_tracing();
+    match Network::start(config, NodeKey::generate(), registrar).await {
+        Ok(network) => network,
+        Err(e) => panic!("node failed to start: {e}"),
+    }
+}
+
+/// Waits (at most `timeout`) for an event that `pick` accepts.
+pub async fn wait_for<T>(
+    events: &mut broadcast::Receiver<NetworkEvent>,
+    timeout: Duration,
+    mut pick: impl FnMut(&NetworkEvent) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(t) = pick(&event) {
+                        return Some(t);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
