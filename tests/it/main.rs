@@ -5,3 +5,4 @@
 
 mod libp2p_interop;
 mod p2p;
+mod rlpx;

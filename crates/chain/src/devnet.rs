@@ -200,7 +200,8 @@ impl Devnet {
         self.keys[0].address()
     }
 
-    /// A signed EIP-1559 transfer of `value` wei from dev key `from` with this nonce.
+    /// A signed EIP-1559 transfer of `value` wei from dev key `from` (mod 16) with this
+    /// nonce, at the devnet fees and gas.
     pub fn transfer(&self, from: usize, nonce: u64, to: Address, value: U256) -> TransactionSigned {
         let tx = TxEip1559 {
             chain_id: CHAIN_ID,
@@ -267,6 +268,26 @@ mod tests {
     #[test]
     fn genesis_hash_is_pinned() {
         assert_eq!(genesis_header().hash_slow(), DEVNET_GENESIS_HASH);
+    }
+
+    /// Regression pins, computed by this code (not external vectors): any change to how
+    /// devnet blocks are derived changes these, and would split nodes running different
+    /// builds. Change them only together with WIRE.md §7.
+    #[test]
+    fn block_hashes_are_pinned() {
+        let blocks: Vec<_> = Devnet::new().unwrap().blocks(16).collect();
+        assert_eq!(
+            blocks[0].hash(),
+            b256!("16147b5d0a9ca7b5f29a0afba6c20506f037e6c8d5494ce9e7e2521c9174f1d4")
+        );
+        assert_eq!(
+            blocks[2].hash(),
+            b256!("d30994909863d16a19788397b49fe3cb602cec7cdc87182f5fb7d539a0b9571d")
+        );
+        assert_eq!(
+            blocks[15].hash(),
+            b256!("93ef4f1d1cd4b54c089fa16f7952522d14f1ed53c0ea4f71ba6a13c62563b560")
+        );
     }
 
     #[test]

@@ -175,12 +175,12 @@ impl Pool {
             return Err(Error::TxKnown(hash));
         }
         let sender = self.validate(&tx)?;
+        let size = tx.encode_2718_len();
         let announcement = TxAnnouncement {
             ty: tx.ty(),
-            size: tx.encode_2718_len() as u64,
+            size: size as u64,
             hash,
         };
-        let size = tx.encode_2718_len();
         {
             let mut state = self.state();
             if state.by_hash.contains_key(&hash) {
@@ -513,6 +513,20 @@ mod tests {
             Error::TxType(3)
         ));
         assert!(pool.is_empty());
+    }
+
+    /// ethereum/tests `ttEIP2930/accessListStorage32Bytes` publishes intrinsic gas 0x62d4.
+    #[test]
+    fn intrinsic_gas_matches_ethereum_tests() {
+        let path = format!(
+            "{}/../eth/testdata/ethtests-tx-2930-accessListStorage32Bytes.hex",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let raw =
+            alloy_primitives::hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap();
+        let tx = <TransactionSigned as alloy_eips::eip2718::Decodable2718>::decode_2718_exact(&raw)
+            .unwrap();
+        assert_eq!(intrinsic_gas(&pooled(tx)), 0x62d4);
     }
 
     #[test]

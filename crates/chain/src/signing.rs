@@ -102,6 +102,11 @@ mod tests {
             recover("mainnet-tx-1559-86718885.hex"),
             address!("95222290DD7278Aa3Ddd389Cc1E1d165CC4BAfe5")
         );
+        // ethereum/tests ttEIP2930/accessListStorage32Bytes.
+        assert_eq!(
+            recover("ethtests-tx-2930-accessListStorage32Bytes.hex"),
+            address!("ebe76799923fd62804659fb00b4f0f1a94c0eb1e")
+        );
     }
 
     #[test]

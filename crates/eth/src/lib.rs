@@ -72,7 +72,7 @@ pub use transactions::{
     GetNodeData, GetPooledTransactions, NewPooledTransactionHashes, NodeData, PooledTransactions,
     Transactions, TxAnnouncement,
 };
-pub use version::{EthVersion, CAPABILITY_NAME};
+pub use version::{EthVersion, CAPABILITY_NAME, ETH66_MESSAGE_COUNT, ETH69_MESSAGE_COUNT};
 
 // Re-exported so that users of the messages need not pin alloy versions themselves.
 pub use alloy_consensus;

@@ -99,7 +99,8 @@ impl Status {
         }
     }
 
-    /// The protocol version the sender claims.
+    /// The protocol version the sender claims. The codec does not compare it with the
+    /// negotiated version; the handler must (a mismatch is a protocol breach).
     pub const fn version(&self) -> u8 {
         match self {
             Self::WithTd(s) => s.version,

@@ -186,6 +186,12 @@ fn mainnet_transactions() {
         TxType::Eip1559,
         b256!("86718885c4b4218c6af87d3d0b0d83e3cc465df2a05c048aa4db9f1a6f9de91f"),
     );
+    // Not mainnet: the ethereum/tests vector (see testdata/README.md).
+    check_tx(
+        "ethtests-tx-2930-accessListStorage32Bytes.hex",
+        TxType::Eip2930,
+        b256!("b4f8b14a7aaf85ec2f76be9fbe4155deae1f87b2da95af73be3c27ed8d4c8cb7"),
+    );
     check_tx(
         "mainnet-tx-4844-93fc9daa.hex",
         TxType::Eip4844,

@@ -6,6 +6,14 @@ use core::fmt;
 /// (`devp2p/caps/eth.md`).
 pub const CAPABILITY_NAME: &str = "eth";
 
+/// Message-id space of eth/66, eth/67 and eth/68 on RLPx: codes 0x00 (`Status`) to 0x10
+/// (`Receipts`), 17 ids (`devp2p/caps/eth.md`; WIRE.md §2).
+pub const ETH66_MESSAGE_COUNT: u8 = 17;
+
+/// Message-id space of eth/69 on RLPx: 0x00 to 0x11 (`BlockRangeUpdate`, added by
+/// EIP-7642), 18 ids (WIRE.md §2).
+pub const ETH69_MESSAGE_COUNT: u8 = 18;
+
 /// A version of the eth protocol that devmux speaks.
 ///
 /// On the stream stack a version is the protocol id `/eth/<v>/1.0.0`; on RLPx it is the
@@ -43,8 +51,8 @@ impl EthVersion {
     /// `BlockRangeUpdate = 0x11` (18 ids). See `devp2p/caps/eth.md` and WIRE.md §2.
     pub const fn message_count(self) -> u8 {
         match self {
-            Self::Eth66 | Self::Eth67 | Self::Eth68 => 17,
-            Self::Eth69 => 18,
+            Self::Eth66 | Self::Eth67 | Self::Eth68 => ETH66_MESSAGE_COUNT,
+            Self::Eth69 => ETH69_MESSAGE_COUNT,
         }
     }
 

@@ -32,8 +32,10 @@
 mod builtin;
 mod message;
 mod p2p;
+mod peers;
 mod protocol;
 mod registrar;
+mod rlpx;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -120,6 +122,12 @@ pub enum Error {
     /// The operation needs the other server.
     #[error("{0} is not available on this server")]
     Unsupported(&'static str),
+    /// The RLPx transport failed (handshake, frame, Hello).
+    #[error("rlpx: {0}")]
+    Rlpx(#[from] devmux_rlpx::Error),
+    /// The connection was refused with a reason (sent to the peer too).
+    #[error("connection refused: {0}")]
+    Refused(DisconnectReason),
     /// The network is shutting down.
     #[error("the network is shutting down")]
     ShuttingDown,
@@ -220,6 +228,11 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// identify's `agentVersion` and RLPx Hello's client id.
     pub agent_version: String,
+    /// RLPx keepalive: a Ping this often; a peer that has not answered the previous
+    /// one by then is disconnected with `PingTimeout`.
+    pub rlpx_ping_interval: Duration,
+    /// Most peers connected at once; more are refused with `TooManyPeers`.
+    pub max_peers: usize,
     /// Events buffered per subscriber; a subscriber that falls further behind
     /// misses events (and is told how many).
     pub event_capacity: usize,
@@ -234,6 +247,8 @@ impl Default for NetworkConfig {
             negotiation_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             agent_version: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
+            rlpx_ping_interval: Duration::from_secs(15),
+            max_peers: 50,
             event_capacity: 1024,
         }
     }
@@ -255,6 +270,7 @@ impl NetworkConfig {
 
 enum Server {
     P2p(p2p::P2pServer),
+    Rlpx(rlpx::RlpxServer),
 }
 
 /// A running network: one server, its peers, and the registrar's handlers.
@@ -282,11 +298,11 @@ impl Network {
         registrar: Registrar,
     ) -> Result<Self, Error> {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
-        if !config.use_p2p_server {
-            return Err(Error::Unsupported("the RLPx server"));
-        }
-        let server =
-            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone()).await?);
+        let server = if config.use_p2p_server {
+            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone()).await?)
+        } else {
+            Server::Rlpx(rlpx::RlpxServer::start(config, key, registrar, events.clone()).await?)
+        };
         Ok(Self {
             server: std::sync::Arc::new(server),
             events,
@@ -297,13 +313,15 @@ impl Network {
     pub fn server_kind(&self) -> ServerKind {
         match &*self.server {
             Server::P2p(_) => ServerKind::P2p,
+            Server::Rlpx(_) => ServerKind::Rlpx,
         }
     }
 
-    /// This node's PeerId.
+    /// This node's PeerId (on RLPx too: both stacks name a peer by its key).
     pub fn local_peer_id(&self) -> PeerId {
         match &*self.server {
             Server::P2p(s) => s.local_peer_id(),
+            Server::Rlpx(s) => s.local_peer_id(),
         }
     }
 
@@ -311,6 +329,7 @@ impl Network {
     pub fn listen_addr(&self) -> SocketAddr {
         match &*self.server {
             Server::P2p(s) => s.listen_addr(),
+            Server::Rlpx(s) => s.listen_addr(),
         }
     }
 
@@ -319,6 +338,7 @@ impl Network {
     pub fn local_addr(&self) -> String {
         match &*self.server {
             Server::P2p(s) => s.local_multiaddr().to_string(),
+            Server::Rlpx(s) => s.local_enode().to_string(),
         }
     }
 
@@ -328,7 +348,8 @@ impl Network {
     }
 
     /// Dials a peer by address (a multiaddr for the stream stack, an `enode://`
-    /// URL for RLPx) and returns its id once connected.
+    /// URL for RLPx) and returns its id once connected. Returns at once if the
+    /// named peer is already connected.
     pub async fn dial(&self, addr: &str) -> Result<PeerId, Error> {
         match &*self.server {
             Server::P2p(s) => {
@@ -340,11 +361,13 @@ impl Network {
                 })?;
                 s.dial(&addr).await
             }
+            Server::Rlpx(s) => s.dial(&addr.parse()?).await,
         }
     }
 
     /// Opens a request-protocol stream to `peer`, proposing `ids` in order; returns
-    /// the stream and the id that won.
+    /// the stream and the id that won. Stream stack only: RLPx has no per-request
+    /// channels.
     pub async fn open(
         &self,
         peer: &PeerId,
@@ -352,13 +375,15 @@ impl Network {
     ) -> Result<(MessageStream, ProtocolId), Error> {
         match &*self.server {
             Server::P2p(s) => s.open(peer, ids).await,
+            Server::Rlpx(_) => Err(Error::Unsupported("request protocols")),
         }
     }
 
-    /// Pings `peer` with libp2p ping (stream stack only).
+    /// Pings `peer` with libp2p ping (stream stack only; RLPx pings itself).
     pub async fn ping(&self, peer: &PeerId) -> Result<Duration, Error> {
         match &*self.server {
             Server::P2p(s) => s.ping(peer).await,
+            Server::Rlpx(_) => Err(Error::Unsupported("libp2p ping")),
         }
     }
 
@@ -366,6 +391,7 @@ impl Network {
     pub async fn identify(&self, peer: &PeerId) -> Result<IdentifyInfo, Error> {
         match &*self.server {
             Server::P2p(s) => s.identify(peer).await,
+            Server::Rlpx(_) => Err(Error::Unsupported("libp2p identify")),
         }
     }
 
@@ -373,6 +399,7 @@ impl Network {
     pub fn peers(&self) -> Vec<PeerInfo> {
         match &*self.server {
             Server::P2p(s) => s.peers(),
+            Server::Rlpx(s) => s.peers(),
         }
     }
 
@@ -380,6 +407,7 @@ impl Network {
     pub async fn disconnect(&self, peer: &PeerId, reason: DisconnectReason) {
         match &*self.server {
             Server::P2p(s) => s.disconnect(peer, reason).await,
+            Server::Rlpx(s) => s.disconnect(peer, reason).await,
         }
     }
 
@@ -387,6 +415,7 @@ impl Network {
     pub fn penalize(&self, peer: &PeerId, penalty: Penalty, why: impl Into<String>) {
         match &*self.server {
             Server::P2p(s) => s.penalize(*peer, penalty, why.into()),
+            Server::Rlpx(s) => s.penalize(*peer, penalty, why.into()),
         }
     }
 
@@ -394,6 +423,7 @@ impl Network {
     pub async fn shutdown(&self) {
         match &*self.server {
             Server::P2p(s) => s.shutdown().await,
+            Server::Rlpx(s) => s.shutdown().await,
         }
     }
 }

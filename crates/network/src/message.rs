@@ -85,7 +85,6 @@ pub(crate) type BoxedRaw = Pin<Box<dyn RawStream>>;
 
 /// A message on its way to an RLPx connection's writer task.
 #[derive(Debug)]
-#[allow(dead_code)] // Read by the RLPx server's writer task.
 pub(crate) struct OutboundFrame {
     /// Which shared capability it belongs to.
     pub(crate) slot: usize,
@@ -125,7 +124,6 @@ impl std::fmt::Debug for MessageWriter {
     }
 }
 
-#[allow(dead_code)] // Channel: the RLPx server's backend.
 enum ReaderImpl {
     Stream {
         io: ReadHalf<BoxedRaw>,
@@ -138,7 +136,6 @@ enum ReaderImpl {
     },
 }
 
-#[allow(dead_code)] // Channel: the RLPx server's backend.
 enum WriterImpl {
     Stream {
         io: WriteHalf<BoxedRaw>,
@@ -183,7 +180,6 @@ impl MessageStream {
     }
 
     /// A stream backed by an RLPx connection's reader and writer tasks.
-    #[allow(dead_code)]
     pub(crate) fn from_channels(
         rx: mpsc::Receiver<Message>,
         tx: mpsc::Sender<OutboundFrame>,

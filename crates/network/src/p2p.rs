@@ -5,10 +5,8 @@
 //! Tasks: one accept loop; per connection one yamux driver (in the transport),
 //! one task that routes its inbound streams, and one task per stream.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, NodeKey, PeerId};
@@ -21,6 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
 use crate::message::{BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::peers::{Admission, PeerTable};
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
 use crate::{
     DisconnectReason, Error, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo, Penalty, ProtocolId,
@@ -31,27 +30,13 @@ use crate::{
 const GOODBYE_LINGER: Duration = Duration::from_secs(1);
 /// Inbound streams negotiating at once on one connection; more are reset.
 const MAX_NEGOTIATING_INBOUND: usize = 16;
-/// Reputation below which a peer is disconnected.
-const REPUTATION_FLOOR: i32 = -100;
-
-struct PeerEntry {
-    conn_id: u64,
-    info: ConnectionInfo,
-    control: Control,
-    protocols: Vec<ProtocolId>,
-    reputation: i32,
-    /// A reason the peer gave (goodbye) or we gave, for the disconnect event.
-    reason: Option<(DisconnectReason, bool)>,
-}
-
 pub(crate) struct P2pShared {
     key: NodeKey,
     upgrader: Upgrader,
     registrar: Registrar,
     config: NetworkConfig,
     listen_addr: SocketAddr,
-    peers: Mutex<HashMap<PeerId, PeerEntry>>,
-    next_conn_id: AtomicU64,
+    peers: PeerTable<Control>,
     events: broadcast::Sender<NetworkEvent>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -94,13 +79,12 @@ impl P2pServer {
         let mut supported: Vec<String> = registrar.ids().map(|id| id.to_string()).collect();
         supported.extend(builtin::BUILTIN_IDS.iter().map(|s| s.to_string()));
         let shared = Arc::new(P2pShared {
+            peers: PeerTable::new(key.peer_id(), ServerKind::P2p, config.max_peers),
             key,
             upgrader,
             registrar,
             config,
             listen_addr,
-            peers: Mutex::new(HashMap::new()),
-            next_conn_id: AtomicU64::new(1),
             events,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -146,18 +130,10 @@ impl P2pServer {
     }
 
     fn control(&self, peer: &PeerId) -> Result<Control, Error> {
-        self.lock_peers()
-            .get(peer)
-            .map(|e| e.control.clone())
-            .ok_or(Error::NotConnected(*peer))
-    }
-
-    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
-        // A panic while holding the lock would be a bug in this file; keep serving.
         self.shared
             .peers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .handle(peer)
+            .ok_or(Error::NotConnected(*peer))
     }
 
     /// Dials `addr` (`/ip4/…/tcp/…[/p2p/…]`) and returns the peer's id once the
@@ -165,7 +141,7 @@ impl P2pServer {
     pub(crate) async fn dial(&self, addr: &Multiaddr) -> Result<PeerId, Error> {
         let (socket, expected) = devmux_identity::parse_peer_multiaddr(addr)?;
         if let Some(peer) = expected {
-            if self.lock_peers().contains_key(&peer) {
+            if self.shared.peers.contains(&peer) {
                 return Ok(peer);
             }
         }
@@ -178,18 +154,6 @@ impl P2pServer {
         Ok(peer)
     }
 
-    /// Decides whether a new connection to a peer replaces the existing one: when
-    /// both sides dialed at once, the connection dialed by the smaller PeerId wins on
-    /// both ends; a second connection in the same direction loses.
-    fn new_connection_wins(&self, existing: Direction, new: Direction, peer: &PeerId) -> bool {
-        if existing == new {
-            return false;
-        }
-        let local_is_smaller = self.shared.key.peer_id().to_bytes() < peer.to_bytes();
-        // Outbound connections were dialed by us.
-        (new == Direction::Outbound) == local_is_smaller
-    }
-
     fn run_connection(self, conn: Connection) {
         let Connection {
             info,
@@ -197,31 +161,32 @@ impl P2pServer {
             mut incoming,
         } = conn;
         let peer = info.peer_id;
-        let conn_id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let replaced = {
-            let mut peers = self.lock_peers();
-            if let Some(existing) = peers.get(&peer) {
-                if !self.new_connection_wins(existing.info.direction, info.direction, &peer) {
-                    debug!(%peer, "duplicate connection: keeping the existing one");
-                    control.close();
-                    return;
-                }
+        let (conn_id, admission) =
+            self.shared
+                .peers
+                .admit(peer, info.remote_addr, info.direction, control.clone());
+        let replaced = match admission {
+            Admission::New => false,
+            Admission::Replaces(old) => {
                 debug!(%peer, "simultaneous dial: the new connection wins");
-                existing.control.close();
+                old.close();
+                true
             }
-            peers
-                .insert(
-                    peer,
-                    PeerEntry {
-                        conn_id,
-                        info: info.clone(),
-                        control: control.clone(),
-                        protocols: Vec::new(),
-                        reputation: 0,
-                        reason: None,
-                    },
-                )
-                .is_some()
+            Admission::Duplicate => {
+                debug!(%peer, "duplicate connection: keeping the existing one");
+                control.close();
+                return;
+            }
+            Admission::Full => {
+                debug!(%peer, "peer limit reached: refusing connection");
+                let server = self.clone();
+                tokio::spawn(async move {
+                    server
+                        .goodbye(&control, DisconnectReason::TooManyPeers)
+                        .await;
+                });
+                return;
+            }
         };
         if !replaced {
             info!(%peer, addr = %info.remote_addr, dir = %info.direction, "peer connected");
@@ -262,15 +227,8 @@ impl P2pServer {
                     }
                 }
                 control.close();
-                let removed = {
-                    let mut peers = self.lock_peers();
-                    match peers.get(&peer) {
-                        Some(e) if e.conn_id == conn_id => peers.remove(&peer),
-                        _ => None,
-                    }
-                };
-                if let Some(entry) = removed {
-                    let (reason, by_remote) = match entry.reason {
+                if let Some(recorded) = self.shared.peers.remove(&peer, conn_id) {
+                    let (reason, by_remote) = match recorded {
                         Some((r, remote)) => (Some(r), remote),
                         None => (None, false),
                     };
@@ -359,9 +317,7 @@ impl P2pServer {
                     match tokio::time::timeout(timeout, builtin::read_goodbye(io)).await {
                         Ok(Ok(reason)) => {
                             info!(?reason, "peer said goodbye");
-                            if let Some(e) = self.lock_peers().get_mut(&info.peer_id) {
-                                e.reason = Some((reason, true));
-                            }
+                            self.shared.peers.set_reason(&info.peer_id, reason, true);
                         }
                         Ok(Err(e)) => debug!(error = %e, "bad goodbye"),
                         Err(_) => debug!("goodbye timed out"),
@@ -410,11 +366,7 @@ impl P2pServer {
             kind,
             ..
         } = registration;
-        if let Some(entry) = self.lock_peers().get_mut(&info.peer_id) {
-            if !entry.protocols.contains(&id) {
-                entry.protocols.push(id.clone());
-            }
-        }
+        self.shared.peers.add_protocol(&info.peer_id, &id);
         self.emit(NetworkEvent::StreamOpened {
             peer: info.peer_id,
             protocol: id.clone(),
@@ -490,27 +442,12 @@ impl P2pServer {
     }
 
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
-        self.lock_peers()
-            .values()
-            .map(|e| PeerInfo {
-                peer_id: e.info.peer_id,
-                remote_addr: e.info.remote_addr,
-                direction: e.info.direction,
-                server: ServerKind::P2p,
-                protocols: e.protocols.clone(),
-                reputation: e.reputation,
-            })
-            .collect()
+        self.shared.peers.infos()
     }
 
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
-        let below = {
-            let mut peers = self.lock_peers();
-            let Some(entry) = peers.get_mut(&peer) else {
-                return;
-            };
-            entry.reputation = entry.reputation.saturating_sub(penalty.cost());
-            entry.reputation < REPUTATION_FLOOR
+        let Some(below_floor) = self.shared.peers.penalize(&peer, penalty) else {
+            return;
         };
         warn!(%peer, ?penalty, %why, "peer penalised");
         self.emit(NetworkEvent::PeerPenalized {
@@ -518,7 +455,7 @@ impl P2pServer {
             penalty,
             reason: why,
         });
-        if below {
+        if below_floor {
             let server = self.clone();
             tokio::spawn(async move {
                 server
@@ -533,12 +470,15 @@ impl P2pServer {
         let Ok(control) = self.control(peer) else {
             return;
         };
-        if let Some(entry) = self.lock_peers().get_mut(peer) {
-            entry.reason.get_or_insert((reason, false));
-        }
+        self.shared.peers.set_reason(peer, reason, false);
+        self.goodbye(&control, reason).await;
+    }
+
+    /// Sends goodbye on `control`'s connection, then closes it.
+    async fn goodbye(&self, control: &Control, reason: DisconnectReason) {
         let goodbye = async {
             let id = ProtocolId::new(GOODBYE_PROTOCOL)?;
-            let (io, _) = self.negotiate_outbound(&control, &[id]).await?;
+            let (io, _) = self.negotiate_outbound(control, &[id]).await?;
             builtin::send_goodbye(io, reason, GOODBYE_LINGER).await
         };
         // A peer that does not know goodbye answers `na`: then we just close.
@@ -551,7 +491,7 @@ impl P2pServer {
     /// bounded time for connections to close.
     pub(crate) async fn shutdown(&self) {
         self.shared.shutdown.cancel();
-        let peers: Vec<PeerId> = self.lock_peers().keys().copied().collect();
+        let peers = self.shared.peers.ids();
         let goodbyes = peers
             .iter()
             .map(|p| self.disconnect(p, DisconnectReason::ClientQuitting));

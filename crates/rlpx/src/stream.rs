@@ -678,6 +678,15 @@ impl<W: AsyncWrite + Unpin> SessionWriter<W> {
         Ok(())
     }
 
+    /// Sends one frame with wire message id `msg_id` and `payload` exactly as
+    /// given: no offset arithmetic and no compression. For conformance tools and
+    /// tests that must put precise (even invalid) bytes on an authenticated
+    /// session; protocol code uses [`SessionWriter::send_capability`].
+    pub async fn send_raw(&mut self, msg_id: u64, payload: &[u8]) -> Result<(), Error> {
+        self.write.encode(msg_id, payload, false)?;
+        self.flush().await
+    }
+
     /// Sends Ping.
     pub async fn ping(&mut self) -> Result<(), Error> {
         self.write

@@ -1,0 +1,252 @@
+//! The table of connected peers that both servers keep: one connection per peer,
+//! the simultaneous-dial tie-break, disconnect reasons and reputation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use devmux_identity::PeerId;
+
+use crate::{Direction, DisconnectReason, PeerInfo, Penalty, ProtocolId, ServerKind};
+
+/// Reputation below which a peer is disconnected.
+pub(crate) const REPUTATION_FLOOR: i32 = -100;
+
+/// One connected peer. `H` is the server's handle to the connection.
+pub(crate) struct PeerEntry<H> {
+    pub(crate) conn_id: u64,
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) direction: Direction,
+    pub(crate) protocols: Vec<ProtocolId>,
+    pub(crate) reputation: i32,
+    /// The reason given for the disconnect, and whether the peer gave it.
+    pub(crate) reason: Option<(DisconnectReason, bool)>,
+    pub(crate) handle: H,
+}
+
+/// What registering a new connection decided.
+pub(crate) enum Admission<H> {
+    /// The peer was not connected: the connection is its first.
+    New,
+    /// The new connection replaces this one (simultaneous dial, we lost the old one).
+    Replaces(H),
+    /// The peer already has a connection that stays; refuse the new one.
+    Duplicate,
+    /// At the peer limit.
+    Full,
+}
+
+pub(crate) struct PeerTable<H> {
+    local: PeerId,
+    server: ServerKind,
+    max_peers: usize,
+    peers: Mutex<HashMap<PeerId, PeerEntry<H>>>,
+    next_conn_id: AtomicU64,
+}
+
+impl<H: Clone> PeerTable<H> {
+    pub(crate) fn new(local: PeerId, server: ServerKind, max_peers: usize) -> Self {
+        Self {
+            local,
+            server,
+            max_peers,
+            peers: Mutex::new(HashMap::new()),
+            next_conn_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, PeerEntry<H>>> {
+        // A panic while holding the lock would be a bug here; keep serving.
+        self.peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When both sides dial at once, the connection dialed by the smaller PeerId
+    /// wins on both ends; a second connection in the same direction loses.
+    fn new_connection_wins(&self, existing: Direction, new: Direction, peer: &PeerId) -> bool {
+        if existing == new {
+            return false;
+        }
+        let local_is_smaller = self.local.to_bytes() < peer.to_bytes();
+        // Outbound connections were dialed by us.
+        (new == Direction::Outbound) == local_is_smaller
+    }
+
+    /// Whether a connection to `peer` in `direction` would be accepted now (checked
+    /// before the costly part of a handshake; `admit` decides for real).
+    pub(crate) fn would_admit(
+        &self,
+        peer: &PeerId,
+        direction: Direction,
+    ) -> Result<(), DisconnectReason> {
+        let peers = self.lock();
+        match peers.get(peer) {
+            Some(e) if !self.new_connection_wins(e.direction, direction, peer) => {
+                Err(DisconnectReason::AlreadyConnected)
+            }
+            Some(_) => Ok(()),
+            None if peers.len() >= self.max_peers => Err(DisconnectReason::TooManyPeers),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a new connection; returns its id and what happened.
+    pub(crate) fn admit(
+        &self,
+        peer: PeerId,
+        remote_addr: SocketAddr,
+        direction: Direction,
+        handle: H,
+    ) -> (u64, Admission<H>) {
+        let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let mut peers = self.lock();
+        let admission = match peers.get(&peer) {
+            Some(e) if !self.new_connection_wins(e.direction, direction, &peer) => {
+                return (conn_id, Admission::Duplicate)
+            }
+            Some(e) => Admission::Replaces(e.handle.clone()),
+            None if peers.len() >= self.max_peers => return (conn_id, Admission::Full),
+            None => Admission::New,
+        };
+        peers.insert(
+            peer,
+            PeerEntry {
+                conn_id,
+                remote_addr,
+                direction,
+                protocols: Vec::new(),
+                reputation: 0,
+                reason: None,
+                handle,
+            },
+        );
+        (conn_id, admission)
+    }
+
+    /// Removes the peer if `conn_id` is still its connection; returns the reason
+    /// recorded for the disconnect.
+    pub(crate) fn remove(
+        &self,
+        peer: &PeerId,
+        conn_id: u64,
+    ) -> Option<Option<(DisconnectReason, bool)>> {
+        let mut peers = self.lock();
+        match peers.get(peer) {
+            Some(e) if e.conn_id == conn_id => peers.remove(peer).map(|e| e.reason),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn handle(&self, peer: &PeerId) -> Option<H> {
+        self.lock().get(peer).map(|e| e.handle.clone())
+    }
+
+    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
+        self.lock().contains_key(peer)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<PeerId> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// Records the first reason given for a peer's disconnect.
+    pub(crate) fn set_reason(&self, peer: &PeerId, reason: DisconnectReason, by_remote: bool) {
+        if let Some(e) = self.lock().get_mut(peer) {
+            e.reason.get_or_insert((reason, by_remote));
+        }
+    }
+
+    pub(crate) fn add_protocol(&self, peer: &PeerId, id: &ProtocolId) {
+        if let Some(e) = self.lock().get_mut(peer) {
+            if !e.protocols.contains(id) {
+                e.protocols.push(id.clone());
+            }
+        }
+    }
+
+    /// Lowers the peer's reputation; true if it fell below the floor.
+    pub(crate) fn penalize(&self, peer: &PeerId, penalty: Penalty) -> Option<bool> {
+        let mut peers = self.lock();
+        let e = peers.get_mut(peer)?;
+        e.reputation = e.reputation.saturating_sub(penalty.cost());
+        Some(e.reputation < REPUTATION_FLOOR)
+    }
+
+    pub(crate) fn infos(&self) -> Vec<PeerInfo> {
+        self.lock()
+            .iter()
+            .map(|(id, e)| PeerInfo {
+                peer_id: *id,
+                remote_addr: e.remote_addr,
+                direction: e.direction,
+                server: self.server,
+                protocols: e.protocols.clone(),
+                reputation: e.reputation,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devmux_identity::NodeKey;
+
+    #[test]
+    fn tie_break_is_the_same_on_both_ends() {
+        let (a, b) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
+        let ta: PeerTable<()> = PeerTable::new(a, ServerKind::P2p, 10);
+        let tb: PeerTable<()> = PeerTable::new(b, ServerKind::P2p, 10);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // a's dial to b is outbound at a and inbound at b; b's dial is the reverse.
+        // Each end first registers its own outbound connection, then sees the other.
+        ta.admit(b, addr, Direction::Outbound, ());
+        tb.admit(a, addr, Direction::Outbound, ());
+        let a_keeps_inbound = matches!(
+            ta.admit(b, addr, Direction::Inbound, ()).1,
+            Admission::Replaces(_)
+        );
+        let b_keeps_inbound = matches!(
+            tb.admit(a, addr, Direction::Inbound, ()).1,
+            Admission::Replaces(_)
+        );
+        // Exactly one end switches to its inbound connection: both keep the same one.
+        assert_ne!(a_keeps_inbound, b_keeps_inbound);
+        assert!(matches!(
+            ta.admit(b, addr, Direction::Inbound, ()).1,
+            Admission::Duplicate | Admission::Replaces(_)
+        ));
+    }
+
+    #[test]
+    fn limits_and_reasons() {
+        let t: PeerTable<u8> = PeerTable::new(NodeKey::generate().peer_id(), ServerKind::Rlpx, 1);
+        let (p, q) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let (id, adm) = t.admit(p, addr, Direction::Inbound, 1);
+        assert!(matches!(adm, Admission::New));
+        assert_eq!(
+            t.would_admit(&q, Direction::Inbound),
+            Err(DisconnectReason::TooManyPeers)
+        );
+        assert!(matches!(
+            t.admit(q, addr, Direction::Inbound, 2).1,
+            Admission::Full
+        ));
+        assert_eq!(
+            t.would_admit(&p, Direction::Inbound),
+            Err(DisconnectReason::AlreadyConnected)
+        );
+        t.set_reason(&p, DisconnectReason::UselessPeer, true);
+        t.set_reason(&p, DisconnectReason::ClientQuitting, false);
+        assert_eq!(t.penalize(&p, Penalty::Major), Some(false));
+        assert_eq!(t.penalize(&p, Penalty::Fatal), Some(true));
+        assert_eq!(t.remove(&p, id + 1), None);
+        assert_eq!(
+            t.remove(&p, id),
+            Some(Some((DisconnectReason::UselessPeer, true)))
+        );
+    }
+}
