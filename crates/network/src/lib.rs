@@ -30,6 +30,7 @@
 //! ```
 
 mod builtin;
+pub mod dialer;
 mod message;
 mod p2p;
 mod peers;
@@ -279,6 +280,8 @@ enum Server {
 pub struct Network {
     server: std::sync::Arc<Server>,
     events: broadcast::Sender<NetworkEvent>,
+    /// Cancelled at shutdown: stops the dialer's tasks.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Network {
@@ -306,6 +309,7 @@ impl Network {
         Ok(Self {
             server: std::sync::Arc::new(server),
             events,
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -419,8 +423,38 @@ impl Network {
         }
     }
 
+    /// Keeps a static peer connected: dials it now and redials it, with
+    /// exponential backoff and jitter, whenever it is not connected, until shutdown.
+    /// `addr` is checked now: a multiaddr on the stream stack, an `enode://` URL on
+    /// RLPx.
+    pub fn add_static_peer(&self, addr: &str) -> Result<(), Error> {
+        self.check_addr(addr)?;
+        dialer::keep_connected(self.clone(), addr.to_string(), self.stop.child_token());
+        Ok(())
+    }
+
+    /// Checks that `addr` is an address this network's server can dial.
+    pub fn check_addr(&self, addr: &str) -> Result<(), Error> {
+        match &*self.server {
+            Server::P2p(_) => {
+                let ma: Multiaddr = addr.parse().map_err(|e| {
+                    Error::Identity(devmux_identity::Error::InvalidMultiaddr {
+                        addr: addr.to_string(),
+                        problem: format!("{e}"),
+                    })
+                })?;
+                devmux_identity::parse_peer_multiaddr(&ma)?;
+            }
+            Server::Rlpx(_) => {
+                addr.parse::<devmux_identity::Enode>()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stops accepting, tells every peer `ClientQuitting`, and waits a bounded time.
     pub async fn shutdown(&self) {
+        self.stop.cancel();
         match &*self.server {
             Server::P2p(s) => s.shutdown().await,
             Server::Rlpx(s) => s.shutdown().await,

@@ -1,0 +1,366 @@
+//! Dial candidates: peers from the discovery table that this node may dial.
+//!
+//! The filter applies when a candidate is offered, never to the table (WIRE.md §4): the
+//! table keeps every valid ENR so third-party discv5 nodes can use us as a bootnode.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use devmux_identity::{peer_multiaddr, Enode, Multiaddr, NodeId, PeerId};
+use enr::{CombinedPublicKey, EnrPublicKey};
+use tokio::sync::mpsc;
+
+use crate::config::{DiscoveryConfig, ForkFilterFn, Stack};
+use crate::{Enr, ForkIdEntry};
+
+/// The ENR key of the stream stack's TCP port (WIRE.md §4).
+pub const MUX_ENR_KEY: &str = "mux";
+
+/// A peer this node may dial: it advertises a stack we run and a compatible fork id.
+#[derive(Clone, Debug)]
+pub struct DialCandidate {
+    /// The peer's record as discovery last saw it.
+    pub enr: Enr,
+    /// The devp2p node id (64-byte uncompressed secp256k1 key from the ENR).
+    pub node_id: NodeId,
+    /// The libp2p PeerId of the same key.
+    pub peer_id: PeerId,
+    /// The stack to dial it on: one we run and it advertises ([`DiscoveryConfig::preferred_stack`]
+    /// when both sides run both).
+    pub stack: Stack,
+    /// The IP to dial.
+    pub ip: IpAddr,
+    /// The TCP port of `stack`.
+    pub tcp_port: u16,
+    /// The peer's fork id (its `eth` entry), which the fork filter accepted.
+    pub fork: ForkIdEntry,
+}
+
+impl DialCandidate {
+    /// The TCP address of the chosen stack.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.tcp_port)
+    }
+
+    /// The discv5 node id (`keccak256` of the 64-byte key).
+    pub fn discv5_id(&self) -> [u8; 32] {
+        self.enr.node_id().raw()
+    }
+
+    /// The peer's address for `stack`, if its ENR advertises that stack (whether or
+    /// not we run it).
+    pub fn addr_for(&self, stack: Stack) -> Option<SocketAddr> {
+        stack_addr(&self.enr, stack, self.ip.is_ipv6())
+    }
+
+    /// The `enode://id@ip:tcp?discport=udp` URL for dialing over RLPx, if the peer
+    /// advertises RLPx (`tcp`).
+    pub fn enode(&self) -> Option<Enode> {
+        let addr = self.addr_for(Stack::Rlpx)?;
+        let udp = if addr.is_ipv6() {
+            self.enr.udp6()
+        } else {
+            self.enr.udp4()
+        };
+        Some(Enode {
+            id: self.node_id,
+            addr,
+            discport: udp,
+        })
+    }
+
+    /// The `/ip4/…/tcp/…/p2p/…` multiaddr for dialing the stream stack, if the peer
+    /// advertises it (`mux`).
+    pub fn multiaddr(&self) -> Option<Multiaddr> {
+        Some(peer_multiaddr(self.addr_for(Stack::Mux)?, &self.peer_id))
+    }
+
+    /// The dial address of the chosen stack as text: an `enode://` URL for RLPx, a
+    /// multiaddr for the stream stack.
+    pub fn dial_url(&self) -> String {
+        match self.stack {
+            Stack::Rlpx => Enode::new(self.node_id, self.tcp_addr()).to_string(),
+            Stack::Mux => peer_multiaddr(self.tcp_addr(), &self.peer_id).to_string(),
+        }
+    }
+}
+
+/// Why an ENR is not a dial candidate. None of these removes it from the table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// It is our own record.
+    #[error("our own record")]
+    Local,
+    /// Its identity key is not secp256k1, so neither stack can authenticate it.
+    #[error("not a secp256k1 record")]
+    NotSecp256k1,
+    /// It advertises none of the stacks we run (`tcp` for RLPx, `mux` for the stream stack).
+    #[error("advertises none of our stacks")]
+    NoSharedStack,
+    /// It advertises a stack we run but no usable IP for it.
+    #[error("no usable IP address")]
+    NoAddress,
+    /// It has no `eth` entry: not an Ethereum node.
+    #[error("no eth entry")]
+    NoEthEntry,
+    /// Its `eth` entry does not decode.
+    #[error("malformed eth entry")]
+    MalformedEthEntry,
+    /// The fork filter rejected its fork id.
+    #[error("incompatible fork id {0:?}")]
+    IncompatibleFork(ForkIdEntry),
+}
+
+/// The dial-time filter: which ENRs become [`DialCandidate`]s.
+#[derive(Clone)]
+pub struct DialFilter {
+    /// Stacks we run, preferred first.
+    stacks: Vec<Stack>,
+    fork_ok: ForkFilterFn,
+    local: enr::NodeId,
+    prefer_v6: bool,
+}
+
+impl fmt::Debug for DialFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DialFilter")
+            .field("stacks", &self.stacks)
+            .field("prefer_v6", &self.prefer_v6)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DialFilter {
+    pub(crate) fn new(config: &DiscoveryConfig, local: enr::NodeId) -> Self {
+        let mut stacks = config.stacks();
+        // Preferred stack first.
+        stacks.sort_by_key(|s| *s != config.preferred_stack);
+        let fork_ok = config.fork_filter.clone().unwrap_or_else(|| {
+            let own = config.eth.hash;
+            std::sync::Arc::new(move |remote: &ForkIdEntry| remote.hash == own)
+        });
+        Self {
+            stacks,
+            fork_ok,
+            local,
+            prefer_v6: config.enr_ip.is_ipv6(),
+        }
+    }
+
+    /// The stacks we dial, preferred first (empty: no candidates at all).
+    pub fn stacks(&self) -> &[Stack] {
+        &self.stacks
+    }
+
+    /// Checks `enr` and, if it passes, builds the candidate.
+    pub fn check(&self, enr: &Enr) -> Result<DialCandidate, Rejection> {
+        if enr.node_id() == self.local {
+            return Err(Rejection::Local);
+        }
+        let node_id = secp256k1_node_id(enr).ok_or(Rejection::NotSecp256k1)?;
+        let mut advertised = false;
+        let mut chosen = None;
+        for &stack in &self.stacks {
+            if stack_port(enr, stack, false).is_some() || stack_port(enr, stack, true).is_some() {
+                advertised = true;
+            }
+            if let Some(addr) = stack_addr(enr, stack, self.prefer_v6) {
+                chosen = Some((stack, addr));
+                break;
+            }
+        }
+        let (stack, addr) = match chosen {
+            Some(found) => found,
+            None if advertised => return Err(Rejection::NoAddress),
+            None => return Err(Rejection::NoSharedStack),
+        };
+        let fork = match ForkIdEntry::from_enr(enr) {
+            None => return Err(Rejection::NoEthEntry),
+            Some(Err(_)) => return Err(Rejection::MalformedEthEntry),
+            Some(Ok(fork)) => fork,
+        };
+        if !(self.fork_ok)(&fork) {
+            return Err(Rejection::IncompatibleFork(fork));
+        }
+        let peer_id = node_id.to_peer_id().map_err(|_| Rejection::NotSecp256k1)?;
+        Ok(DialCandidate {
+            enr: enr.clone(),
+            node_id,
+            peer_id,
+            stack,
+            ip: addr.ip(),
+            tcp_port: addr.port(),
+            fork,
+        })
+    }
+}
+
+/// The devp2p node id of a secp256k1 ENR.
+pub fn secp256k1_node_id(enr: &Enr) -> Option<NodeId> {
+    match enr.public_key() {
+        CombinedPublicKey::Secp256k1(key) => Some(NodeId(key.encode_uncompressed())),
+        CombinedPublicKey::Ed25519(_) => None,
+    }
+}
+
+/// The `mux` port of an ENR, if present and well-formed.
+pub fn mux_port(enr: &Enr) -> Option<u16> {
+    enr.get_decodable::<u16>(MUX_ENR_KEY)
+        .and_then(Result::ok)
+        .filter(|p| *p != 0)
+}
+
+fn stack_port(enr: &Enr, stack: Stack, v6: bool) -> Option<u16> {
+    let port = match (stack, v6) {
+        (Stack::Mux, _) => mux_port(enr),
+        (Stack::Rlpx, false) => enr.tcp4(),
+        // go-ethereum writes only `tcp`, also next to `ip6`.
+        (Stack::Rlpx, true) => enr.tcp6().or_else(|| enr.tcp4()),
+    };
+    port.filter(|p| *p != 0)
+}
+
+fn usable(ip: IpAddr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast()
+}
+
+fn stack_addr(enr: &Enr, stack: Stack, prefer_v6: bool) -> Option<SocketAddr> {
+    let v4 = enr
+        .ip4()
+        .map(IpAddr::from)
+        .filter(|ip| usable(*ip))
+        .and_then(|ip| Some(SocketAddr::new(ip, stack_port(enr, stack, false)?)));
+    let v6 = enr
+        .ip6()
+        .map(IpAddr::from)
+        .filter(|ip| usable(*ip))
+        .and_then(|ip| Some(SocketAddr::new(ip, stack_port(enr, stack, true)?)));
+    if prefer_v6 {
+        v6.or(v4)
+    } else {
+        v4.or(v6)
+    }
+}
+
+/// Recently offered peers: a candidate is offered again only after `ttl` or when its
+/// ENR's `seq` grows. Bounded: when full, expired entries go first, then the oldest.
+#[derive(Debug)]
+pub(crate) struct RecentlyOffered {
+    map: HashMap<enr::NodeId, (u64, Instant)>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl RecentlyOffered {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            ttl,
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn should_offer(&self, id: &enr::NodeId, seq: u64, now: Instant) -> bool {
+        match self.map.get(id) {
+            None => true,
+            Some(&(seen_seq, at)) => {
+                seq > seen_seq || now.saturating_duration_since(at) >= self.ttl
+            }
+        }
+    }
+
+    pub(crate) fn mark(&mut self, id: enr::NodeId, seq: u64, now: Instant) {
+        if !self.map.contains_key(&id) && self.map.len() >= self.capacity {
+            let ttl = self.ttl;
+            self.map
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            if self.map.len() >= self.capacity {
+                if let Some(oldest) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| *k)
+                {
+                    self.map.remove(&oldest);
+                }
+            }
+        }
+        self.map.insert(id, (seq, now));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// The bounded stream of [`DialCandidate`]s, taken once with
+/// [`Discovery::take_candidates`](crate::Discovery::take_candidates).
+///
+/// It ends when discovery shuts down. It implements [`futures::Stream`].
+#[derive(Debug)]
+pub struct Candidates {
+    rx: mpsc::Receiver<DialCandidate>,
+}
+
+impl Candidates {
+    pub(crate) fn new(rx: mpsc::Receiver<DialCandidate>) -> Self {
+        Self { rx }
+    }
+
+    /// The next candidate; `None` once discovery has shut down.
+    pub async fn recv(&mut self) -> Option<DialCandidate> {
+        self.rx.recv().await
+    }
+
+    /// A candidate if one is waiting.
+    pub fn try_recv(&mut self) -> Option<DialCandidate> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures::Stream for Candidates {
+    type Item = DialCandidate;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<DialCandidate>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> enr::NodeId {
+        enr::NodeId::new(&[b; 32])
+    }
+
+    #[test]
+    fn recently_offered_ttl_seq_and_bound() {
+        let t0 = Instant::now();
+        let mut recent = RecentlyOffered::new(Duration::from_secs(10), 3);
+        assert!(recent.should_offer(&id(1), 1, t0));
+        recent.mark(id(1), 1, t0);
+        assert!(!recent.should_offer(&id(1), 1, t0 + Duration::from_secs(9)));
+        // A newer record is offered at once.
+        assert!(recent.should_offer(&id(1), 2, t0 + Duration::from_secs(1)));
+        assert!(recent.should_offer(&id(1), 1, t0 + Duration::from_secs(10)));
+
+        recent.mark(id(2), 1, t0 + Duration::from_secs(1));
+        recent.mark(id(3), 1, t0 + Duration::from_secs(2));
+        recent.mark(id(4), 1, t0 + Duration::from_secs(3));
+        assert_eq!(recent.len(), 3);
+        // The oldest (id 1) was evicted.
+        assert!(recent.should_offer(&id(1), 1, t0 + Duration::from_secs(3)));
+        assert!(!recent.should_offer(&id(4), 1, t0 + Duration::from_secs(3)));
+        // Expired entries go first.
+        recent.mark(id(5), 1, t0 + Duration::from_secs(12));
+        assert!(recent.len() <= 3);
+        assert!(!recent.should_offer(&id(5), 1, t0 + Duration::from_secs(12)));
+    }
+}
