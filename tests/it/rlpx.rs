@@ -452,7 +452,7 @@ async fn bit_flipped_and_truncated_frames_end_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_limit_and_duplicate_sessions_are_refused_with_reasons() {
     let mut config = test_config(false);
-    config.max_peers = 1;
+    config.pool.max_peers = 1;
     let server = start_with(config, serving_registrar()).await;
     let first_key = NodeKey::generate();
     let first = Network::start(test_config(false), first_key.clone(), serving_registrar())

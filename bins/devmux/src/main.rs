@@ -1,106 +1,286 @@
 //! `devmux`: run a devmux node.
 //!
 //! ```text
-//! devmux --dev --datadir /tmp/a --port 30303 --dev-blocks 1000
+//! devmux --dev --datadir /tmp/a --port 30303 --dev-blocks 1000 --http --metrics
 //! devmux --dev --datadir /tmp/b --port 30304 --static-peers enode://…@127.0.0.1:30303
 //! devmux --config node.toml --port 30305      # flags win over the file
+//! devmux identity --datadir /tmp/a             # enode, ENR, PeerId, multiaddr of its key
+//! devmux keygen --out node.key                 # a new key file (mode 0600)
 //! ```
-//! On start it prints its address on one line of stdout: the `enode://…@IP:PORT`
-//! URL (RLPx, the default) or its full multiaddr (`--use-p2p-server`). Logs go to
-//! stderr (`RUST_LOG` filters them). SIGINT or SIGTERM stops it cleanly.
+//! On start it prints, one per line on stdout: its address (the `enode://…@IP:PORT`
+//! URL with RLPx, the default, or its full multiaddr with `--use-p2p-server`); its
+//! `enr:` record unless `--no-discovery`; `rpc http://ADDR` with `--http`; and
+//! `metrics http://ADDR/metrics` with `--metrics`. Logs go to stderr
+//! (`--log-level`, `--log-format`; `RUST_LOG` applies when `--log-level` is not
+//! given). SIGINT or SIGTERM stops it cleanly.
+//!
+//! Every flag is also a key of the `--config` TOML file (same name, without `--`);
+//! a flag given wins over the file.
+
+mod identity;
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
-use devmux_node::{Node, NodeConfig};
+use clap::{Args, Parser, Subcommand};
+use devmux_node::{LogFormat, Node, NodeConfig};
 
-/// Command-line flags. Every flag is optional here so that a flag given wins over
-/// the config file and an absent one leaves the file's value.
+/// Command-line interface.
 #[derive(Parser, Debug)]
 #[command(
     name = "devmux",
     version,
-    about = "A devp2p / libp2p node serving the eth protocol"
+    about = "A devp2p / libp2p node serving the eth protocol",
+    args_conflicts_with_subcommands = true
 )]
-struct Args {
-    /// Data directory (node key, chain); created on first start [default: devmux-data]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the enode URL, ENR, PeerId and multiaddr of a data directory's key, with
+    /// the configured address and ports; starts nothing
+    Identity(IdentityArgs),
+    /// Write a new node key file (64 hex digits, mode 0600); never overwrites
+    Keygen {
+        /// The file to create
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Node flags. Every one is optional here so that a flag given wins over the config
+/// file and an absent one leaves the file's value. Boolean flags take an optional
+/// `=false` to override a file's `true`.
+#[derive(Args, Debug, Default)]
+struct NodeArgs {
+    /// TOML config file; its keys are the flag names (`dev-blocks = 1000`)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (node key, chain, peer and ENR stores); created on first start [default: devmux-data]
     #[arg(long, value_name = "DIR")]
     datadir: Option<PathBuf>,
+    /// Node key file (64 hex digits, see `devmux keygen`) [default: <datadir>/nodekey, created if missing]
+    #[arg(long, value_name = "FILE")]
+    nodekey: Option<PathBuf>,
     /// Run the multiplexed stream stack (libp2p-compatible) instead of RLPx
-    #[arg(long)]
-    use_p2p_server: bool,
-    /// IP address to listen on [default: 127.0.0.1]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    use_p2p_server: Option<bool>,
+    /// IP address to listen on and advertise [default: 127.0.0.1]
+    #[arg(long, value_name = "IP")]
+    addr: Option<IpAddr>,
+    /// TCP port; 0 picks a free one [default: 30303]
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+    /// UDP port for discv5 discovery [default: the TCP port]
+    #[arg(long, value_name = "N")]
+    discovery_port: Option<u16>,
+    /// Serve the devnet chain (WIRE.md §7)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dev: Option<bool>,
+    /// Build devnet blocks 1…N at start
+    #[arg(long, value_name = "N")]
+    dev_blocks: Option<u64>,
+    /// eth network id [default: the chain's, 1337 on the devnet]
+    #[arg(long, value_name = "N")]
+    network_id: Option<u64>,
+    /// Peers to keep connected: comma-separated enode:// URLs (RLPx) or multiaddrs
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    static_peers: Option<Vec<String>>,
+    /// Peers that bypass peer limits and bans: comma-separated enode:// URLs or multiaddrs with /p2p/
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    trusted_peers: Option<Vec<String>>,
+    /// discv5 bootnodes: comma-separated enr: records
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    bootnodes: Option<Vec<String>>,
+    /// Do not run discovery
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    no_discovery: Option<bool>,
+    /// Seconds between discovery's random lookups [default: 30]
+    #[arg(long, value_name = "SECS")]
+    discovery_lookup_secs: Option<u64>,
+    /// Most peers at once [default: 50]
+    #[arg(long, value_name = "N")]
+    max_peers: Option<usize>,
+    /// Most inbound peers [default: two thirds of --max-peers]
+    #[arg(long, value_name = "N")]
+    max_inbound: Option<usize>,
+    /// Outbound peers to keep from discovery [default: a third of --max-peers]
+    #[arg(long, value_name = "N")]
+    outbound_target: Option<usize>,
+    /// Serve the admin JSON-RPC over HTTP [default: off; --http alone: 127.0.0.1:8545]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8545")]
+    http: Option<SocketAddr>,
+    /// Serve Prometheus metrics at /metrics [default: off; --metrics alone: 127.0.0.1:9001]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9001")]
+    metrics: Option<SocketAddr>,
+    /// Log level (error, warn, info, debug, trace, off) or directives (info,devmux_eth=debug) [default: info]
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: human or json [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+/// Flags of `devmux identity`: what decides the node's names and addresses.
+#[derive(Args, Debug)]
+struct IdentityArgs {
+    /// TOML config file (as for running the node)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory whose key to show [default: devmux-data]
+    #[arg(long, value_name = "DIR")]
+    datadir: Option<PathBuf>,
+    /// Key file to show instead of <datadir>/nodekey
+    #[arg(long, value_name = "FILE")]
+    nodekey: Option<PathBuf>,
+    /// Show the stream stack's ENR entry (mux) instead of RLPx's (tcp)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    use_p2p_server: Option<bool>,
+    /// IP address [default: 127.0.0.1]
     #[arg(long, value_name = "IP")]
     addr: Option<IpAddr>,
     /// TCP port [default: 30303]
     #[arg(long, value_name = "N")]
     port: Option<u16>,
-    /// Serve the devnet chain (WIRE.md §7)
-    #[arg(long)]
-    dev: bool,
-    /// Build devnet blocks 1…N at start
+    /// UDP discovery port [default: the TCP port]
     #[arg(long, value_name = "N")]
-    dev_blocks: Option<u64>,
-    /// Peers to keep connected: comma-separated enode:// URLs (RLPx) or multiaddrs
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    static_peers: Option<Vec<String>>,
-    /// Most peers at once [default: 50]
-    #[arg(long, value_name = "N")]
-    max_peers: Option<usize>,
-    /// TOML config file; its keys are the flag names (`dev-blocks = 1000`)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    discovery_port: Option<u16>,
 }
 
-impl Args {
+/// Overwrites `target` with the flag's value, if given.
+fn set<T>(target: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *target = value;
+    }
+}
+
+/// A comma-separated list flag without empty items (`--bootnodes ""` clears the file's).
+fn list(flag: Option<Vec<String>>) -> Option<Vec<String>> {
+    flag.map(|items| {
+        items
+            .into_iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    })
+}
+
+impl NodeArgs {
     /// The file's configuration (or the defaults) with the given flags on top.
     fn into_config(self) -> anyhow::Result<NodeConfig> {
         let mut config = match &self.config {
             Some(path) => NodeConfig::from_toml_file(path)?,
             None => NodeConfig::default(),
         };
-        if let Some(datadir) = self.datadir {
-            config.datadir = datadir;
-        }
-        if self.use_p2p_server {
-            config.use_p2p_server = true;
-        }
-        if let Some(addr) = self.addr {
-            config.addr = addr;
-        }
-        if let Some(port) = self.port {
-            config.port = port;
-        }
-        if self.dev {
-            config.dev = true;
-        }
-        if let Some(n) = self.dev_blocks {
-            config.dev_blocks = n;
-        }
-        if let Some(peers) = self.static_peers {
-            config.static_peers = peers.into_iter().filter(|p| !p.trim().is_empty()).collect();
-        }
-        if let Some(n) = self.max_peers {
-            config.max_peers = n;
-        }
+        set(&mut config.datadir, self.datadir);
+        set(&mut config.nodekey, self.nodekey.map(Some));
+        set(&mut config.use_p2p_server, self.use_p2p_server);
+        set(&mut config.addr, self.addr);
+        set(&mut config.port, self.port);
+        set(&mut config.discovery_port, self.discovery_port.map(Some));
+        set(&mut config.dev, self.dev);
+        set(&mut config.dev_blocks, self.dev_blocks);
+        set(&mut config.network_id, self.network_id.map(Some));
+        set(&mut config.static_peers, list(self.static_peers));
+        set(&mut config.trusted_peers, list(self.trusted_peers));
+        set(&mut config.bootnodes, list(self.bootnodes));
+        set(&mut config.no_discovery, self.no_discovery);
+        set(
+            &mut config.discovery_lookup_secs,
+            self.discovery_lookup_secs,
+        );
+        set(&mut config.max_peers, self.max_peers);
+        set(&mut config.max_inbound, self.max_inbound.map(Some));
+        set(&mut config.outbound_target, self.outbound_target.map(Some));
+        set(&mut config.http, self.http.map(Some));
+        set(&mut config.metrics, self.metrics.map(Some));
+        set(&mut config.log_level, self.log_level);
+        set(&mut config.log_format, self.log_format);
         Ok(config)
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+impl IdentityArgs {
+    fn into_config(self) -> anyhow::Result<NodeConfig> {
+        NodeArgs {
+            config: self.config,
+            datadir: self.datadir,
+            nodekey: self.nodekey,
+            use_p2p_server: self.use_p2p_server,
+            addr: self.addr,
+            port: self.port,
+            discovery_port: self.discovery_port,
+            ..NodeArgs::default()
+        }
+        .into_config()
+    }
+}
+
+/// The log filter: `--log-level` if given, else `RUST_LOG` if set, else the file's
+/// `log-level` (default `info`). A bare word must be a level: anything else would
+/// silently become a target name.
+fn log_filter(flag_given: bool, configured: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (text, origin) = match env {
+        Some(env) if !flag_given => (env, "RUST_LOG"),
+        _ => (configured.trim().to_string(), "log-level"),
+    };
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    if !text.contains(['=', ',']) && !LEVELS.contains(&text.to_ascii_lowercase().as_str()) {
+        anyhow::bail!(
+            "{origin} {text:?} is not a log level: use error, warn, info, debug, trace or off, or directives like info,devmux_eth=debug"
+        );
+    }
+    tracing_subscriber::EnvFilter::try_new(&text)
+        .with_context(|| format!("{origin} {text:?}: not a valid log filter"))
+}
+
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Prints lines to stdout for whoever started us; if they stopped reading, the node
+/// still runs.
+fn print_lines(lines: &[String]) {
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            tracing::warn!(error = %e, "could not print to stdout");
+            break;
+        }
+    }
+}
+
+async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // Listen for signals before anything starts: a signal that arrives while the
     // node starts up must stop it cleanly too.
     let mut signals = Signals::new()?;
     let node = Node::start(config).await.context("node failed to start")?;
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{}", node.local_addr())?;
-        stdout.flush()?;
-    }
+    let mut lines = vec![node.local_addr()];
+    lines.extend(node.enr());
+    lines.extend(node.rpc_addr().map(|a| format!("rpc http://{a}")));
+    lines.extend(
+        node.metrics_addr()
+            .map(|a| format!("metrics http://{a}/metrics")),
+    );
+    print_lines(&lines);
     signals.recv().await;
     tracing::info!("signal received: stopping");
     node.stop().await;
@@ -140,24 +320,53 @@ impl Signals {
     }
 }
 
-fn main() {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+/// Parses the command line; a usage error becomes one line (clap's first), exit 2.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            eprintln!("devmux: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            // clap's first paragraph, on one line.
+            let text = e.to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let line = first.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            eprintln!("devmux: {line} (see devmux --help)");
+            std::process::exit(2);
         }
-    };
-    if let Err(e) = runtime.block_on(run(args)) {
+    }
+}
+
+/// What `main` does, up to the point where errors are printed.
+fn main_inner(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Keygen { out }) => identity::keygen(&out),
+        Some(Command::Identity(args)) => identity::print(&args.into_config()?),
+        None => {
+            let log_flag_given = cli.node.log_level.is_some();
+            let config = cli.node.into_config()?;
+            // Everything is checked before anything starts.
+            config.validate()?;
+            let filter = log_filter(log_flag_given, &config.log_level)?;
+            init_logging(filter, config.log_format);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(run(config))
+        }
+    }
+}
+
+fn main() {
+    let cli = parse_cli();
+    if let Err(e) = main_inner(cli) {
         // One line: what failed and why, so the fix is obvious.
         eprintln!("devmux: {e:#}");
         std::process::exit(1);

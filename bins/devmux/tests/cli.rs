@@ -1,31 +1,54 @@
-//! Drives the real `devmux` binary as a process.
+//! Drives the real `devmux` binary as a process: flags and config files, the admin
+//! JSON-RPC, `/metrics`, `identity`, `keygen`, signals.
 
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_devmux");
 
-/// A running `devmux` whose stderr (logs) is collected by a thread.
+/// A running `devmux` whose stdout lines and stderr (logs) are collected by threads.
 struct Proc {
     child: Child,
+    /// The first stdout line: the enode URL or multiaddr.
     addr: String,
-    logs: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Later stdout lines (`enr:…`, `rpc http://…`, `metrics http://…`).
+    lines: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<String>>,
+}
+
+fn collect<R: Read + Send + 'static>(from: R, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
 }
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        Self::start_with_env(args, &[("RUST_LOG", "info,devmux_eth=debug")])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(BIN);
+        command
             .args(args)
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn devmux");
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn devmux");
+        let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
         std::thread::spawn(move || {
@@ -38,11 +61,58 @@ impl Proc {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut addr = String::new();
         stdout.read_line(&mut addr).expect("address line");
+        assert!(
+            !addr.trim().is_empty(),
+            "no address line; logs:\n{}",
+            logs.lock().unwrap()
+        );
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        collect(stdout, lines.clone());
         Proc {
             child,
             addr: addr.trim().to_string(),
+            lines,
             logs,
         }
+    }
+
+    /// The stdout line starting with `prefix`, waiting a little for it.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return l.clone();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no stdout line starting with {prefix:?}: {:?}",
+            self.lines.lock().unwrap()
+        );
+    }
+
+    fn enr(&self) -> String {
+        self.line("enr:")
+    }
+
+    /// `host:port` of the admin RPC.
+    fn rpc(&self) -> String {
+        let line = self.line("rpc http://");
+        line.trim_start_matches("rpc http://").to_string()
+    }
+
+    /// `host:port` of the metrics endpoint.
+    fn metrics(&self) -> String {
+        let line = self.line("metrics http://");
+        line.trim_start_matches("metrics http://")
+            .trim_end_matches("/metrics")
+            .to_string()
     }
 
     fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
@@ -72,12 +142,119 @@ impl Proc {
     }
 }
 
-fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(BIN).args(args).output().expect("run devmux");
+fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run devmux");
     (
         out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// Runs devmux expecting a refusal: non-zero exit, one line on stderr naming `needle`.
+fn refused(args: &[&str], needle: &str) {
+    let (code, _, err) = run_to_end(args);
+    assert!(
+        code.is_some() && code != Some(0),
+        "{args:?} exited {code:?}: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err:?}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+}
+
+/// One HTTP/1.1 request; returns the status code and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// A JSON-RPC call; returns the whole response object (`result` or `error`).
+fn call(rpc: &str, method: &str, params: Value) -> Value {
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let (status, body) = http(rpc, "POST", "/", &request.to_string());
+    assert_eq!(status, 200, "{method}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A JSON-RPC call that must succeed; returns its result.
+fn result(rpc: &str, method: &str, params: Value) -> Value {
+    let response = call(rpc, method, params);
+    assert!(response.get("error").is_none(), "{method}: {response}");
+    response["result"].clone()
+}
+
+/// `/metrics` as text.
+fn scrape(metrics: &str) -> String {
+    let (status, body) = http(metrics, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The sum of every sample of `name` (all label sets).
+fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `f` until it returns true or 20 s pass.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -85,43 +262,81 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let datadir = dir.path().join("d");
     let datadir = datadir.to_str().unwrap();
+    fn with<'a>(datadir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--dev", "--datadir", datadir];
+        args.extend_from_slice(extra);
+        args
+    }
 
-    let (code, err) = run_to_end(&["--dev", "--port", "99999", "--datadir", datadir]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("--port"), "{err}");
+    refused(&with(datadir, &["--port", "99999"]), "--port");
+    refused(&with(datadir, &["--addr", "not-an-ip"]), "--addr");
+    refused(&with(datadir, &["--http=localhost"]), "--http");
+    refused(&with(datadir, &["--metrics", "127.0.0.1"]), "--metrics");
+    refused(&with(datadir, &["--log-format", "xml"]), "human or json");
+    refused(
+        &with(datadir, &["--log-level", "verbose"]),
+        "not a log level",
+    );
+    refused(&with(datadir, &["--no-such-flag"]), "--no-such-flag");
+    refused(
+        &with(datadir, &["--max-peers", "5", "--max-inbound", "9"]),
+        "max-inbound",
+    );
+    refused(&with(datadir, &["--max-peers", "0"]), "max-peers");
+    refused(
+        &with(datadir, &["--nodekey", "/nonexistent/key"]),
+        "devmux keygen",
+    );
+    refused(&with(datadir, &["--addr", "0.0.0.0"]), "--no-discovery");
+    refused(
+        &with(datadir, &["--static-peers", "/ip4/127.0.0.1/tcp/1"]),
+        "enode://",
+    );
+    refused(
+        &with(datadir, &["--static-peers", "enode://1234@127.0.0.1:1"]),
+        "node id",
+    );
+    refused(&with(datadir, &["--bootnodes", "enr:-garbage"]), "bootnode");
+    refused(
+        &with(
+            datadir,
+            &["--http", "127.0.0.1:9", "--metrics", "127.0.0.1:9"],
+        ),
+        "different",
+    );
+    refused(&["--datadir", datadir], "--dev");
+    refused(&["keygen"], "--out");
+    refused(&["identity", "--datadir", datadir], "devmux keygen");
+    refused(&["--dev", "identity"], "identity");
 
-    let (code, err) = run_to_end(&["--dev", "--addr", "not-an-ip", "--datadir", datadir]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("--addr"), "{err}");
-
-    let (code, err) = run_to_end(&["--datadir", datadir]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("--dev"), "{err}");
-
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "dev = true\nport = \"thirty\"\n").unwrap();
-    let (code, err) = run_to_end(&["--config", bad.to_str().unwrap(), "--datadir", datadir]);
-    assert_ne!(code, Some(0));
-    assert!(
-        err.contains("bad.toml") && err.lines().count() == 1,
-        "{err}"
+    // A port in use: refused before anything starts.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    refused(
+        &with(datadir, &["--port", "0", "--http", &busy_addr]),
+        "admin RPC (--http)",
     );
 
-    let (code, err) = run_to_end(&["--config", "/nonexistent/devmux.toml"]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("/nonexistent/devmux.toml"), "{err}");
+    // Corrupt, mistyped and missing config files.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "dev = true\nport = \"thirty\"\n").unwrap();
+    refused(
+        &["--config", bad.to_str().unwrap(), "--datadir", datadir],
+        "bad.toml",
+    );
+    let corrupt = dir.path().join("corrupt.toml");
+    std::fs::write(&corrupt, "dev = [[[\n\u{0}garbage").unwrap();
+    refused(&["--config", corrupt.to_str().unwrap()], "corrupt.toml");
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "dev = true\nmetric = \"127.0.0.1:1\"\n").unwrap();
+    refused(&["--config", typo.to_str().unwrap()], "metric");
+    refused(
+        &["--config", "/nonexistent/devmux.toml"],
+        "/nonexistent/devmux.toml",
+    );
 
-    let (code, err) = run_to_end(&[
-        "--dev",
-        "--datadir",
-        datadir,
-        "--static-peers",
-        "/ip4/127.0.0.1/tcp/1",
-    ]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("enode://"), "{err}");
-    // Nothing half-started: a refused start leaves no key behind.
-    assert!(!std::path::Path::new(datadir).join("nodekey").exists());
+    // Nothing half-started: no refused start left a key or a directory behind.
+    assert!(!std::path::Path::new(datadir).exists());
 }
 
 #[test]
@@ -140,6 +355,7 @@ fn sigint_stops_cleanly_and_the_datadir_reopens() {
     ]);
     assert!(node.addr.starts_with("enode://"), "{}", node.addr);
     assert!(node.addr.contains("@127.0.0.1:"), "{}", node.addr);
+    assert!(node.enr().starts_with("enr:"));
     let first_id = node.addr.split('@').next().unwrap().to_string();
     assert_eq!(node.interrupt(), Some(0));
 
@@ -162,10 +378,388 @@ fn sigint_stops_cleanly_and_the_datadir_reopens() {
         node.logs.lock().unwrap()
     );
     assert_eq!(node.interrupt(), Some(0));
-    let node = Proc::start(&["--dev", "--datadir", datadir, "--port", "0"]);
+    // A flag turns the file's `use-p2p-server = true` off again.
+    let node = Proc::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--port",
+        "0",
+        "--use-p2p-server=false",
+    ]);
     assert!(
         node.addr.starts_with(&first_id),
         "key changed across restarts"
     );
+    assert_eq!(node.interrupt(), Some(0));
+}
+
+fn two_processes_exchange_status(stream_stack: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    let mut common = vec!["--dev", "--port", "0", "--no-discovery"];
+    if stream_stack {
+        common.push("--use-p2p-server");
+    }
+    let mut a_args = common.clone();
+    a_args.extend(["--datadir", a_dir.to_str().unwrap(), "--dev-blocks", "20"]);
+    let a = Proc::start(&a_args);
+    let mut b_args = common.clone();
+    b_args.extend([
+        "--datadir",
+        b_dir.to_str().unwrap(),
+        "--static-peers",
+        &a.addr,
+    ]);
+    let b = Proc::start(&b_args);
+    for (name, node) in [("a", &a), ("b", &b)] {
+        assert!(
+            node.wait_for_log("eth status exchanged", Duration::from_secs(20)),
+            "{name} logs:\n{}",
+            node.logs.lock().unwrap()
+        );
+    }
+    assert!(
+        a.logs.lock().unwrap().contains("version=eth/69")
+            || a.logs.lock().unwrap().contains("version=69")
+    );
+    assert_eq!(b.interrupt(), Some(0));
+    assert_eq!(a.interrupt(), Some(0));
+}
+
+#[test]
+fn two_processes_with_static_peers_exchange_status_over_rlpx() {
+    two_processes_exchange_status(false);
+}
+
+#[test]
+fn two_processes_with_static_peers_exchange_status_over_the_stream_stack() {
+    two_processes_exchange_status(true);
+}
+
+/// A signed devnet transfer in its EIP-2718 form, and its hash.
+fn devnet_transaction(nonce: u64) -> (String, String) {
+    use devmux_eth::alloy_eips::eip2718::Encodable2718;
+    use devmux_eth::alloy_primitives::{Address, U256};
+    let devnet = devmux_chain::devnet::Devnet::new().unwrap();
+    let tx = devnet.transfer(1, nonce, Address::repeat_byte(0x42), U256::from(1));
+    (
+        format!("0x{}", hex_encode(&tx.encoded_2718())),
+        tx.tx_hash().to_string(),
+    )
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Node A from a config file with RPC and metrics; node B from flags. Every RPC
+/// method on A, then A adds B with `admin_addPeer` and the numbers move.
+fn rpc_and_metrics(stream_stack: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("a.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "datadir = \"a\"\ndev = true\ndev-blocks = 20\nport = 0\nno-discovery = true\n\
+             use-p2p-server = {stream_stack}\nhttp = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let a = Proc::start(&["--config", config.to_str().unwrap()]);
+    let rpc = a.rpc();
+    let metrics = a.metrics();
+    assert!(
+        dir.path().join("a").join("nodekey").exists(),
+        "datadir relative to the file"
+    );
+
+    let mut b_args = vec!["--dev", "--port", "0", "--no-discovery"];
+    let b_dir = dir.path().join("b");
+    b_args.extend(["--datadir", b_dir.to_str().unwrap()]);
+    if stream_stack {
+        b_args.push("--use-p2p-server");
+    }
+    let b = Proc::start(&b_args);
+
+    // admin_nodeInfo
+    let info = result(&rpc, "admin_nodeInfo", json!([]));
+    assert_eq!(info["addr"], a.addr.as_str(), "{info}");
+    assert_eq!(info["server"], if stream_stack { "p2p" } else { "rlpx" });
+    assert_eq!(info["head"]["number"], 20);
+    assert_eq!(info["networkId"], 1337);
+    assert!(info["enr"].is_null(), "no discovery, no ENR: {info}");
+    assert!(info["enode"].as_str().unwrap().starts_with("enode://"));
+    assert!(info["multiaddr"]
+        .as_str()
+        .unwrap()
+        .ends_with(info["id"].as_str().unwrap()));
+    let protocols = info["protocols"].as_array().unwrap();
+    assert!(protocols.contains(&json!("/eth/68/1.0.0")), "{info}");
+    assert_eq!(
+        protocols.contains(&json!("/ipfs/ping/1.0.0")),
+        stream_stack,
+        "{info}"
+    );
+
+    // The chain and the pool.
+    assert_eq!(result(&rpc, "eth_blockNumber", json!([])), "0x14");
+    assert_eq!(result(&rpc, "eth_syncing", json!([])), false);
+    let (raw, hash) = devnet_transaction(0);
+    assert_eq!(
+        result(&rpc, "eth_sendRawTransaction", json!([raw])),
+        hash.as_str()
+    );
+    let again = call(&rpc, "eth_sendRawTransaction", json!([raw]));
+    assert_eq!(again["error"]["code"], -32000, "{again}");
+    let bad = call(&rpc, "eth_sendRawTransaction", json!(["0xnothex"]));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let bad = call(&rpc, "eth_sendRawTransaction", json!(["0x02c0ffee"]));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EIP-2718"),
+        "{bad}"
+    );
+
+    // No peers yet.
+    assert_eq!(result(&rpc, "admin_peers", json!([])), json!([]));
+    assert_eq!(result(&rpc, "net_peerCount", json!([])), "0x0");
+    let before = scrape(&metrics);
+    assert_eq!(sample_sum(&before, "devmux_peers"), 0.0, "{before}");
+    assert_eq!(sample_sum(&before, "devmux_chain_head"), 20.0, "{before}");
+    assert_eq!(
+        sample_sum(&before, "devmux_txpool_transactions"),
+        1.0,
+        "{before}"
+    );
+    assert_eq!(
+        sample_sum(&before, "devmux_connections_total"),
+        0.0,
+        "{before}"
+    );
+
+    // Bad peer addresses are invalid params; a refused dial is a server error.
+    let bad = call(&rpc, "admin_addPeer", json!(["not an address"]));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // admin_addPeer: connected, visible in admin_peers, net_peerCount and /metrics.
+    assert_eq!(result(&rpc, "admin_addPeer", json!([b.addr])), true);
+    let peers = result(&rpc, "admin_peers", json!([]));
+    let peer = &peers.as_array().unwrap()[0];
+    assert_eq!(peer["direction"], "outbound", "{peer}");
+    assert_eq!(peer["server"], if stream_stack { "p2p" } else { "rlpx" });
+    assert!(peer["reputation"].is_i64(), "{peer}");
+    if stream_stack {
+        // B's multiaddr ends in its PeerId.
+        assert_eq!(peer["id"], b.addr.rsplit('/').next().unwrap(), "{peer}");
+    } else {
+        let node_id = b
+            .addr
+            .trim_start_matches("enode://")
+            .split('@')
+            .next()
+            .unwrap();
+        assert!(
+            peer["addresses"][0].as_str().unwrap().contains(node_id),
+            "{peer}"
+        );
+    }
+    eventually("the eth session", || {
+        let peers = result(&rpc, "admin_peers", json!([]));
+        let peer = &peers[0];
+        peer["eth"]["version"] == 69
+            && peer["protocols"]
+                .as_array()
+                .is_some_and(|p| p.contains(&json!("/eth/69/1.0.0")))
+    });
+    assert_eq!(result(&rpc, "net_peerCount", json!([])), "0x1");
+    let after = scrape(&metrics);
+    assert_eq!(sample_sum(&after, "devmux_peers"), 1.0, "{after}");
+    assert_eq!(sample_sum(&after, "devmux_eth_peers"), 1.0, "{after}");
+    let server = if stream_stack { "p2p" } else { "rlpx" };
+    assert!(
+        after.contains(&format!(
+            "devmux_connections_total{{server=\"{server}\",direction=\"outbound\"}} 1"
+        )),
+        "{after}"
+    );
+    assert!(
+        after.contains("devmux_peer_protocols{protocol=\"/eth/69/1.0.0\"} 1"),
+        "{after}"
+    );
+    assert!(
+        sample_sum(&after, "devmux_streams_opened_total") >= 1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample_sum(&after, "devmux_eth_handshakes_total"),
+        1.0,
+        "{after}"
+    );
+
+    // admin_removePeer: gone, and the disconnect is counted.
+    let peer_id = peer["id"].as_str().unwrap().to_string();
+    assert_eq!(result(&rpc, "admin_removePeer", json!([peer_id])), true);
+    eventually("the peer to leave", || {
+        result(&rpc, "net_peerCount", json!([])) == "0x0"
+    });
+    eventually("the disconnect to be counted", || {
+        sample_sum(&scrape(&metrics), "devmux_disconnects_total") >= 1.0
+    });
+    assert_eq!(result(&rpc, "admin_removePeer", json!([peer_id])), false);
+    let (status, _) = http(&metrics, "GET", "/other", "");
+    assert_eq!(status, 404);
+
+    // SIGINT: clean exit; the same datadir reopens with the same key and chain.
+    assert_eq!(b.interrupt(), Some(0));
+    assert_eq!(a.interrupt(), Some(0));
+    let a = Proc::start(&["--config", config.to_str().unwrap()]);
+    let rpc = a.rpc();
+    let again = result(&rpc, "admin_nodeInfo", json!([]));
+    assert_eq!(again["id"], info["id"]);
+    assert_eq!(result(&rpc, "eth_blockNumber", json!([])), "0x14");
+    assert_eq!(a.interrupt(), Some(0));
+}
+
+#[test]
+fn rpc_and_metrics_over_rlpx() {
+    rpc_and_metrics(false);
+}
+
+#[test]
+fn rpc_and_metrics_over_the_stream_stack() {
+    rpc_and_metrics(true);
+}
+
+#[test]
+fn keygen_and_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    let key_arg = key.to_str().unwrap();
+
+    let (code, out, err) = run_to_end(&["keygen", "--out", key_arg]);
+    assert_eq!(code, Some(0), "{err}");
+    let peer_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("peer-id: "))
+        .unwrap()
+        .to_string();
+    assert!(peer_id.starts_with("16Uiu2HA"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let written = std::fs::read_to_string(&key).unwrap();
+    refused(&["keygen", "--out", key_arg], "already exists");
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        written,
+        "overwritten"
+    );
+
+    // identity: the key file's names, at the given address and ports.
+    let (code, out, err) = run_to_end(&[
+        "identity",
+        "--nodekey",
+        key_arg,
+        "--port",
+        "30999",
+        "--discovery-port",
+        "30998",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    assert_eq!(field("peer-id"), peer_id);
+    let node_id = field("node-id");
+    assert_eq!(
+        field("enode"),
+        format!("enode://{node_id}@127.0.0.1:30999?discport=30998")
+    );
+    assert_eq!(
+        field("multiaddr"),
+        format!("/ip4/127.0.0.1/tcp/30999/p2p/{peer_id}")
+    );
+    let enr: devmux_discovery::Enr = field("enr").parse().unwrap();
+    assert_eq!(enr.udp4(), Some(30998));
+    assert_eq!(enr.tcp4(), Some(30999));
+    assert_eq!(enr.ip4(), Some(std::net::Ipv4Addr::LOCALHOST));
+    assert_eq!(
+        devmux_discovery::secp256k1_node_id(&enr)
+            .unwrap()
+            .to_string(),
+        node_id
+    );
+
+    // A node started with that key has those names; identity of its datadir too.
+    let datadir = dir.path().join("d");
+    let node = Proc::start(&[
+        "--dev",
+        "--no-discovery",
+        "--port",
+        "0",
+        "--nodekey",
+        key_arg,
+        "--datadir",
+        datadir.to_str().unwrap(),
+    ]);
+    assert!(
+        node.addr.starts_with(&format!("enode://{node_id}@")),
+        "{}",
+        node.addr
+    );
+    assert_eq!(node.interrupt(), Some(0));
+    let other = dir.path().join("other");
+    let node = Proc::start(&[
+        "--dev",
+        "--no-discovery",
+        "--port",
+        "0",
+        "--use-p2p-server",
+        "--datadir",
+        other.to_str().unwrap(),
+    ]);
+    let (code, out, err) = run_to_end(&["identity", "--datadir", other.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let own_peer_id = node.addr.rsplit('/').next().unwrap();
+    assert!(out.contains(&format!("peer-id: {own_peer_id}")), "{out}");
+    assert_eq!(node.interrupt(), Some(0));
+}
+
+#[test]
+fn log_format_json_and_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("j");
+    let node = Proc::start_with_env(
+        &[
+            "--dev",
+            "--no-discovery",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,devmux_node=debug",
+            "--datadir",
+            datadir.to_str().unwrap(),
+        ],
+        // The flag wins over RUST_LOG.
+        &[("RUST_LOG", "error")],
+    );
+    assert!(node.wait_for_log("node started", Duration::from_secs(10)));
+    let logs = node.logs.lock().unwrap().clone();
+    for line in logs.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["level"].is_string(), "{line}");
+    }
     assert_eq!(node.interrupt(), Some(0));
 }

@@ -188,6 +188,13 @@ impl Chain {
             .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    /// How many handles share the store, this one included. The database file
+    /// closes when the last one is dropped, so an owner that wants to reopen the
+    /// same file can wait for this to reach 1 first.
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// The chain spec.
     pub fn spec(&self) -> &ChainSpec {
         &self.inner.spec

@@ -70,7 +70,7 @@ pub struct ForkId {
 
 /// Why a remote fork id was rejected (EIP-2124 rule 4, with go-ethereum's names).
 /// Either way the peer is on a chain we cannot follow together: the eth handler
-/// disconnects it (RLPx reason `UselessPeer`) without a penalty beyond that.
+/// disconnects it with `SubprotocolError` (as go-ethereum does), without a penalty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForkIdError {

@@ -34,6 +34,7 @@ pub mod dialer;
 mod message;
 mod p2p;
 mod peers;
+mod pool;
 mod protocol;
 mod registrar;
 mod rlpx;
@@ -45,10 +46,12 @@ pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOC
 pub use devmux_identity::{Multiaddr, NodeKey, PeerId};
 pub use devmux_rlpx::DisconnectReason;
 pub use devmux_transport::Direction;
+pub use dialer::DialTarget;
 pub use message::{
     decode_frame, encode_frame, Message, MessageReader, MessageStream, MessageWriter,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
+pub use pool::{PeerPoolConfig, REPUTATION_FLOOR};
 pub use protocol::{ProtocolId, MAX_PROTOCOL_ID_LEN};
 pub use registrar::{
     BoxError, Handler, PeerCtx, Penalty, ProtocolKind, Registrar, SessionProtocol,
@@ -129,6 +132,9 @@ pub enum Error {
     /// The connection was refused with a reason (sent to the peer too).
     #[error("connection refused: {0}")]
     Refused(DisconnectReason),
+    /// The peer store could not be opened or written.
+    #[error("peer store: {0}")]
+    Store(String),
     /// The network is shutting down.
     #[error("the network is shutting down")]
     ShuttingDown,
@@ -225,6 +231,11 @@ pub struct NetworkConfig {
     pub transport: devmux_transport::Config,
     /// Deadline for negotiating a stream's protocol.
     pub negotiation_timeout: Duration,
+    /// Stream-stack keepalive: a libp2p ping this often; a peer that does not
+    /// answer within `request_timeout` is disconnected with `PingTimeout`.
+    pub ping_interval: Duration,
+    /// A stream-stack connection with no open stream for this long is closed.
+    pub idle_timeout: Duration,
     /// Deadline for built-in requests (ping, identify).
     pub request_timeout: Duration,
     /// identify's `agentVersion` and RLPx Hello's client id.
@@ -232,8 +243,8 @@ pub struct NetworkConfig {
     /// RLPx keepalive: a Ping this often; a peer that has not answered the previous
     /// one by then is disconnected with `PingTimeout`.
     pub rlpx_ping_interval: Duration,
-    /// Most peers connected at once; more are refused with `TooManyPeers`.
-    pub max_peers: usize,
+    /// Peer limits, reputation, bans and trusted peers.
+    pub pool: PeerPoolConfig,
     /// Events buffered per subscriber; a subscriber that falls further behind
     /// misses events (and is told how many).
     pub event_capacity: usize,
@@ -247,9 +258,11 @@ impl Default for NetworkConfig {
             transport: devmux_transport::Config::default(),
             negotiation_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
             agent_version: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
             rlpx_ping_interval: Duration::from_secs(15),
-            max_peers: 50,
+            pool: PeerPoolConfig::default(),
             event_capacity: 1024,
         }
     }
@@ -301,10 +314,13 @@ impl Network {
         registrar: Registrar,
     ) -> Result<Self, Error> {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let pool = std::sync::Arc::new(pool::PeerPool::open(config.pool.clone())?);
         let server = if config.use_p2p_server {
-            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone()).await?)
+            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone(), pool).await?)
         } else {
-            Server::Rlpx(rlpx::RlpxServer::start(config, key, registrar, events.clone()).await?)
+            Server::Rlpx(
+                rlpx::RlpxServer::start(config, key, registrar, events.clone(), pool).await?,
+            )
         };
         Ok(Self {
             server: std::sync::Arc::new(server),
@@ -425,16 +441,23 @@ impl Network {
 
     /// Keeps a static peer connected: dials it now and redials it, with
     /// exponential backoff and jitter, whenever it is not connected, until shutdown.
-    /// `addr` is checked now: a multiaddr on the stream stack, an `enode://` URL on
-    /// RLPx.
+    /// A static peer whose id the address names is trusted: it bypasses limits.
     pub fn add_static_peer(&self, addr: &str) -> Result<(), Error> {
-        self.check_addr(addr)?;
+        if let Some(peer) = self.check_addr(addr)? {
+            self.pool().trust(peer);
+        }
         dialer::keep_connected(self.clone(), addr.to_string(), self.stop.child_token());
         Ok(())
     }
 
-    /// Checks that `addr` is an address this network's server can dial.
-    pub fn check_addr(&self, addr: &str) -> Result<(), Error> {
+    /// Trusts `peer`: it bypasses peer limits and bans.
+    pub fn add_trusted_peer(&self, peer: PeerId) {
+        self.pool().trust(peer);
+    }
+
+    /// Checks that `addr` is an address this network's server can dial; returns the
+    /// peer id it names, if any.
+    pub fn check_addr(&self, addr: &str) -> Result<Option<PeerId>, Error> {
         match &*self.server {
             Server::P2p(_) => {
                 let ma: Multiaddr = addr.parse().map_err(|e| {
@@ -443,13 +466,71 @@ impl Network {
                         problem: format!("{e}"),
                     })
                 })?;
-                devmux_identity::parse_peer_multiaddr(&ma)?;
+                Ok(devmux_identity::parse_peer_multiaddr(&ma)?.1)
             }
-            Server::Rlpx(_) => {
-                addr.parse::<devmux_identity::Enode>()?;
-            }
+            Server::Rlpx(_) => Ok(Some(
+                addr.parse::<devmux_identity::Enode>()?.id.to_peer_id()?,
+            )),
         }
-        Ok(())
+    }
+
+    /// Dials peers from `candidates` (e.g. discovery's) until the outbound target
+    /// of [`PeerPoolConfig`] is met, and again whenever outbound peers leave, with
+    /// per-peer backoff after failures and a cap on concurrent dials. Runs until
+    /// shutdown.
+    pub fn run_dialer<S>(&self, candidates: S)
+    where
+        S: futures::Stream<Item = dialer::DialTarget> + Send + Unpin + 'static,
+    {
+        dialer::run(self.clone(), candidates, self.stop.child_token());
+    }
+
+    /// Whether `peer` is connected.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        match &*self.server {
+            Server::P2p(s) => s.is_connected(peer),
+            Server::Rlpx(s) => s.is_connected(peer),
+        }
+    }
+
+    /// Connected peers that we dialed.
+    pub fn outbound_count(&self) -> usize {
+        match &*self.server {
+            Server::P2p(s) => s.count(Direction::Outbound),
+            Server::Rlpx(s) => s.count(Direction::Outbound),
+        }
+    }
+
+    /// Connected peers that dialed us.
+    pub fn inbound_count(&self) -> usize {
+        match &*self.server {
+            Server::P2p(s) => s.count(Direction::Inbound),
+            Server::Rlpx(s) => s.count(Direction::Inbound),
+        }
+    }
+
+    /// Bans `peer` for `duration` (stored if the pool has a store) and disconnects
+    /// it if connected.
+    pub async fn ban(&self, peer: &PeerId, duration: Duration) {
+        self.pool().ban(*peer, duration);
+        self.disconnect(peer, DisconnectReason::UselessPeer).await;
+    }
+
+    /// Whether `peer` is banned now.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.pool().banned(peer).is_some()
+    }
+
+    /// The peer limits in force.
+    pub fn pool_config(&self) -> PeerPoolConfig {
+        self.pool().config().clone()
+    }
+
+    fn pool(&self) -> &std::sync::Arc<pool::PeerPool> {
+        match &*self.server {
+            Server::P2p(s) => s.pool(),
+            Server::Rlpx(s) => s.pool(),
+        }
     }
 
     /// Stops accepting, tells every peer `ClientQuitting`, and waits a bounded time.

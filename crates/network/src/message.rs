@@ -78,6 +78,26 @@ pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, E
     }))
 }
 
+/// Counts a connection's open protocol streams while it lives (the idle timeout
+/// closes connections whose count stays at zero).
+#[derive(Debug)]
+pub(crate) struct ActivityGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ActivityGuard {
+    pub(crate) fn new(
+        counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> std::sync::Arc<Self> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::sync::Arc::new(Self(counter.clone()))
+    }
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The byte stream under a [`MessageStream`] on the stream stack.
 pub(crate) trait RawStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawStream for T {}
@@ -105,11 +125,13 @@ pub struct MessageStream {
 /// The receiving half of a [`MessageStream`].
 pub struct MessageReader {
     inner: ReaderImpl,
+    _activity: Option<std::sync::Arc<ActivityGuard>>,
 }
 
 /// The sending half of a [`MessageStream`].
 pub struct MessageWriter {
     inner: WriterImpl,
+    _activity: Option<std::sync::Arc<ActivityGuard>>,
 }
 
 impl std::fmt::Debug for MessageReader {
@@ -158,7 +180,11 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 
 impl MessageStream {
     /// Message framing over a byte stream (a negotiated yamux stream).
-    pub(crate) fn from_raw(io: BoxedRaw, max: usize) -> Self {
+    pub(crate) fn from_raw(
+        io: BoxedRaw,
+        max: usize,
+        activity: Option<std::sync::Arc<ActivityGuard>>,
+    ) -> Self {
         let (r, w) = io.split();
         Self {
             reader: MessageReader {
@@ -168,6 +194,7 @@ impl MessageStream {
                     max,
                     done: false,
                 },
+                _activity: activity.clone(),
             },
             writer: MessageWriter {
                 inner: WriterImpl::Stream {
@@ -175,6 +202,7 @@ impl MessageStream {
                     max,
                     scratch: BytesMut::new(),
                 },
+                _activity: activity,
             },
         }
     }
@@ -190,6 +218,7 @@ impl MessageStream {
         Self {
             reader: MessageReader {
                 inner: ReaderImpl::Channel { rx },
+                _activity: None,
             },
             writer: MessageWriter {
                 inner: WriterImpl::Channel {
@@ -198,6 +227,7 @@ impl MessageStream {
                     message_count,
                     max,
                 },
+                _activity: None,
             },
         }
     }
@@ -379,8 +409,8 @@ mod tests {
     async fn stream_round_trip_with_split_reads() {
         let (a, b) = tokio::io::duplex(1024);
         use tokio_util::compat::TokioAsyncReadCompatExt;
-        let mut a = MessageStream::from_raw(Box::pin(a.compat()), 1 << 20);
-        let mut b = MessageStream::from_raw(Box::pin(b.compat()), 1 << 20);
+        let mut a = MessageStream::from_raw(Box::pin(a.compat()), 1 << 20, None);
+        let mut b = MessageStream::from_raw(Box::pin(b.compat()), 1 << 20, None);
         let big = Message::new(7, vec![9u8; 100_000]);
         let small = Message::new(1, vec![]);
         let send = async {

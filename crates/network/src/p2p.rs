@@ -6,8 +6,9 @@
 //! one task that routes its inbound streams, and one task per stream.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, NodeKey, PeerId};
 use devmux_transport::{Connection, ConnectionInfo, Control, Direction, Listener, Upgrader};
@@ -18,8 +19,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
-use crate::message::{BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::message::{ActivityGuard, BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::peers::{Admission, PeerTable};
+use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
 use crate::{
     DisconnectReason, Error, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo, Penalty, ProtocolId,
@@ -36,11 +38,25 @@ pub(crate) struct P2pShared {
     registrar: Registrar,
     config: NetworkConfig,
     listen_addr: SocketAddr,
-    peers: PeerTable<Control>,
+    peers: PeerTable<ConnHandle>,
     events: broadcast::Sender<NetworkEvent>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     supported: Vec<String>,
+}
+
+/// What the peer table holds per P2P connection.
+#[derive(Clone)]
+struct ConnHandle {
+    control: Control,
+    /// Open protocol streams (registrar handlers and streams from `open`).
+    active: Arc<AtomicUsize>,
+    /// Session groups with a running handler: one session per group per connection.
+    sessions: Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
+}
+
+fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
+    conn.sessions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The P2P server. Cheap to clone.
@@ -54,6 +70,9 @@ struct Ops(Weak<P2pShared>);
 impl PeerOps for Ops {
     fn disconnect(&self, peer: PeerId, reason: DisconnectReason) {
         if let Some(shared) = self.0.upgrade() {
+            // Recorded at once: a handler may return right after asking, and the
+            // disconnect event must still carry its reason.
+            shared.peers.set_reason(&peer, reason, false);
             let server = P2pServer { shared };
             tokio::spawn(async move { server.disconnect(&peer, reason).await });
         }
@@ -72,6 +91,7 @@ impl P2pServer {
         key: NodeKey,
         registrar: Registrar,
         events: broadcast::Sender<NetworkEvent>,
+        pool: Arc<PeerPool>,
     ) -> Result<Self, Error> {
         let upgrader = Upgrader::new(key.clone(), config.transport.clone())?;
         let mut listener = Listener::bind(config.listen_addr, upgrader.clone()).await?;
@@ -79,7 +99,7 @@ impl P2pServer {
         let mut supported: Vec<String> = registrar.ids().map(|id| id.to_string()).collect();
         supported.extend(builtin::BUILTIN_IDS.iter().map(|s| s.to_string()));
         let shared = Arc::new(P2pShared {
-            peers: PeerTable::new(key.peer_id(), ServerKind::P2p, config.max_peers),
+            peers: PeerTable::new(key.peer_id(), ServerKind::P2p, pool),
             key,
             upgrader,
             registrar,
@@ -129,11 +149,15 @@ impl P2pServer {
         let _ = self.shared.events.send(event);
     }
 
-    fn control(&self, peer: &PeerId) -> Result<Control, Error> {
+    fn handle(&self, peer: &PeerId) -> Result<ConnHandle, Error> {
         self.shared
             .peers
             .handle(peer)
             .ok_or(Error::NotConnected(*peer))
+    }
+
+    fn control(&self, peer: &PeerId) -> Result<Control, Error> {
+        Ok(self.handle(peer)?.control)
     }
 
     /// Dials `addr` (`/ip4/…/tcp/…[/p2p/…]`) and returns the peer's id once the
@@ -161,15 +185,22 @@ impl P2pServer {
             mut incoming,
         } = conn;
         let peer = info.peer_id;
+        let active = Arc::new(AtomicUsize::new(0));
+        let handle = ConnHandle {
+            control: control.clone(),
+            active: active.clone(),
+            sessions: Arc::default(),
+        };
+        let conn = handle.clone();
         let (conn_id, admission) =
             self.shared
                 .peers
-                .admit(peer, info.remote_addr, info.direction, control.clone());
+                .admit(peer, info.remote_addr, info.direction, handle);
         let replaced = match admission {
             Admission::New => false,
             Admission::Replaces(old) => {
                 debug!(%peer, "simultaneous dial: the new connection wins");
-                old.close();
+                old.control.close();
                 true
             }
             Admission::Duplicate => {
@@ -177,14 +208,10 @@ impl P2pServer {
                 control.close();
                 return;
             }
-            Admission::Full => {
-                debug!(%peer, "peer limit reached: refusing connection");
+            Admission::Refused(reason) => {
+                debug!(%peer, ?reason, "refusing connection");
                 let server = self.clone();
-                tokio::spawn(async move {
-                    server
-                        .goodbye(&control, DisconnectReason::TooManyPeers)
-                        .await;
-                });
+                tokio::spawn(async move { server.goodbye(&control, reason).await });
                 return;
             }
         };
@@ -203,12 +230,33 @@ impl P2pServer {
         tasks.spawn(
             async move {
                 if info.direction == Direction::Outbound {
-                    self.open_sessions(&info, &control);
+                    self.open_sessions(&info, &conn);
                 }
                 let permits = Arc::new(Semaphore::new(MAX_NEGOTIATING_INBOUND));
+                let config = &self.shared.config;
+                let mut keepalive = tokio::time::interval(config.ping_interval);
+                keepalive.tick().await;
+                let mut idle_check = tokio::time::interval(config.idle_timeout / 4);
+                let mut idle_since = Instant::now();
                 loop {
                     tokio::select! {
                         _ = control.closed() => break,
+                        _ = keepalive.tick() => {
+                            let server = self.clone();
+                            self.shared.tasks.spawn(async move { server.keepalive(peer).await }.in_current_span());
+                        }
+                        _ = idle_check.tick() => {
+                            if active.load(Ordering::Relaxed) > 0 {
+                                idle_since = Instant::now();
+                            } else if idle_since.elapsed() >= config.idle_timeout {
+                                info!("no open protocol stream: closing idle connection");
+                                let server = self.clone();
+                                tokio::spawn(async move {
+                                    server.disconnect(&peer, DisconnectReason::DisconnectRequested).await;
+                                });
+                                idle_since = Instant::now();
+                            }
+                        }
                         stream = incoming.next() => match stream {
                             Some(stream) => {
                                 // At the cap, wait: further streams queue in the bounded
@@ -218,8 +266,9 @@ impl P2pServer {
                                 };
                                 let server = self.clone();
                                 let info = info.clone();
+                                let conn = conn.clone();
                                 self.shared.tasks.spawn(async move {
-                                    server.serve_inbound(info, stream, permit).await;
+                                    server.serve_inbound(info, stream, permit, conn).await;
                                 }.in_current_span());
                             }
                             None => break,
@@ -245,17 +294,19 @@ impl P2pServer {
     }
 
     /// The dialer opens every session protocol group as soon as the connection is up.
-    fn open_sessions(&self, info: &ConnectionInfo, control: &Control) {
+    fn open_sessions(&self, info: &ConnectionInfo, conn: &ConnHandle) {
         for group in self.shared.registrar.session_groups() {
             let ids: Vec<ProtocolId> = group.iter().map(|r| r.id.clone()).collect();
             let server = self.clone();
             let info = info.clone();
-            let control = control.clone();
+            let conn = conn.clone();
             self.shared.tasks.spawn(
                 async move {
-                    match server.negotiate_outbound(&control, &ids).await {
+                    match server.negotiate_outbound(&conn.control, &ids).await {
                         Ok((io, id)) => {
-                            server.run_handler(&info, io, id, Direction::Outbound).await
+                            server
+                                .run_handler(&info, io, id, Direction::Outbound, &conn)
+                                .await
                         }
                         Err(e) => {
                             debug!(error = %e, protocols = ?ids, "session protocol not opened")
@@ -288,6 +339,7 @@ impl P2pServer {
         info: ConnectionInfo,
         stream: devmux_transport::Stream,
         permit: tokio::sync::OwnedSemaphorePermit,
+        conn: ConnHandle,
     ) {
         let timeout = self.shared.config.negotiation_timeout;
         let negotiated = tokio::time::timeout(
@@ -329,7 +381,7 @@ impl P2pServer {
                 }
                 other => {
                     if let Ok(id) = ProtocolId::new(other) {
-                        self.run_handler(&info, Box::pin(io), id, Direction::Inbound)
+                        self.run_handler(&info, Box::pin(io), id, Direction::Inbound, &conn)
                             .await;
                     }
                 }
@@ -356,6 +408,7 @@ impl P2pServer {
         io: BoxedRaw,
         id: ProtocolId,
         dir: Direction,
+        conn: &ConnHandle,
     ) {
         let Some(registration) = self.shared.registrar.get(id.as_str()).cloned() else {
             return;
@@ -364,8 +417,16 @@ impl P2pServer {
             handler,
             max_message_size,
             kind,
+            group,
             ..
         } = registration;
+        let is_session = matches!(kind, ProtocolKind::Session { .. });
+        if is_session && !lock_sessions(conn).insert(group) {
+            // A second session of the same protocol on one connection: refuse it, so
+            // a peer cannot multiply handshakes and state by opening streams.
+            debug!(protocol = %id, "session already open on this connection: stream reset");
+            return;
+        }
         self.shared.peers.add_protocol(&info.peer_id, &id);
         self.emit(NetworkEvent::StreamOpened {
             peer: info.peer_id,
@@ -381,14 +442,16 @@ impl P2pServer {
             server: ServerKind::P2p,
             ops: self.ops(),
         };
-        let stream = MessageStream::from_raw(io, max_message_size);
+        let stream =
+            MessageStream::from_raw(io, max_message_size, Some(ActivityGuard::new(&conn.active)));
         let result = handler.call(ctx, stream).await;
         if let Err(e) = result {
             debug!(protocol = %id, error = %e, "handler ended with an error");
         }
-        if matches!(kind, ProtocolKind::Session { .. }) {
+        if is_session {
             // Closing a session stream ends that session (WIRE.md §1); the connection
-            // stays for other protocols.
+            // stays for other protocols, and the session may be opened again.
+            lock_sessions(conn).remove(&group);
             debug!(protocol = %id, "session ended");
         }
     }
@@ -403,8 +466,8 @@ impl P2pServer {
             .iter()
             .map(|id| ProtocolId::new(id))
             .collect::<Result<Vec<_>, _>>()?;
-        let control = self.control(peer)?;
-        let (io, id) = self.negotiate_outbound(&control, &ids).await?;
+        let handle = self.handle(peer)?;
+        let (io, id) = self.negotiate_outbound(&handle.control, &ids).await?;
         let max = self
             .shared
             .registrar
@@ -415,7 +478,21 @@ impl P2pServer {
             protocol: id.clone(),
             direction: Direction::Outbound,
         });
-        Ok((MessageStream::from_raw(io, max), id))
+        let activity = ActivityGuard::new(&handle.active);
+        Ok((MessageStream::from_raw(io, max, Some(activity)), id))
+    }
+
+    /// One keepalive round: a peer that does not answer a ping in time is
+    /// disconnected with `PingTimeout`.
+    async fn keepalive(&self, peer: PeerId) {
+        match self.ping(&peer).await {
+            Ok(_) => {}
+            Err(Error::NotConnected(_)) | Err(Error::ShuttingDown) => {}
+            Err(e) => {
+                warn!(%peer, error = %e, "keepalive ping failed");
+                self.disconnect(&peer, DisconnectReason::PingTimeout).await;
+            }
+        }
     }
 
     /// Pings `peer` once with libp2p ping.
@@ -443,6 +520,18 @@ impl P2pServer {
 
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared.peers.infos()
+    }
+
+    pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
+        self.shared.peers.contains(peer)
+    }
+
+    pub(crate) fn count(&self, direction: Direction) -> usize {
+        self.shared.peers.count(direction)
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
+        self.shared.peers.pool()
     }
 
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {

@@ -1,17 +1,16 @@
 //! The table of connected peers that both servers keep: one connection per peer,
-//! the simultaneous-dial tie-break, disconnect reasons and reputation.
+//! the simultaneous-dial tie-break and disconnect reasons; admission and
+//! reputation policy come from the [`PeerPool`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use devmux_identity::PeerId;
 
+use crate::pool::{Census, Origin, PeerPool};
 use crate::{Direction, DisconnectReason, PeerInfo, Penalty, ProtocolId, ServerKind};
-
-/// Reputation below which a peer is disconnected.
-pub(crate) const REPUTATION_FLOOR: i32 = -100;
 
 /// One connected peer. `H` is the server's handle to the connection.
 pub(crate) struct PeerEntry<H> {
@@ -19,7 +18,6 @@ pub(crate) struct PeerEntry<H> {
     pub(crate) remote_addr: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) protocols: Vec<ProtocolId>,
-    pub(crate) reputation: i32,
     /// The reason given for the disconnect, and whether the peer gave it.
     pub(crate) reason: Option<(DisconnectReason, bool)>,
     pub(crate) handle: H,
@@ -33,24 +31,24 @@ pub(crate) enum Admission<H> {
     Replaces(H),
     /// The peer already has a connection that stays; refuse the new one.
     Duplicate,
-    /// At the peer limit.
-    Full,
+    /// The pool refuses the peer (limits, ban): tell it why.
+    Refused(DisconnectReason),
 }
 
 pub(crate) struct PeerTable<H> {
     local: PeerId,
     server: ServerKind,
-    max_peers: usize,
+    pool: Arc<PeerPool>,
     peers: Mutex<HashMap<PeerId, PeerEntry<H>>>,
     next_conn_id: AtomicU64,
 }
 
 impl<H: Clone> PeerTable<H> {
-    pub(crate) fn new(local: PeerId, server: ServerKind, max_peers: usize) -> Self {
+    pub(crate) fn new(local: PeerId, server: ServerKind, pool: Arc<PeerPool>) -> Self {
         Self {
             local,
             server,
-            max_peers,
+            pool,
             peers: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
         }
@@ -74,21 +72,54 @@ impl<H: Clone> PeerTable<H> {
         (new == Direction::Outbound) == local_is_smaller
     }
 
-    /// Whether a connection to `peer` in `direction` would be accepted now (checked
-    /// before the costly part of a handshake; `admit` decides for real).
+    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
+        &self.pool
+    }
+
+    /// Decides on a connection to `peer` from `addr` against the connected set.
+    fn decide(
+        &self,
+        peers: &HashMap<PeerId, PeerEntry<H>>,
+        peer: &PeerId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Result<Option<H>, Admission<H>> {
+        let existing = peers.get(peer);
+        if let Some(e) = existing {
+            if !self.new_connection_wins(e.direction, direction, peer) {
+                return Err(Admission::Duplicate);
+            }
+        }
+        // A replacement is judged without the connection it replaces: a swap from
+        // outbound to inbound must still fit the inbound share. If it does not, this
+        // end keeps its own connection; the dialers' backoff settles the rest.
+        let census = Census::of(
+            Origin::of(addr),
+            peers
+                .iter()
+                .filter(|(id, _)| *id != peer)
+                .map(|(_, e)| (e.direction, e.remote_addr)),
+        );
+        match (self.pool.admit(peer, direction, &census), existing) {
+            (Ok(()), Some(e)) => Ok(Some(e.handle.clone())),
+            (Ok(()), None) => Ok(None),
+            (Err(_), Some(_)) => Err(Admission::Duplicate),
+            (Err(reason), None) => Err(Admission::Refused(reason)),
+        }
+    }
+
+    /// Whether a connection to `peer` would be accepted now (checked before the
+    /// costly part of a handshake; `admit` decides for real).
     pub(crate) fn would_admit(
         &self,
         peer: &PeerId,
+        addr: SocketAddr,
         direction: Direction,
     ) -> Result<(), DisconnectReason> {
-        let peers = self.lock();
-        match peers.get(peer) {
-            Some(e) if !self.new_connection_wins(e.direction, direction, peer) => {
-                Err(DisconnectReason::AlreadyConnected)
-            }
-            Some(_) => Ok(()),
-            None if peers.len() >= self.max_peers => Err(DisconnectReason::TooManyPeers),
-            None => Ok(()),
+        match self.decide(&self.lock(), peer, addr, direction) {
+            Ok(_) => Ok(()),
+            Err(Admission::Refused(reason)) => Err(reason),
+            Err(_) => Err(DisconnectReason::AlreadyConnected),
         }
     }
 
@@ -102,13 +133,10 @@ impl<H: Clone> PeerTable<H> {
     ) -> (u64, Admission<H>) {
         let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let mut peers = self.lock();
-        let admission = match peers.get(&peer) {
-            Some(e) if !self.new_connection_wins(e.direction, direction, &peer) => {
-                return (conn_id, Admission::Duplicate)
-            }
-            Some(e) => Admission::Replaces(e.handle.clone()),
-            None if peers.len() >= self.max_peers => return (conn_id, Admission::Full),
-            None => Admission::New,
+        let admission = match self.decide(&peers, &peer, remote_addr, direction) {
+            Ok(None) => Admission::New,
+            Ok(Some(old)) => Admission::Replaces(old),
+            Err(refused) => return (conn_id, refused),
         };
         peers.insert(
             peer,
@@ -117,12 +145,19 @@ impl<H: Clone> PeerTable<H> {
                 remote_addr,
                 direction,
                 protocols: Vec::new(),
-                reputation: 0,
                 reason: None,
                 handle,
             },
         );
         (conn_id, admission)
+    }
+
+    /// Connected peers in `direction`.
+    pub(crate) fn count(&self, direction: Direction) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.direction == direction)
+            .count()
     }
 
     /// Removes the peer if `conn_id` is still its connection; returns the reason
@@ -166,12 +201,13 @@ impl<H: Clone> PeerTable<H> {
         }
     }
 
-    /// Lowers the peer's reputation; true if it fell below the floor.
+    /// Lowers the peer's reputation; `Some(true)` if it fell below the floor (and
+    /// is banned now), `None` if it is not connected.
     pub(crate) fn penalize(&self, peer: &PeerId, penalty: Penalty) -> Option<bool> {
-        let mut peers = self.lock();
-        let e = peers.get_mut(peer)?;
-        e.reputation = e.reputation.saturating_sub(penalty.cost());
-        Some(e.reputation < REPUTATION_FLOOR)
+        if !self.contains(peer) {
+            return None;
+        }
+        Some(self.pool.penalize(*peer, penalty.cost()).1)
     }
 
     pub(crate) fn infos(&self) -> Vec<PeerInfo> {
@@ -183,7 +219,7 @@ impl<H: Clone> PeerTable<H> {
                 direction: e.direction,
                 server: self.server,
                 protocols: e.protocols.clone(),
-                reputation: e.reputation,
+                reputation: self.pool.reputation(id),
             })
             .collect()
     }
@@ -192,61 +228,73 @@ impl<H: Clone> PeerTable<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::PeerPoolConfig;
     use devmux_identity::NodeKey;
+
+    fn table<H: Clone>(local: PeerId, max_peers: usize) -> PeerTable<H> {
+        let pool = PeerPool::open(PeerPoolConfig {
+            max_peers,
+            ..Default::default()
+        })
+        .unwrap();
+        PeerTable::new(local, ServerKind::P2p, Arc::new(pool))
+    }
 
     #[test]
     fn tie_break_is_the_same_on_both_ends() {
         let (a, b) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
-        let ta: PeerTable<()> = PeerTable::new(a, ServerKind::P2p, 10);
-        let tb: PeerTable<()> = PeerTable::new(b, ServerKind::P2p, 10);
+        let ta: PeerTable<()> = table(a, 10);
+        let tb: PeerTable<()> = table(b, 10);
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         // a's dial to b is outbound at a and inbound at b; b's dial is the reverse.
         // Each end first registers its own outbound connection, then sees the other.
         ta.admit(b, addr, Direction::Outbound, ());
         tb.admit(a, addr, Direction::Outbound, ());
-        let a_keeps_inbound = matches!(
+        let a_switches = matches!(
             ta.admit(b, addr, Direction::Inbound, ()).1,
             Admission::Replaces(_)
         );
-        let b_keeps_inbound = matches!(
+        let b_switches = matches!(
             tb.admit(a, addr, Direction::Inbound, ()).1,
             Admission::Replaces(_)
         );
         // Exactly one end switches to its inbound connection: both keep the same one.
-        assert_ne!(a_keeps_inbound, b_keeps_inbound);
-        assert!(matches!(
-            ta.admit(b, addr, Direction::Inbound, ()).1,
-            Admission::Duplicate | Admission::Replaces(_)
-        ));
+        assert_ne!(a_switches, b_switches);
     }
 
     #[test]
     fn limits_and_reasons() {
-        let t: PeerTable<u8> = PeerTable::new(NodeKey::generate().peer_id(), ServerKind::Rlpx, 1);
+        let t: PeerTable<u8> = table(NodeKey::generate().peer_id(), 1);
         let (p, q) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let (id, adm) = t.admit(p, addr, Direction::Inbound, 1);
+        let (id, adm) = t.admit(p, addr, Direction::Outbound, 1);
         assert!(matches!(adm, Admission::New));
         assert_eq!(
-            t.would_admit(&q, Direction::Inbound),
+            t.would_admit(&q, addr, Direction::Inbound),
             Err(DisconnectReason::TooManyPeers)
         );
         assert!(matches!(
             t.admit(q, addr, Direction::Inbound, 2).1,
-            Admission::Full
+            Admission::Refused(DisconnectReason::TooManyPeers)
         ));
         assert_eq!(
-            t.would_admit(&p, Direction::Inbound),
+            t.would_admit(&p, addr, Direction::Outbound),
             Err(DisconnectReason::AlreadyConnected)
         );
         t.set_reason(&p, DisconnectReason::UselessPeer, true);
         t.set_reason(&p, DisconnectReason::ClientQuitting, false);
         assert_eq!(t.penalize(&p, Penalty::Major), Some(false));
         assert_eq!(t.penalize(&p, Penalty::Fatal), Some(true));
+        assert_eq!(t.penalize(&q, Penalty::Fatal), None);
         assert_eq!(t.remove(&p, id + 1), None);
         assert_eq!(
             t.remove(&p, id),
             Some(Some((DisconnectReason::UselessPeer, true)))
+        );
+        // Banned now: refused even with room.
+        assert_eq!(
+            t.would_admit(&p, addr, Direction::Inbound),
+            Err(DisconnectReason::UselessPeer)
         );
     }
 }

@@ -30,6 +30,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::message::{MessageStream, OutboundFrame};
 use crate::peers::{Admission, PeerTable};
+use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
 use crate::{
     Direction, DisconnectReason, Error, Message, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo,
@@ -84,8 +85,12 @@ struct Ops(Weak<RlpxShared>);
 impl PeerOps for Ops {
     fn disconnect(&self, peer: PeerId, reason: DisconnectReason) {
         if let Some(shared) = self.0.upgrade() {
+            // Queued at once: a handler may return right after asking, and its
+            // reason still goes out first.
             let server = RlpxServer { shared };
-            tokio::spawn(async move { server.disconnect(&peer, reason).await });
+            if let Some(handle) = server.shared.peers.handle(&peer) {
+                server.close_with(&peer, &handle, reason);
+            }
         }
     }
 
@@ -117,6 +122,7 @@ impl RlpxServer {
         key: NodeKey,
         registrar: Registrar,
         events: broadcast::Sender<NetworkEvent>,
+        pool: Arc<PeerPool>,
     ) -> Result<Self, Error> {
         let secret = SecretKey::from_byte_array(&key.secret_bytes())
             .map_err(|_| Error::Identity(devmux_identity::Error::InvalidSecretKey))?;
@@ -129,7 +135,7 @@ impl RlpxServer {
             session = session.with_capability(cap);
         }
         let shared = Arc::new(RlpxShared {
-            peers: PeerTable::new(key.peer_id(), ServerKind::Rlpx, config.max_peers),
+            peers: PeerTable::new(key.peer_id(), ServerKind::Rlpx, pool),
             pending: Arc::new(Semaphore::new(config.transport.max_concurrent_upgrades)),
             key,
             secret,
@@ -216,10 +222,11 @@ impl RlpxServer {
     async fn admission_check(
         &self,
         ecies: EciesStream<TcpStream>,
+        addr: SocketAddr,
         direction: Direction,
     ) -> Result<EciesStream<TcpStream>, Error> {
         let peer = NodeId(*ecies.remote_id()).to_peer_id()?;
-        if let Err(reason) = self.shared.peers.would_admit(&peer, direction) {
+        if let Err(reason) = self.shared.peers.would_admit(&peer, addr, direction) {
             let _ = tokio::time::timeout(self.step_timeout(), ecies.disconnect(reason)).await;
             return Err(Error::Refused(reason));
         }
@@ -228,13 +235,16 @@ impl RlpxServer {
 
     async fn handshake_inbound(&self, tcp: TcpStream) -> Result<Established<TcpStream>, Error> {
         let _ = tcp.set_nodelay(true);
+        let addr = tcp.peer_addr()?;
         let ecies = self
             .timed(
                 "ECIES handshake",
                 EciesStream::accept(tcp, &self.shared.secret),
             )
             .await?;
-        let ecies = self.admission_check(ecies, Direction::Inbound).await?;
+        let ecies = self
+            .admission_check(ecies, addr, Direction::Inbound)
+            .await?;
         self.timed("Hello", ecies.exchange_hello(&self.shared.session))
             .await
     }
@@ -262,7 +272,9 @@ impl RlpxServer {
                 EciesStream::connect(tcp, &self.shared.secret, &enode.id.0),
             )
             .await?;
-        let ecies = self.admission_check(ecies, Direction::Outbound).await?;
+        let ecies = self
+            .admission_check(ecies, enode.addr, Direction::Outbound)
+            .await?;
         let session = self
             .timed("Hello", ecies.exchange_hello(&self.shared.session))
             .await?;
@@ -308,7 +320,7 @@ impl RlpxServer {
                         None
                     }
                     Admission::Duplicate => Some(DisconnectReason::AlreadyConnected),
-                    Admission::Full => Some(DisconnectReason::TooManyPeers),
+                    Admission::Refused(reason) => Some(reason),
                 };
                 if let Some(reason) = refuse {
                     debug!(?reason, "refusing session");
@@ -514,6 +526,18 @@ impl RlpxServer {
 
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared.peers.infos()
+    }
+
+    pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
+        self.shared.peers.contains(peer)
+    }
+
+    pub(crate) fn count(&self, direction: Direction) -> usize {
+        self.shared.peers.count(direction)
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
+        self.shared.peers.pool()
     }
 
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {

@@ -10,14 +10,58 @@ use crate::Error;
 /// Default TCP port (WIRE.md §5).
 pub const DEFAULT_PORT: u16 = 30303;
 
+/// Where the admin JSON-RPC listens when `--http` is given without an address
+/// (WIRE.md §5).
+pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8545);
+
+/// Where the Prometheus endpoint listens when `--metrics` is given without an address.
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9001);
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format: use human or json")),
+        }
+    }
+}
+
 /// A node's configuration. TOML keys are the flag names (`dev-blocks = 1000`).
 /// Unknown keys are an error, so a typo never silently falls back to a default.
+/// Relative paths in a file (`datadir`, `nodekey`) are relative to the file's
+/// directory, so a config works from any working directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NodeConfig {
     /// Data directory: holds the node key (`nodekey`) and the stores. Created on
     /// first start.
     pub datadir: PathBuf,
+    /// The node key file (64 hex digits, as `devmux keygen` writes). Unset: the key
+    /// is `<datadir>/nodekey`, created on first start. Set: the file must exist.
+    pub nodekey: Option<PathBuf>,
     /// Run the multiplexed stream stack instead of the RLPx server.
     pub use_p2p_server: bool,
     /// IP to listen on and to advertise.
@@ -33,8 +77,34 @@ pub struct NodeConfig {
     pub static_peers: Vec<String>,
     /// Most peers at once.
     pub max_peers: usize,
+    /// Peers that bypass peer limits and bans (`enode://` URLs or multiaddrs with
+    /// `/p2p/`). Unlike static peers they are not dialled.
+    pub trusted_peers: Vec<String>,
     /// The eth network id; defaults to the chain's (1337 on the devnet).
     pub network_id: Option<u64>,
+    /// UDP port for discv5; defaults to `port`.
+    pub discovery_port: Option<u16>,
+    /// discv5 bootnodes, as `enr:` records.
+    pub bootnodes: Vec<String>,
+    /// Do not run discovery (only static peers and inbound connections).
+    pub no_discovery: bool,
+    /// Seconds between discovery's random lookups.
+    pub discovery_lookup_secs: u64,
+    /// Most inbound peers; defaults to two thirds of `max-peers`.
+    pub max_inbound: Option<usize>,
+    /// Outbound peers the dialer keeps from discovery; defaults to a third of
+    /// `max-peers` (at least one).
+    pub outbound_target: Option<usize>,
+    /// Serve the admin JSON-RPC over HTTP here (port 0 picks a free one). Unset: off.
+    pub http: Option<SocketAddr>,
+    /// Serve Prometheus metrics at `/metrics` here (port 0 picks a free one).
+    /// Unset: off.
+    pub metrics: Option<SocketAddr>,
+    /// Log filter: a level (`info`, `debug`, …) or tracing-subscriber directives
+    /// (`info,devmux_eth=debug`). Read by the binaries, which own the logger.
+    pub log_level: String,
+    /// Log line format: `human` or `json`. Read by the binaries.
+    pub log_format: LogFormat,
 }
 
 impl Default for NodeConfig {
@@ -48,7 +118,19 @@ impl Default for NodeConfig {
             dev_blocks: 0,
             static_peers: Vec::new(),
             max_peers: 50,
+            trusted_peers: Vec::new(),
             network_id: None,
+            discovery_port: None,
+            bootnodes: Vec::new(),
+            no_discovery: false,
+            discovery_lookup_secs: 30,
+            nodekey: None,
+            max_inbound: None,
+            outbound_target: None,
+            http: None,
+            metrics: None,
+            log_level: "info".to_string(),
+            log_format: LogFormat::Human,
         }
     }
 }
@@ -56,24 +138,57 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// Parses a TOML document.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, Error> {
-        toml::from_str(text).map_err(|e| Error::Config {
-            origin: origin.to_string(),
-            problem: e.message().to_string(),
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                before.iter().filter(|b| **b == b'\n').count() + 1
+            });
+            Error::Config {
+                origin: match line {
+                    Some(line) => format!("{origin} line {line}"),
+                    None => origin.to_string(),
+                },
+                problem: e.message().to_string(),
+            }
         })
     }
 
-    /// Reads and parses a TOML file.
+    /// Reads and parses a TOML file. Relative `datadir` and `nodekey` paths in it
+    /// are taken relative to the file's directory.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             origin: path.display().to_string(),
             problem: format!("cannot read it: {e}"),
         })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        let mut config = Self::from_toml_str(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        // Only paths the file sets: the default datadir stays relative to the
+        // working directory.
+        let set: toml::Table = toml::from_str(&text).unwrap_or_default();
+        if set.contains_key("datadir") && config.datadir.is_relative() {
+            config.datadir = base.join(&config.datadir);
+        }
+        if let Some(key) = config.nodekey.as_mut().filter(|k| k.is_relative()) {
+            *key = base.join(&*key);
+        }
+        Ok(config)
+    }
+
+    /// The node key file: `nodekey` if set, else `<datadir>/nodekey`.
+    pub fn nodekey_path(&self) -> PathBuf {
+        self.nodekey
+            .clone()
+            .unwrap_or_else(|| self.datadir.join("nodekey"))
     }
 
     /// The configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The UDP address discovery listens on.
+    pub fn discovery_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.discovery_port.unwrap_or(self.port))
     }
 
     /// The TCP address to listen on.
@@ -98,19 +213,111 @@ impl NodeConfig {
         if self.max_peers == 0 {
             return Err(bad("max-peers must be at least 1".into()));
         }
-        for peer in &self.static_peers {
-            let is_enode = peer.starts_with("enode://");
-            if is_enode == self.use_p2p_server {
-                let wanted = if self.use_p2p_server {
-                    "a multiaddr (/ip4/…/tcp/…/p2p/…) for the stream stack"
-                } else {
-                    "an enode:// URL for the RLPx server"
-                };
-                return Err(bad(format!("static peer {peer:?} must be {wanted}")));
+        let wanted = if self.use_p2p_server {
+            "a multiaddr (/ip4/…/tcp/…/p2p/…) for the stream stack"
+        } else {
+            "an enode:// URL for the RLPx server"
+        };
+        for (what, list) in [
+            ("static peer", &self.static_peers),
+            ("trusted peer", &self.trusted_peers),
+        ] {
+            for peer in list {
+                if peer.starts_with("enode://") == self.use_p2p_server {
+                    return Err(bad(format!("{what} {peer:?} must be {wanted}")));
+                }
             }
+        }
+        for enr in &self.bootnodes {
+            if !enr.starts_with("enr:") {
+                return Err(bad(format!("bootnode {enr:?} must be an enr: record")));
+            }
+        }
+        for (what, list) in [
+            ("static peer", &self.static_peers),
+            ("trusted peer", &self.trusted_peers),
+        ] {
+            for peer in list {
+                if let Err(problem) = check_peer_addr(peer, self.use_p2p_server) {
+                    return Err(bad(format!("{what}: {problem}")));
+                }
+            }
+        }
+        for enr in &self.bootnodes {
+            if let Err(problem) = enr.trim().parse::<devmux_discovery::Enr>() {
+                let start: String = enr.chars().take(24).collect();
+                return Err(bad(format!(
+                    "bootnode {start:?}… is not a valid ENR: {problem}"
+                )));
+            }
+        }
+        if self.addr.is_multicast() {
+            return Err(bad(format!("addr {} is a multicast address", self.addr)));
+        }
+        if self.addr.is_unspecified() && !self.no_discovery {
+            return Err(bad(format!(
+                "addr {} cannot be advertised in the ENR: give the IP peers reach this node at, or pass --no-discovery",
+                self.addr
+            )));
+        }
+        if self.discovery_lookup_secs == 0 {
+            return Err(bad("discovery-lookup-secs must be at least 1".into()));
+        }
+        for (flag, value) in [
+            ("max-inbound", self.max_inbound),
+            ("outbound-target", self.outbound_target),
+        ] {
+            if let Some(n) = value.filter(|n| *n > self.max_peers) {
+                return Err(bad(format!(
+                    "{flag} {n} exceeds max-peers {}: lower it or raise max-peers",
+                    self.max_peers
+                )));
+            }
+        }
+        if let Some(path) = &self.nodekey {
+            if !path.is_file() {
+                return Err(bad(format!(
+                    "nodekey {}: no such file (create one with `devmux keygen --out {}`, or drop nodekey to use <datadir>/nodekey)",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+        if let (Some(http), Some(metrics)) = (self.http, self.metrics) {
+            if http == metrics && http.port() != 0 {
+                return Err(bad(format!(
+                    "http and metrics must listen on different addresses, both are {http}"
+                )));
+            }
+        }
+        for (flag, addr) in [("http", self.http), ("metrics", self.metrics)] {
+            if let Some(addr) = addr.filter(|a| *a == self.listen_addr() && a.port() != 0) {
+                return Err(bad(format!(
+                    "{flag} {addr} is the node's own TCP address: pick another port"
+                )));
+            }
+        }
+        if self.log_level.trim().is_empty() {
+            return Err(bad("log-level must not be empty (e.g. info)".into()));
         }
         Ok(())
     }
+}
+
+/// Checks that `addr` parses as what the selected server dials.
+fn check_peer_addr(addr: &str, p2p: bool) -> Result<(), String> {
+    if p2p {
+        let parsed: devmux_identity::Multiaddr = addr
+            .trim()
+            .parse()
+            .map_err(|e| format!("{addr:?} is not a multiaddr: {e}"))?;
+        devmux_identity::parse_peer_multiaddr(&parsed).map_err(|e| e.to_string())?;
+    } else {
+        addr.trim()
+            .parse::<devmux_identity::Enode>()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -134,6 +341,92 @@ mod tests {
         config.validate().unwrap();
         let again = NodeConfig::from_toml_str(&config.to_toml(), "again").unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn new_keys_parse_and_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keys")).unwrap();
+        std::fs::write(
+            dir.path().join("keys/n.key"),
+            format!("{}\n", "11".repeat(32)),
+        )
+        .unwrap();
+        let file = dir.path().join("n.toml");
+        std::fs::write(
+            &file,
+            r#"
+                datadir = "data/n"
+                nodekey = "keys/n.key"
+                dev = true
+                http = "127.0.0.1:8550"
+                metrics = "127.0.0.1:9101"
+                log-level = "debug"
+                log-format = "json"
+                max-inbound = 10
+                outbound-target = 5
+                network-id = 7
+                discovery-lookup-secs = 2
+            "#,
+        )
+        .unwrap();
+        let config = NodeConfig::from_toml_file(&file).unwrap();
+        assert_eq!(config.datadir, dir.path().join("data/n"));
+        assert_eq!(config.nodekey_path(), dir.path().join("keys/n.key"));
+        assert_eq!(config.http, Some("127.0.0.1:8550".parse().unwrap()));
+        assert_eq!(config.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            (config.max_inbound, config.outbound_target),
+            (Some(10), Some(5))
+        );
+        config.validate().unwrap();
+        // An unset datadir stays relative to the working directory.
+        std::fs::write(&file, "dev = true\n").unwrap();
+        let config = NodeConfig::from_toml_file(&file).unwrap();
+        assert_eq!(config.datadir, PathBuf::from("devmux-data"));
+        assert_eq!(config.nodekey_path(), PathBuf::from("devmux-data/nodekey"));
+    }
+
+    #[test]
+    fn new_keys_are_checked() {
+        let base = NodeConfig {
+            dev: true,
+            ..NodeConfig::default()
+        };
+        let err = |config: NodeConfig| config.validate().unwrap_err().to_string();
+        assert!(err(NodeConfig {
+            nodekey: Some("/nonexistent/key".into()),
+            ..base.clone()
+        })
+        .contains("devmux keygen"));
+        assert!(err(NodeConfig {
+            max_inbound: Some(51),
+            ..base.clone()
+        })
+        .contains("max-inbound"));
+        let same = Some("127.0.0.1:9000".parse().unwrap());
+        assert!(err(NodeConfig {
+            http: same,
+            metrics: same,
+            ..base.clone()
+        })
+        .contains("different"));
+        assert!(err(NodeConfig {
+            http: Some("127.0.0.1:30303".parse().unwrap()),
+            ..base.clone()
+        })
+        .contains("own TCP address"));
+        assert!(err(NodeConfig {
+            bootnodes: vec!["enr:-nope".into()],
+            ..base.clone()
+        })
+        .contains("bootnode"));
+        let err =
+            NodeConfig::from_toml_str("dev = true\nlog-format = \"xml\"", "f.toml").unwrap_err();
+        assert!(err.to_string().contains("f.toml line 2"), "{err}");
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("xml".parse::<LogFormat>().is_err());
     }
 
     #[test]

@@ -5,9 +5,17 @@
 //! Start-up, in order: validate the [`NodeConfig`] (nothing starts half
 //! configured), create the data directory, load or create the node key
 //! (`<datadir>/nodekey`, mode 0600), open the chain (`<datadir>/chain.redb`) and
-//! build the devnet blocks asked for, build the registrar with the eth handler,
-//! start the server that `use_p2p_server` selects, and dial the static peers.
-//! [`Node::stop`] reverses it: peers are told `ClientQuitting` (RLPx Disconnect or
+//! build the devnet blocks asked for, build the registrar with the eth handler
+//! (`/eth/69/1.0.0` … `/eth/66/1.0.0`), start the server that `use_p2p_server`
+//! selects with the peer pool (bans in `<datadir>/peers.redb`), dial the static
+//! peers, and start discv5 (seen ENRs in `<datadir>/discovery-enrs.txt`) feeding
+//! the dialer with peers that run our stack and a compatible fork id.
+//! Last, the admin JSON-RPC (`http`, see [`rpc`](crate::rpc)) and the Prometheus
+//! endpoint (`metrics`, see [`metrics`](crate::metrics)) start serving; their
+//! sockets are bound before anything else starts, so a busy port fails the start
+//! cleanly.
+//! [`Node::stop`] reverses it: the RPC and metrics servers stop, discovery stops
+//! and stores its table, peers are told `ClientQuitting` (RLPx Disconnect or
 //! goodbye), and the chain's last commit is already durable.
 //!
 //! ```no_run
@@ -21,13 +29,23 @@
 //! ```
 
 mod config;
+pub mod metrics;
+pub mod rpc;
 
 use std::path::PathBuf;
 
-pub use config::{NodeConfig, DEFAULT_PORT};
+pub use config::{LogFormat, NodeConfig, DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_PORT};
+pub use rpc::{SyncProgress, SyncStatus};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use devmux_chain::{devnet::Devnet, Chain, ChainSpec, Pool, PoolConfig};
+use devmux_discovery::{Discovery, DiscoveryConfig, ForkIdEntry};
+use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkHash, ForkId};
 use devmux_identity::NodeKey;
-use devmux_network::{Network, NetworkConfig, Registrar};
+use devmux_network::{DialTarget, Network, NetworkConfig, Registrar};
+use futures::StreamExt;
 use tracing::info;
 
 /// Devnet blocks generated and inserted per batch (one commit each).
@@ -62,8 +80,21 @@ pub enum Error {
     /// The network failed to start.
     #[error("network: {0}")]
     Network(#[from] devmux_network::Error),
-    /// A static peer's address is not usable on the selected server.
-    #[error("static peer {addr:?}: {source}")]
+    /// Discovery failed to start.
+    #[error("discovery: {0}")]
+    Discovery(#[from] devmux_discovery::Error),
+    /// The admin RPC or metrics socket could not be bound.
+    #[error("{what} {addr}: {error}")]
+    Listen {
+        /// Which server (and the flag that configures it).
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why (in the message; not a `source`, so it is printed once).
+        error: std::io::Error,
+    },
+    /// A static or trusted peer's address is not usable on the selected server.
+    #[error("peer {addr:?}: {source}")]
     StaticPeer {
         /// The address.
         addr: String,
@@ -80,36 +111,110 @@ pub struct Node {
     chain: Chain,
     pool: Pool,
     network: Network,
+    eth: EthPeers,
+    discovery: Option<Arc<Discovery>>,
+    sync: SyncStatus,
+    rpc: Option<rpc::RpcServer>,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl Node {
     /// Starts a node. Fails before starting anything if the configuration is bad.
     pub async fn start(config: NodeConfig) -> Result<Self, Error> {
         config.validate()?;
+        // Bound first: a busy port fails the start before anything runs.
+        let rpc_listener = match config.http {
+            Some(addr) => Some(rpc::bind("admin RPC (--http)", addr).await?),
+            None => None,
+        };
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(rpc::bind("metrics (--metrics)", addr).await?),
+            None => None,
+        };
         let datadir = config.datadir.clone();
         std::fs::create_dir_all(&datadir).map_err(|source| Error::Datadir {
             path: datadir.clone(),
             source,
         })?;
-        let key = NodeKey::load_or_generate(&datadir.join("nodekey"))?;
+        let key = match &config.nodekey {
+            Some(path) => NodeKey::load(path)?,
+            None => NodeKey::load_or_generate(&config.nodekey_path())?,
+        };
         let chain = Chain::open_async(datadir.join("chain.redb"), ChainSpec::devnet()).await?;
         build_dev_blocks(&chain, config.dev_blocks).await?;
         let pool = Pool::new(PoolConfig::devnet());
 
-        let registrar = Registrar::new();
+        let network_id = config.network_id.unwrap_or(chain.spec().network_id);
+        let (eth_handler, eth) = EthHandler::new(
+            chain.clone(),
+            pool.clone(),
+            EthConfig::default().with_network_id(network_id),
+        );
+        let mut registrar = Registrar::new();
+        registrar.session(devmux_eth::protocols(), eth_handler)?;
+
         let mut network_config = NetworkConfig::default()
             .with_p2p_server(config.use_p2p_server)
             .with_listen_addr(config.listen_addr());
-        network_config.max_peers = config.max_peers;
+        network_config.pool.max_peers = config.max_peers;
+        network_config.pool.max_inbound = config.max_inbound;
+        network_config.pool.outbound_target = config.outbound_target;
+        let protocols: Vec<String> = registrar.ids().map(ToString::to_string).collect();
+        network_config.pool.store = Some(datadir.join("peers.redb"));
         let network = Network::start(network_config, key.clone(), registrar).await?;
+        // Counting starts with the network, before any peer is dialed.
+        let metrics = metrics_listener
+            .is_some()
+            .then(|| metrics::Metrics::follow(&network, &eth, !config.no_discovery));
+        let peer_error = |addr: &String, source| Error::StaticPeer {
+            addr: addr.clone(),
+            source,
+        };
+        for addr in &config.trusted_peers {
+            match network.check_addr(addr) {
+                Ok(Some(peer)) => network.add_trusted_peer(peer),
+                Ok(None) => {
+                    return Err(Error::Config {
+                        origin: "trusted-peers".into(),
+                        problem: format!("{addr:?} names no peer id (add /p2p/<peer id>)"),
+                    })
+                }
+                Err(e) => return Err(peer_error(addr, e)),
+            }
+        }
         for addr in &config.static_peers {
             network
                 .add_static_peer(addr)
-                .map_err(|source| Error::StaticPeer {
-                    addr: addr.clone(),
-                    source,
-                })?;
+                .map_err(|e| peer_error(addr, e))?;
         }
+        let discovery = if config.no_discovery {
+            None
+        } else {
+            Some(start_discovery(&config, &key, &chain, &network).await?)
+        };
+        let discovery = discovery.map(Arc::new);
+        let sync = SyncStatus::new();
+        let view = rpc::NodeView {
+            key: key.clone(),
+            network: network.clone(),
+            chain: chain.clone(),
+            pool: pool.clone(),
+            eth: eth.clone(),
+            discovery: discovery.as_ref().map(Arc::downgrade),
+            enr: discovery.as_ref().map(|d| d.local_enr_string()),
+            discovery_port: discovery.as_ref().map(|d| d.udp_addr().port()),
+            protocols: rpc::advertised_protocols(network.server_kind(), protocols),
+            network_id,
+            sync: sync.clone(),
+        };
+        let rpc = match rpc_listener {
+            Some((listener, addr)) => Some(rpc::RpcServer::start(listener, addr, view.clone())?),
+            None => None,
+        };
+        let metrics = match (metrics, metrics_listener) {
+            (Some(metrics), Some((listener, addr))) => Some(metrics.serve(listener, addr, view)),
+            _ => None,
+        };
         let head = chain.head();
         info!(
             addr = %network.local_addr(),
@@ -123,13 +228,50 @@ impl Node {
             chain,
             pool,
             network,
+            eth,
+            discovery,
+            sync,
+            rpc,
+            metrics,
         })
+    }
+
+    /// Where the admin JSON-RPC listens, if it runs.
+    pub fn rpc_addr(&self) -> Option<SocketAddr> {
+        self.rpc.as_ref().map(rpc::RpcServer::local_addr)
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .map(metrics::MetricsServer::local_addr)
+    }
+
+    /// Sync progress as `eth_syncing` and the metrics report it; sync updates it.
+    pub fn sync_status(&self) -> &SyncStatus {
+        &self.sync
     }
 
     /// The address to dial this node at: its `enode://` URL (RLPx) or its full
     /// multiaddr (stream stack).
     pub fn local_addr(&self) -> String {
         self.network.local_addr()
+    }
+
+    /// The node's ENR (`enr:…`), if discovery runs.
+    pub fn enr(&self) -> Option<String> {
+        self.discovery.as_deref().map(Discovery::local_enr_string)
+    }
+
+    /// The discovery service, if it runs.
+    pub fn discovery(&self) -> Option<&Discovery> {
+        self.discovery.as_deref()
+    }
+
+    /// The eth sessions: typed requests to peers, eth events.
+    pub fn eth(&self) -> &EthPeers {
+        &self.eth
     }
 
     /// The configuration the node runs with.
@@ -160,9 +302,77 @@ impl Node {
     /// Tells every peer `ClientQuitting` and stops. Every chain commit is already
     /// durable, so nothing is left to flush.
     pub async fn stop(self) {
+        if let Some(rpc) = self.rpc {
+            rpc.stop().await;
+        }
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
+        if let Some(discovery) = self.discovery {
+            // The RPC and metrics hold it weakly, so this is the only handle left
+            // unless a request is being answered right now.
+            match Arc::try_unwrap(discovery) {
+                Ok(discovery) => discovery.shutdown().await,
+                Err(_) => {
+                    tracing::warn!("discovery still in use at stop: its ENR file is not written")
+                }
+            }
+        }
         self.network.shutdown().await;
+        // Sessions end a moment after their connections: wait (bounded) until ours
+        // is the last handle on the chain, so the store is closed when stop returns
+        // and the data directory can be opened again at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.chain.handle_count() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.chain.handle_count() > 1 {
+            tracing::warn!("chain store still in use after stop");
+        }
         info!("node stopped");
     }
+}
+
+/// Starts discv5 advertising the running stack and our fork id, and feeds the
+/// network's dialer with candidates that run our stack and a compatible fork.
+async fn start_discovery(
+    config: &NodeConfig,
+    key: &NodeKey,
+    chain: &Chain,
+    network: &Network,
+) -> Result<Discovery, Error> {
+    let filter = chain.fork_filter();
+    let ours = filter.current();
+    let tcp_port = network.listen_addr().port();
+    let discovery_config = DiscoveryConfig::default()
+        .with_listen(config.discovery_addr())
+        .with_enr_ip(config.addr)
+        .with_rlpx_tcp_port((!config.use_p2p_server).then_some(tcp_port))
+        .with_mux_tcp_port(config.use_p2p_server.then_some(tcp_port))
+        .with_eth(ForkIdEntry {
+            hash: ours.hash.0,
+            next: ours.next,
+        })
+        .with_fork_filter(move |remote: &ForkIdEntry| {
+            filter
+                .validate(ForkId {
+                    hash: ForkHash(remote.hash),
+                    next: remote.next,
+                })
+                .is_ok()
+        })
+        .with_bootnodes(config.bootnodes.clone())
+        .with_lookup_interval(Duration::from_secs(config.discovery_lookup_secs))
+        .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")));
+    let mut discovery = Discovery::start(discovery_config, key).await?;
+    if let Some(candidates) = discovery.take_candidates() {
+        network.run_dialer(Box::pin(candidates.map(|c| DialTarget {
+            peer: c.peer_id,
+            addr: c.dial_url(),
+        })));
+    }
+    info!(enr = %discovery.local_enr_string(), "discovery started");
+    Ok(discovery)
 }
 
 /// Extends the chain with devnet blocks up to `target`, in batches, off the

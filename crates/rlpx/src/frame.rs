@@ -13,7 +13,8 @@
 
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use bytes::{Buf, BytesMut};
-use sha3::{Digest, Keccak256};
+// keccak256 in assembly (CRYPTOGAMS): the MAC covers every byte of every frame.
+use keccak_asm::{Digest, Keccak256};
 
 use crate::{Error, NodeId};
 

@@ -9,12 +9,12 @@
 
 use alloy_rlp::{Encodable, Header, Rlp};
 use bytes::{Bytes, BytesMut};
+use keccak_asm::{Digest, Keccak256};
 use rand::{thread_rng, CryptoRng, Rng, RngCore};
 use secp256k1::{
     ecdsa::{RecoverableSignature, RecoveryId},
     Message, PublicKey, SecretKey, SECP256K1,
 };
-use sha3::{Digest, Keccak256};
 
 use crate::{
     ecies::{self, ECIES_OVERHEAD},

@@ -1,0 +1,473 @@
+//! Peer policy shared by both servers: limits, reputation, bans and trust.
+//!
+//! The servers' peer tables ([`crate::peers`]) ask the pool whether to admit a
+//! connection; the dialer asks it whether to dial. Bans outlive the process in a
+//! small redb file of their own.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use devmux_identity::PeerId;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::{debug, warn};
+
+use crate::{Direction, DisconnectReason, Error};
+
+/// Reputation below which a peer is disconnected and banned.
+pub const REPUTATION_FLOOR: i32 = -100;
+/// Reputations remembered for peers that left, so reconnecting does not wipe them.
+const REMEMBERED_REPUTATIONS: usize = 4096;
+/// Bans remembered at most; the oldest expiry goes first.
+const MAX_BANS: usize = 65536;
+
+const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
+
+/// Peer limits and policy. Defaults suit a public node; tests shrink them.
+#[derive(Clone, Debug)]
+pub struct PeerPoolConfig {
+    /// Most peers at once, both directions.
+    pub max_peers: usize,
+    /// Most inbound peers; the rest of `max_peers` is kept for our own dials.
+    /// Defaults to two thirds of `max_peers`.
+    pub max_inbound: Option<usize>,
+    /// Outbound peers the dialer keeps (from discovery). Defaults to a third of
+    /// `max_peers`, at least one.
+    pub outbound_target: Option<usize>,
+    /// Established connections from one IP address. Loopback addresses count per
+    /// port, so local test networks are not limited.
+    pub max_per_ip: usize,
+    /// Established connections from one /24 (IPv4) or /64 (IPv6).
+    pub max_per_subnet: usize,
+    /// Dials running at once.
+    pub max_concurrent_dials: usize,
+    /// How long a peer that fell below [`REPUTATION_FLOOR`] stays banned.
+    pub ban_duration: Duration,
+    /// Reputation a peer regains per minute, up to 0.
+    pub reputation_recovery_per_minute: i32,
+    /// Peers that bypass every limit and ban (static peers are added too).
+    pub trusted: Vec<PeerId>,
+    /// Where bans are stored across restarts (a redb file); `None` keeps them in
+    /// memory only.
+    pub store: Option<PathBuf>,
+}
+
+impl Default for PeerPoolConfig {
+    fn default() -> Self {
+        Self {
+            max_peers: 50,
+            max_inbound: None,
+            outbound_target: None,
+            max_per_ip: 4,
+            max_per_subnet: 16,
+            max_concurrent_dials: 8,
+            ban_duration: Duration::from_secs(15 * 60),
+            reputation_recovery_per_minute: 30,
+            trusted: Vec::new(),
+            store: None,
+        }
+    }
+}
+
+impl PeerPoolConfig {
+    /// The inbound limit in force.
+    pub fn inbound_limit(&self) -> usize {
+        self.max_inbound
+            .unwrap_or_else(|| (self.max_peers * 2).div_ceil(3))
+            .min(self.max_peers)
+    }
+
+    /// The outbound target in force.
+    pub fn outbound_target(&self) -> usize {
+        self.outbound_target
+            .unwrap_or_else(|| (self.max_peers / 3).max(1))
+            .min(self.max_peers)
+    }
+}
+
+/// Where a connection comes from, for per-IP and per-subnet counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Origin {
+    Ip(IpAddr),
+    /// Loopback: one "address" per port.
+    Local(SocketAddr),
+}
+
+impl Origin {
+    pub(crate) fn of(addr: SocketAddr) -> Self {
+        if addr.ip().is_loopback() {
+            Origin::Local(addr)
+        } else {
+            Origin::Ip(addr.ip())
+        }
+    }
+
+    fn subnet(self) -> Self {
+        match self {
+            Origin::Ip(IpAddr::V4(ip)) => {
+                let [a, b, c, _] = ip.octets();
+                Origin::Ip(IpAddr::from([a, b, c, 0]))
+            }
+            Origin::Ip(IpAddr::V6(ip)) => {
+                let mut octets = ip.octets();
+                octets[8..].fill(0);
+                Origin::Ip(IpAddr::from(octets))
+            }
+            local => local,
+        }
+    }
+}
+
+/// What the pool knows about the connected set when it decides.
+pub(crate) struct Census {
+    pub(crate) total: usize,
+    pub(crate) inbound: usize,
+    pub(crate) same_ip: usize,
+    pub(crate) same_subnet: usize,
+}
+
+impl Census {
+    pub(crate) fn of<'a>(
+        origin: Origin,
+        peers: impl Iterator<Item = (Direction, SocketAddr)> + 'a,
+    ) -> Self {
+        let mut census = Census {
+            total: 0,
+            inbound: 0,
+            same_ip: 0,
+            same_subnet: 0,
+        };
+        for (direction, addr) in peers {
+            let other = Origin::of(addr);
+            census.total += 1;
+            census.inbound += usize::from(direction == Direction::Inbound);
+            census.same_ip += usize::from(other == origin);
+            census.same_subnet += usize::from(other.subnet() == origin.subnet());
+        }
+        census
+    }
+}
+
+struct State {
+    trusted: HashSet<PeerId>,
+    /// Ban expiry, as Unix seconds (they must survive restarts).
+    bans: HashMap<PeerId, u64>,
+    /// Reputation and when it was last set, for peers connected or recently seen.
+    reputation: HashMap<PeerId, (i32, Instant)>,
+}
+
+/// The policy object. Cheap to share.
+pub(crate) struct PeerPool {
+    config: PeerPoolConfig,
+    state: Mutex<State>,
+    db: Option<Arc<redb::Database>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl PeerPool {
+    /// Opens the pool, loading unexpired bans from the store.
+    pub(crate) fn open(config: PeerPoolConfig) -> Result<Self, Error> {
+        let mut bans = HashMap::new();
+        let db = match &config.store {
+            None => None,
+            Some(path) => {
+                let db = redb::Database::create(path).map_err(|e| Error::Store(e.to_string()))?;
+                let now = unix_now();
+                let read = db.begin_read().map_err(|e| Error::Store(e.to_string()))?;
+                match read.open_table(BANS) {
+                    Ok(table) => {
+                        for row in table.iter().map_err(|e| Error::Store(e.to_string()))? {
+                            let (k, v) = row.map_err(|e| Error::Store(e.to_string()))?;
+                            if let (Ok(peer), expiry) = (PeerId::from_bytes(k.value()), v.value()) {
+                                if expiry > now {
+                                    bans.insert(peer, expiry);
+                                }
+                            }
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(Error::Store(e.to_string())),
+                }
+                Some(Arc::new(db))
+            }
+        };
+        let trusted = config.trusted.iter().copied().collect();
+        Ok(Self {
+            config,
+            state: Mutex::new(State {
+                trusted,
+                bans,
+                reputation: HashMap::new(),
+            }),
+            db,
+        })
+    }
+
+    pub(crate) fn config(&self) -> &PeerPoolConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn trust(&self, peer: PeerId) {
+        self.lock().trusted.insert(peer);
+    }
+
+    pub(crate) fn is_trusted(&self, peer: &PeerId) -> bool {
+        self.lock().trusted.contains(peer)
+    }
+
+    /// Remaining ban time, if banned.
+    pub(crate) fn banned(&self, peer: &PeerId) -> Option<Duration> {
+        let mut state = self.lock();
+        let expiry = *state.bans.get(peer)?;
+        let now = unix_now();
+        if expiry <= now {
+            state.bans.remove(peer);
+            return None;
+        }
+        Some(Duration::from_secs(expiry - now))
+    }
+
+    /// Bans `peer` for `duration` and stores the ban.
+    pub(crate) fn ban(&self, peer: PeerId, duration: Duration) {
+        let expiry = unix_now().saturating_add(duration.as_secs().max(1));
+        {
+            let mut state = self.lock();
+            if state.bans.len() >= MAX_BANS {
+                if let Some(oldest) = state.bans.iter().min_by_key(|(_, e)| **e).map(|(p, _)| *p) {
+                    state.bans.remove(&oldest);
+                }
+            }
+            state.bans.insert(peer, expiry);
+        }
+        warn!(%peer, ?duration, "peer banned");
+        if let Some(db) = self.db.clone() {
+            // redb blocks: write off the reactor.
+            let write = move || -> Result<(), redb::Error> {
+                let tx = db.begin_write()?;
+                {
+                    let mut table = tx.open_table(BANS)?;
+                    table.insert(peer.to_bytes().as_slice(), expiry)?;
+                    let now = unix_now();
+                    table.retain(|_, e| e > now)?;
+                }
+                tx.commit()?;
+                Ok(())
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(move || {
+                        if let Err(e) = write() {
+                            warn!(error = %e, "ban not stored");
+                        }
+                    });
+                }
+                Err(_) => {
+                    if let Err(e) = write() {
+                        warn!(error = %e, "ban not stored");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether to admit a connection from `peer` given the connected set.
+    pub(crate) fn admit(
+        &self,
+        peer: &PeerId,
+        direction: Direction,
+        census: &Census,
+    ) -> Result<(), DisconnectReason> {
+        if self.is_trusted(peer) {
+            return Ok(());
+        }
+        if let Some(left) = self.banned(peer) {
+            debug!(%peer, ?left, "refusing banned peer");
+            return Err(DisconnectReason::UselessPeer);
+        }
+        let c = &self.config;
+        if census.total >= c.max_peers
+            || (direction == Direction::Inbound && census.inbound >= c.inbound_limit())
+            || census.same_ip >= c.max_per_ip
+            || census.same_subnet >= c.max_per_subnet
+        {
+            return Err(DisconnectReason::TooManyPeers);
+        }
+        Ok(())
+    }
+
+    /// The reputation a (re)connecting peer starts with.
+    pub(crate) fn reputation(&self, peer: &PeerId) -> i32 {
+        let state = self.lock();
+        state
+            .reputation
+            .get(peer)
+            .map_or(0, |(rep, at)| self.recovered(*rep, *at))
+    }
+
+    fn recovered(&self, rep: i32, since: Instant) -> i32 {
+        let minutes = since.elapsed().as_secs_f64() / 60.0;
+        let regained = (minutes * f64::from(self.config.reputation_recovery_per_minute)) as i64;
+        (i64::from(rep) + regained).min(0) as i32
+    }
+
+    /// Applies a penalty; returns the new reputation and whether the peer must go
+    /// (it fell below the floor and is now banned). Trusted peers are never banned.
+    pub(crate) fn penalize(&self, peer: PeerId, cost: i32) -> (i32, bool) {
+        let (rep, below) = {
+            let mut state = self.lock();
+            let current = state
+                .reputation
+                .get(&peer)
+                .map_or(0, |(rep, at)| self.recovered(*rep, *at));
+            let rep = current.saturating_sub(cost);
+            if state.reputation.len() >= REMEMBERED_REPUTATIONS
+                && !state.reputation.contains_key(&peer)
+            {
+                // Forget the best-behaved peer first: its record matters least.
+                if let Some(best) = state
+                    .reputation
+                    .iter()
+                    .max_by_key(|(_, (r, _))| *r)
+                    .map(|(p, _)| *p)
+                {
+                    state.reputation.remove(&best);
+                }
+            }
+            state.reputation.insert(peer, (rep, Instant::now()));
+            (
+                rep,
+                rep < REPUTATION_FLOOR && !state.trusted.contains(&peer),
+            )
+        };
+        if below {
+            self.ban(peer, self.config.ban_duration);
+        }
+        (rep, below)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devmux_identity::NodeKey;
+
+    fn census(total: usize, inbound: usize, same_ip: usize, same_subnet: usize) -> Census {
+        Census {
+            total,
+            inbound,
+            same_ip,
+            same_subnet,
+        }
+    }
+
+    #[test]
+    fn limits_split_and_subnets() {
+        let pool = PeerPool::open(PeerPoolConfig {
+            max_peers: 6,
+            max_per_ip: 2,
+            max_per_subnet: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let p = NodeKey::generate().peer_id();
+        assert_eq!(pool.config().inbound_limit(), 4);
+        assert_eq!(pool.config().outbound_target(), 2);
+        assert!(pool
+            .admit(&p, Direction::Inbound, &census(3, 3, 0, 0))
+            .is_ok());
+        assert_eq!(
+            pool.admit(&p, Direction::Inbound, &census(4, 4, 0, 0)),
+            Err(DisconnectReason::TooManyPeers)
+        );
+        assert!(pool
+            .admit(&p, Direction::Outbound, &census(5, 4, 0, 0))
+            .is_ok());
+        assert!(pool
+            .admit(&p, Direction::Outbound, &census(6, 4, 0, 0))
+            .is_err());
+        assert!(pool
+            .admit(&p, Direction::Inbound, &census(1, 0, 2, 2))
+            .is_err());
+        assert!(pool
+            .admit(&p, Direction::Inbound, &census(1, 0, 0, 3))
+            .is_err());
+        pool.trust(p);
+        assert!(pool
+            .admit(&p, Direction::Inbound, &census(6, 6, 9, 9))
+            .is_ok());
+
+        let a: SocketAddr = "10.1.2.3:1".parse().unwrap();
+        let b: SocketAddr = "10.1.2.99:2".parse().unwrap();
+        let c: SocketAddr = "10.1.3.1:2".parse().unwrap();
+        let peers = [
+            (Direction::Inbound, a),
+            (Direction::Outbound, b),
+            (Direction::Inbound, c),
+        ];
+        let census = Census::of(Origin::of("10.1.2.3:9".parse().unwrap()), peers.into_iter());
+        assert_eq!(
+            (
+                census.total,
+                census.inbound,
+                census.same_ip,
+                census.same_subnet
+            ),
+            (3, 2, 1, 2)
+        );
+        // Loopback counts per port.
+        let l = [(Direction::Inbound, "127.0.0.1:5".parse().unwrap())];
+        let census = Census::of(Origin::of("127.0.0.1:6".parse().unwrap()), l.into_iter());
+        assert_eq!((census.same_ip, census.same_subnet), (0, 0));
+        let v6 = Origin::of("[2001:db8::1]:1".parse().unwrap()).subnet();
+        assert_eq!(
+            v6,
+            Origin::of("[2001:db8::ffff]:2".parse().unwrap()).subnet()
+        );
+    }
+
+    #[test]
+    fn penalties_recover_ban_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("peers.redb");
+        let config = PeerPoolConfig {
+            store: Some(store.clone()),
+            reputation_recovery_per_minute: 60_000,
+            ..Default::default()
+        };
+        let p = NodeKey::generate().peer_id();
+        {
+            let pool = PeerPool::open(config.clone()).unwrap();
+            assert_eq!(pool.penalize(p, 40), (-40, false));
+            // Fast recovery: a moment later it is back towards 0.
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(pool.reputation(&p) > -40);
+            let (_, banned) = pool.penalize(p, 1000);
+            assert!(banned);
+            assert!(pool.banned(&p).is_some());
+            assert_eq!(
+                pool.admit(&p, Direction::Inbound, &census(0, 0, 0, 0)),
+                Err(DisconnectReason::UselessPeer)
+            );
+        }
+        // A new pool on the same file still refuses the peer.
+        let pool = PeerPool::open(config.clone()).unwrap();
+        assert!(pool.banned(&p).is_some());
+        // A short ban expires.
+        let q = NodeKey::generate().peer_id();
+        pool.ban(q, Duration::from_secs(1));
+        assert!(pool.banned(&q).is_some());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(pool.banned(&q).is_none());
+    }
+}

@@ -1,0 +1,495 @@
+//! The admin JSON-RPC, served over HTTP by jsonrpsee (`--http`, WIRE.md §5).
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `admin_nodeInfo` | – | this node: ids, addresses, ENR, server, protocols, chain head |
+//! | `admin_peers` | – | connected peers: id, addresses, direction, server, protocols, reputation, eth session |
+//! | `admin_addPeer` | `enode://…` or multiaddr | `true` once connected (an error says why not) |
+//! | `admin_removePeer` | `enode://…`, multiaddr with `/p2p/`, or PeerId | `true` if it was connected |
+//! | `net_peerCount` | – | hex quantity (`"0x2"`) |
+//! | `eth_blockNumber` | – | hex quantity (`"0x64"`) |
+//! | `eth_syncing` | – | `false`, or `{startingBlock, currentBlock, highestBlock}` (hex) |
+//! | `eth_sendRawTransaction` | `0x…` EIP-2718 bytes | the transaction hash |
+//!
+//! `admin_*` answers use plain JSON numbers; `eth_*` and `net_*` use hex quantities,
+//! as Ethereum clients do. Bad input is a JSON-RPC error: `-32602` (invalid params)
+//! for text that does not parse, `-32000` for a dial that failed or a transaction
+//! the pool refused, with a message saying why.
+//!
+//! The server is HTTP only (no WebSocket), at most 32 connections and 1 MiB per
+//! request. The admin methods change who the node talks to: serve them on loopback.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use devmux_chain::{Chain, Pool};
+use devmux_discovery::Discovery;
+use devmux_eth::alloy_eips::eip2718::Decodable2718;
+use devmux_eth::{EthPeers, PooledTransaction};
+use devmux_identity::{peer_multiaddr, Enode, NodeId, NodeKey, PeerId, PublicKey};
+use devmux_network::{
+    DisconnectReason, Network, PeerInfo, ServerKind, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL,
+    PING_PROTOCOL,
+};
+use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::error::{ErrorObjectOwned, INVALID_PARAMS_CODE};
+use serde::Serialize;
+
+use crate::Error;
+
+/// JSON-RPC error code for a request that was understood but failed (geth's choice
+/// for refused transactions and failed admin actions).
+const SERVER_ERROR_CODE: i32 = -32000;
+/// How long `admin_addPeer` waits for the connection.
+const ADD_PEER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent HTTP connections served.
+const MAX_CONNECTIONS: u32 = 32;
+/// Largest request body: a raw transaction is at most 128 KiB, 256 KiB as hex.
+const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
+
+/// Sync progress, as `eth_syncing` and the metrics report it. The sync code updates
+/// it; until it runs, the node is never syncing. Cheap to clone; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct SyncStatus {
+    progress: Arc<RwLock<Option<SyncProgress>>>,
+}
+
+/// Where a running sync stands (block numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Our head when this sync started.
+    pub starting_block: u64,
+    /// Our head now.
+    pub current_block: u64,
+    /// The highest head a peer reported.
+    pub highest_block: u64,
+}
+
+impl SyncStatus {
+    /// Not syncing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports a sync in progress.
+    pub fn set_syncing(&self, progress: SyncProgress) {
+        *self.progress.write().unwrap_or_else(|e| e.into_inner()) = Some(progress);
+    }
+
+    /// Reports that the node has caught up (or stopped syncing).
+    pub fn set_idle(&self) {
+        *self.progress.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The sync in progress, if any.
+    pub fn progress(&self) -> Option<SyncProgress> {
+        *self.progress.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the admin RPC and the metrics read: cheap clones of the node's parts.
+/// Discovery is held weakly so that `Node::stop` can take it back and shut it down.
+#[derive(Clone)]
+pub(crate) struct NodeView {
+    pub(crate) key: NodeKey,
+    pub(crate) network: Network,
+    pub(crate) chain: Chain,
+    pub(crate) pool: Pool,
+    pub(crate) eth: EthPeers,
+    pub(crate) discovery: Option<Weak<Discovery>>,
+    pub(crate) enr: Option<String>,
+    pub(crate) discovery_port: Option<u16>,
+    pub(crate) protocols: Vec<String>,
+    pub(crate) network_id: u64,
+    pub(crate) sync: SyncStatus,
+}
+
+impl NodeView {
+    /// Nodes in discovery's routing table, if discovery runs.
+    pub(crate) fn discovery_table_size(&self) -> Option<usize> {
+        let discovery = self.discovery.as_ref()?.upgrade()?;
+        Some(discovery.table_size())
+    }
+}
+
+/// A running admin RPC server.
+#[derive(Debug)]
+pub(crate) struct RpcServer {
+    handle: ServerHandle,
+    addr: SocketAddr,
+}
+
+/// Binds a TCP listener for one of the node's HTTP servers; returns it with the
+/// bound address (port 0 resolved).
+pub(crate) async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let error = |error| Error::Listen { what, addr, error };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
+
+/// The protocol ids a node offers: the registrar's, plus the stream stack's built-in
+/// ones.
+pub(crate) fn advertised_protocols(server: ServerKind, registered: Vec<String>) -> Vec<String> {
+    let mut ids = registered;
+    if server == ServerKind::P2p {
+        ids.extend(
+            [PING_PROTOCOL, IDENTIFY_PROTOCOL, GOODBYE_PROTOCOL]
+                .iter()
+                .map(|id| id.to_string()),
+        );
+    }
+    ids
+}
+
+impl RpcServer {
+    /// Serves the admin RPC on `listener`, bound at `addr` by [`bind`] early in
+    /// `Node::start`, so a busy port fails before anything starts.
+    pub(crate) fn start(
+        listener: tokio::net::TcpListener,
+        addr: SocketAddr,
+        view: NodeView,
+    ) -> Result<Self, Error> {
+        let listen_error = |error| Error::Listen {
+            what: "admin RPC (--http)",
+            addr,
+            error,
+        };
+        let listener = listener.into_std().map_err(listen_error)?;
+        let config = ServerConfig::builder()
+            .http_only()
+            .max_connections(MAX_CONNECTIONS)
+            .max_request_body_size(MAX_REQUEST_BYTES)
+            .build();
+        let server = Server::builder()
+            .set_config(config)
+            .build_from_tcp(listener)
+            .map_err(listen_error)?;
+        let handle = server.start(module(view)?);
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "admin RPC serves admin_* methods on a non-loopback address");
+        }
+        tracing::info!(%addr, "admin RPC listening");
+        Ok(Self { handle, addr })
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits until every connection has finished.
+    pub(crate) async fn stop(self) {
+        // Already stopped is fine.
+        let _ = self.handle.stop();
+        self.handle.stopped().await;
+    }
+}
+
+fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INVALID_PARAMS_CODE, message.into(), None::<()>)
+}
+
+fn server_error(message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(SERVER_ERROR_CODE, message.into(), None::<()>)
+}
+
+/// A hex quantity: `0x0`, `0x64` (no leading zeros).
+fn quantity(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+/// `admin_nodeInfo`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeInfo {
+    /// PeerId (both servers name a peer by it).
+    id: String,
+    /// devp2p node id: the 64-byte public key, hex.
+    node_id: String,
+    /// Client name and version.
+    name: String,
+    /// The address to dial this node at (`enode` on RLPx, `multiaddr` on the stream stack).
+    addr: String,
+    enode: String,
+    multiaddr: String,
+    enr: Option<String>,
+    listen_addr: SocketAddr,
+    server: String,
+    protocols: Vec<String>,
+    network_id: u64,
+    genesis: String,
+    head: Head,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    number: u64,
+    hash: String,
+    total_difficulty: String,
+}
+
+/// One entry of `admin_peers`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Peer {
+    id: String,
+    /// The connection's remote end in the server's URL form (an inbound peer's
+    /// port is its source port, not its listening port).
+    addresses: Vec<String>,
+    remote_address: SocketAddr,
+    direction: String,
+    server: String,
+    protocols: Vec<String>,
+    reputation: i32,
+    /// The eth session, once Status was exchanged.
+    eth: Option<EthSession>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EthSession {
+    version: u8,
+    head_hash: String,
+    head_number: Option<u64>,
+}
+
+/// `eth_syncing` while syncing (geth's shape).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Syncing {
+    starting_block: String,
+    current_block: String,
+    highest_block: String,
+}
+
+fn node_info(view: &NodeView) -> NodeInfo {
+    let network = &view.network;
+    let listen = network.listen_addr();
+    let peer_id = network.local_peer_id();
+    let mut enode = Enode::new(view.key.node_id(), listen);
+    enode.discport = view.discovery_port;
+    let head = view.chain.head();
+    NodeInfo {
+        id: peer_id.to_string(),
+        node_id: view.key.node_id().to_string(),
+        name: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
+        addr: network.local_addr(),
+        enode: enode.to_string(),
+        multiaddr: peer_multiaddr(listen, &peer_id).to_string(),
+        enr: view.enr.clone(),
+        listen_addr: listen,
+        server: network.server_kind().to_string(),
+        protocols: view.protocols.clone(),
+        network_id: view.network_id,
+        genesis: view.chain.genesis_hash().to_string(),
+        head: Head {
+            number: head.number,
+            hash: head.hash.to_string(),
+            total_difficulty: format!("{:#x}", head.total_difficulty),
+        },
+    }
+}
+
+/// The devp2p node id inside a secp256k1 PeerId (an identity multihash of the
+/// protobuf public key).
+fn node_id_of(peer: &PeerId) -> Option<NodeId> {
+    let key = PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    NodeId::from_public_key(&key).ok()
+}
+
+fn peer_entry(view: &NodeView, info: PeerInfo) -> Peer {
+    let address = match info.server {
+        ServerKind::P2p => Some(peer_multiaddr(info.remote_addr, &info.peer_id).to_string()),
+        ServerKind::Rlpx => {
+            node_id_of(&info.peer_id).map(|id| Enode::new(id, info.remote_addr).to_string())
+        }
+    };
+    let eth = view.eth.get(&info.peer_id).map(|peer| {
+        let head = peer.head();
+        EthSession {
+            version: peer.version().as_u8(),
+            head_hash: head.hash.to_string(),
+            head_number: head.number,
+        }
+    });
+    Peer {
+        id: info.peer_id.to_string(),
+        addresses: address.into_iter().collect(),
+        remote_address: info.remote_addr,
+        direction: info.direction.to_string(),
+        server: info.server.to_string(),
+        protocols: info.protocols.iter().map(ToString::to_string).collect(),
+        reputation: info.reputation,
+        eth,
+    }
+}
+
+/// The peer an `admin_removePeer` argument names: a PeerId, or an address with one.
+fn peer_named(network: &Network, text: &str) -> Result<PeerId, ErrorObjectOwned> {
+    if let Ok(peer) = text.trim().parse::<PeerId>() {
+        return Ok(peer);
+    }
+    match network.check_addr(text.trim()) {
+        Ok(Some(peer)) => Ok(peer),
+        Ok(None) => Err(invalid_params(format!(
+            "{text:?} names no peer: give a PeerId, an enode:// URL or a multiaddr ending in /p2p/<PeerId>"
+        ))),
+        Err(e) => Err(invalid_params(format!("{text:?}: {e}"))),
+    }
+}
+
+/// Decodes `0x`-prefixed (or bare) hex.
+fn decode_hex(text: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
+    let digits = text.trim();
+    let digits = digits.strip_prefix("0x").unwrap_or(digits);
+    hex::decode(digits).map_err(|e| invalid_params(format!("transaction is not hex: {e}")))
+}
+
+fn register_error(e: jsonrpsee::core::RegisterMethodError) -> Error {
+    Error::Config {
+        origin: "admin RPC".into(),
+        problem: e.to_string(),
+    }
+}
+
+/// The RPC methods over `view`.
+pub(crate) fn module(view: NodeView) -> Result<RpcModule<NodeView>, Error> {
+    let mut module = RpcModule::new(view);
+    module
+        .register_method("admin_nodeInfo", |_, view, _| {
+            Ok::<_, ErrorObjectOwned>(node_info(view))
+        })
+        .map_err(register_error)?;
+    module
+        .register_method("admin_peers", |_, view, _| {
+            view.network
+                .peers()
+                .into_iter()
+                .map(|info| peer_entry(view, info))
+                .collect::<Vec<_>>()
+        })
+        .map_err(register_error)?;
+    module
+        .register_async_method("admin_addPeer", |params, view, _| async move {
+            let url: String = params.one()?;
+            let url = url.trim().to_string();
+            view.network
+                .check_addr(&url)
+                .map_err(|e| invalid_params(format!("{url:?}: {e}")))?;
+            match tokio::time::timeout(ADD_PEER_TIMEOUT, view.network.dial(&url)).await {
+                Ok(Ok(peer)) => {
+                    tracing::info!(%peer, %url, "admin_addPeer: connected");
+                    Ok::<_, ErrorObjectOwned>(true)
+                }
+                Ok(Err(e)) => Err(server_error(format!("dialing {url}: {e}"))),
+                Err(_) => Err(server_error(format!(
+                    "dialing {url}: no connection within {}s",
+                    ADD_PEER_TIMEOUT.as_secs()
+                ))),
+            }
+        })
+        .map_err(register_error)?;
+    module
+        .register_async_method("admin_removePeer", |params, view, _| async move {
+            let text: String = params.one()?;
+            let peer = peer_named(&view.network, &text)?;
+            if !view.network.is_connected(&peer) {
+                return Ok::<_, ErrorObjectOwned>(false);
+            }
+            view.network
+                .disconnect(&peer, DisconnectReason::DisconnectRequested)
+                .await;
+            tracing::info!(%peer, "admin_removePeer: disconnected");
+            Ok(true)
+        })
+        .map_err(register_error)?;
+    module
+        .register_method("net_peerCount", |_, view, _| {
+            quantity(view.network.peers().len() as u64)
+        })
+        .map_err(register_error)?;
+    module
+        .register_method("eth_blockNumber", |_, view, _| {
+            quantity(view.chain.head().number)
+        })
+        .map_err(register_error)?;
+    module
+        .register_method("eth_syncing", |_, view, _| match view.sync.progress() {
+            None => serde_json::Value::Bool(false),
+            Some(p) => serde_json::to_value(Syncing {
+                starting_block: quantity(p.starting_block),
+                current_block: quantity(p.current_block),
+                highest_block: quantity(p.highest_block),
+            })
+            .unwrap_or(serde_json::Value::Bool(false)),
+        })
+        .map_err(register_error)?;
+    module
+        .register_method("eth_sendRawTransaction", |params, view, _| {
+            let text: String = params.one()?;
+            let bytes = decode_hex(&text)?;
+            if bytes.is_empty() {
+                return Err(invalid_params("transaction is empty"));
+            }
+            let tx = PooledTransaction::decode_2718_exact(&bytes).map_err(|e| {
+                invalid_params(format!(
+                    "not an EIP-2718 transaction in its network form: {e}"
+                ))
+            })?;
+            let hash = view
+                .pool
+                .add(tx)
+                .map_err(|e| server_error(format!("transaction refused: {e}")))?;
+            tracing::debug!(%hash, "eth_sendRawTransaction: pooled");
+            Ok::<_, ErrorObjectOwned>(hash.to_string())
+        })
+        .map_err(register_error)?;
+    Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_minimal_hex() {
+        assert_eq!(quantity(0), "0x0");
+        assert_eq!(quantity(100), "0x64");
+    }
+
+    #[test]
+    fn hex_input_with_or_without_prefix() {
+        assert_eq!(decode_hex("0x0102").unwrap(), vec![1, 2]);
+        assert_eq!(decode_hex("0102").unwrap(), vec![1, 2]);
+        let err = decode_hex("0xzz").unwrap_err();
+        assert_eq!(err.code(), INVALID_PARAMS_CODE);
+    }
+
+    #[test]
+    fn a_peer_id_gives_back_its_node_id() {
+        let key = NodeKey::from_secret_bytes(&[7u8; 32]).unwrap();
+        assert_eq!(node_id_of(&key.peer_id()), Some(key.node_id()));
+    }
+
+    #[test]
+    fn sync_status_is_shared_by_clones() {
+        let status = SyncStatus::new();
+        let other = status.clone();
+        assert_eq!(status.progress(), None);
+        let progress = SyncProgress {
+            starting_block: 1,
+            current_block: 5,
+            highest_block: 9,
+        };
+        other.set_syncing(progress);
+        assert_eq!(status.progress(), Some(progress));
+        other.set_idle();
+        assert_eq!(status.progress(), None);
+    }
+}
