@@ -135,6 +135,19 @@ async fn several_sessions_with_concurrent_traffic(use_p2p_server: bool) {
             ("/upper/1/1.0.0".to_string(), 300)
         ]
     );
+    // The traffic shows in the wire statistics: 2 × 300 messages each way, and
+    // one handshake on each end.
+    let (s, c) = (server.stats(), client.stats());
+    assert!(s.handshakes >= 1 && c.handshakes >= 1, "{s:?} {c:?}");
+    assert!(
+        s.bytes_in > 2 * 300 * 8 && s.bytes_out > 2 * 300 * 8,
+        "{s:?}"
+    );
+    assert!(
+        c.bytes_out >= s.bytes_in.saturating_sub(64 * 1024),
+        "{s:?} {c:?}"
+    );
+    assert_eq!(s.handshake_buckets.last().map(|b| b.1), Some(s.handshakes));
     let connected = wait_for(&mut server_events, SECS, |e| match e {
         NetworkEvent::PeerConnected {
             peer, server: kind, ..

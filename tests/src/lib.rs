@@ -24,6 +24,10 @@ pub fn test_config(use_p2p_server: bool) -> NetworkConfig {
         .with_listen_addr(([127, 0, 0, 1], 0).into());
     config.transport.handshake_timeout = Duration::from_secs(2);
     config.negotiation_timeout = Duration::from_secs(2);
+    // Keepalive and idle closing are tested on purpose where they matter; elsewhere a
+    // loaded CI machine must not drop a quiet test connection.
+    config.ping_interval = Duration::from_secs(120);
+    config.idle_timeout = Duration::from_secs(300);
     config
 }
 

@@ -114,6 +114,9 @@ struct NodeArgs {
     /// Outbound peers to keep from discovery [default: a third of --max-peers]
     #[arg(long, value_name = "N")]
     outbound_target: Option<usize>,
+    /// eth requests each peer may make per second, bursts of twice that; more are dropped and the peer penalised [default: 100]
+    #[arg(long, value_name = "N")]
+    eth_request_rate: Option<u32>,
     /// Serve the admin JSON-RPC over HTTP [default: off; --http alone: 127.0.0.1:8545]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8545")]
     http: Option<SocketAddr>,
@@ -199,6 +202,7 @@ impl NodeArgs {
         set(&mut config.max_peers, self.max_peers);
         set(&mut config.max_inbound, self.max_inbound.map(Some));
         set(&mut config.outbound_target, self.outbound_target.map(Some));
+        set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.http, self.http.map(Some));
         set(&mut config.metrics, self.metrics.map(Some));
         set(&mut config.log_level, self.log_level);

@@ -339,6 +339,32 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
     assert!(!std::path::Path::new(datadir).exists());
 }
 
+/// Every key of the config file is also a flag (the keys are the flag names).
+#[test]
+fn every_config_key_is_a_flag() {
+    // The unknown-key error lists every key.
+    let err = devmux_node::NodeConfig::from_toml_str("no-such-key = 1", "probe")
+        .unwrap_err()
+        .to_string();
+    let keys: Vec<&str> = err
+        .split("expected one of")
+        .nth(1)
+        .unwrap()
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    assert!(keys.len() > 15 && keys.contains(&"datadir"), "{err}");
+    let (code, help, _) = run_to_end(&["--help"]);
+    assert_eq!(code, Some(0));
+    for key in keys {
+        assert!(
+            help.contains(&format!("--{key}")),
+            "--{key} is missing from:\n{help}"
+        );
+    }
+}
+
 #[test]
 fn sigint_stops_cleanly_and_the_datadir_reopens() {
     let dir = tempfile::tempdir().unwrap();
@@ -524,6 +550,19 @@ fn rpc_and_metrics(stream_stack: bool) {
         "{bad}"
     );
 
+    // A request naming another host is refused (DNS rebinding).
+    let mut stream = TcpStream::connect(&rpc).unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"net_peerCount","params":[]}"#;
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+
     // No peers yet.
     assert_eq!(result(&rpc, "admin_peers", json!([])), json!([]));
     assert_eq!(result(&rpc, "net_peerCount", json!([])), "0x0");
@@ -537,6 +576,12 @@ fn rpc_and_metrics(stream_stack: bool) {
     );
     assert_eq!(
         sample_sum(&before, "devmux_connections_total"),
+        0.0,
+        "{before}"
+    );
+    assert_eq!(sample_sum(&before, "devmux_bytes_total"), 0.0, "{before}");
+    assert_eq!(
+        sample_sum(&before, "devmux_handshake_seconds_count"),
         0.0,
         "{before}"
     );
@@ -596,6 +641,16 @@ fn rpc_and_metrics(stream_stack: bool) {
     );
     assert_eq!(
         sample_sum(&after, "devmux_eth_handshakes_total"),
+        1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("devmux_bytes_total{direction=\"in\"}")
+            && sample_sum(&after, "devmux_bytes_total") > 0.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample_sum(&after, "devmux_handshake_seconds_count"),
         1.0,
         "{after}"
     );

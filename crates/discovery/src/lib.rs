@@ -80,7 +80,7 @@ pub use candidate::{
 };
 pub use config::{DiscoveryConfig, ForkFilterFn, Stack, DEFAULT_DISCOVERY_PORT};
 pub use eth_entry::{ForkIdEntry, ETH_ENR_KEY};
-pub use service::Discovery;
+pub use service::{local_enr, Discovery};
 
 /// The `enr` crate (0.14, the version discv5 uses), for code that handles records.
 pub use enr;

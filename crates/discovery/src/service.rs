@@ -384,6 +384,21 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
     UdpSocket::from_std(socket.into()).map_err(io)
 }
 
+/// The ENR a node with `config` advertises, with the UDP ports of `config.listen`
+/// (and `listen_v6`), built without starting discovery: for tools that print a
+/// node's names. A running [`Discovery`] builds its own with the ports it bound.
+pub fn local_enr(config: &DiscoveryConfig, key: &NodeKey) -> Result<Enr, Error> {
+    validate(config)?;
+    let combined = CombinedKey::secp256k1_from_bytes(&mut key.secret_bytes())
+        .map_err(|_| Error::InvalidKey)?;
+    build_local_enr(
+        config,
+        &combined,
+        config.listen.port(),
+        config.listen_v6.map(|a| a.port()),
+    )
+}
+
 /// The node's ENR: `ip`/`ip6` and `udp`/`udp6` as configured and bound, `tcp` only with
 /// RLPx, `mux` only with the stream stack, `eth` always (WIRE.md §4).
 ///

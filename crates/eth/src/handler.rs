@@ -612,15 +612,20 @@ impl Session<'_> {
         if pooled.is_empty() {
             return;
         }
-        if self
-            .import
-            .try_send(Import {
+        // Reserve the import slot first, so that the event can say whether the
+        // transactions are on their way, and still comes before the pool sees them.
+        let permit = self.import.try_reserve();
+        self.peers.emit(EthEvent::TransactionsIncoming {
+            peer: self.ctx.peer_id,
+            hashes: pooled.iter().map(|tx| *tx.hash()).collect(),
+            queued: permit.is_ok(),
+        });
+        match permit {
+            Ok(permit) => permit.send(Import {
                 hashes,
                 txs: pooled,
-            })
-            .is_err()
-        {
-            debug!("transaction import queue full: broadcast dropped");
+            }),
+            Err(_) => debug!("transaction import queue full: broadcast dropped"),
         }
     }
 }

@@ -85,6 +85,19 @@ pub enum EthEvent {
         /// The announcement (with types and sizes on eth/68+).
         announcement: NewPooledTransactionHashes,
     },
+    /// The peer sent full transactions (`Transactions`). Emitted by the session's reader
+    /// before the import starts (and before the pool announces any of them), so that
+    /// relay can record at once that the peer has them and never sends them back
+    /// (go-ethereum marks them known at the same point).
+    TransactionsIncoming {
+        /// The peer.
+        peer: PeerId,
+        /// The transactions' hashes.
+        hashes: Vec<B256>,
+        /// Whether they are on their way to the pool; false when the session's import
+        /// queue was full and the message was dropped (relay may fetch them instead).
+        queued: bool,
+    },
     /// The peer sent full transactions and the pool has judged them.
     TransactionsReceived {
         /// The peer.

@@ -45,7 +45,7 @@ use std::time::Duration;
 pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
 pub use devmux_identity::{Multiaddr, NodeKey, PeerId};
 pub use devmux_rlpx::DisconnectReason;
-pub use devmux_transport::Direction;
+pub use devmux_transport::{Direction, IoStatsSnapshot, HANDSHAKE_BUCKETS};
 pub use dialer::DialTarget;
 pub use message::{
     decode_frame, encode_frame, Message, MessageReader, MessageStream, MessageWriter,
@@ -483,6 +483,15 @@ impl Network {
         S: futures::Stream<Item = dialer::DialTarget> + Send + Unpin + 'static,
     {
         dialer::run(self.clone(), candidates, self.stop.child_token());
+    }
+
+    /// Wire statistics of this node's server: bytes in and out of every socket and
+    /// handshake durations (TCP connect to established session).
+    pub fn stats(&self) -> devmux_transport::IoStatsSnapshot {
+        match &*self.server {
+            Server::P2p(s) => s.stats().snapshot(),
+            Server::Rlpx(s) => s.stats().snapshot(),
+        }
     }
 
     /// Whether `peer` is connected.

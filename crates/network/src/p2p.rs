@@ -518,6 +518,10 @@ impl P2pServer {
         .map_err(|_| Error::Timeout("identify"))?
     }
 
+    pub(crate) fn stats(&self) -> &Arc<devmux_transport::IoStats> {
+        self.shared.upgrader.stats()
+    }
+
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared.peers.infos()
     }

@@ -21,6 +21,7 @@ use devmux_rlpx::{
     secp256k1::SecretKey, Capability, EciesStream, Established, Incoming, SessionConfig,
     SessionWriter,
 };
+use devmux_transport::{Counted, IoStats};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -72,6 +73,7 @@ struct RlpxShared {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     pending: Arc<Semaphore>,
+    stats: Arc<IoStats>,
 }
 
 /// The RLPx server. Cheap to clone.
@@ -137,6 +139,7 @@ impl RlpxServer {
         let shared = Arc::new(RlpxShared {
             peers: PeerTable::new(key.peer_id(), ServerKind::Rlpx, pool),
             pending: Arc::new(Semaphore::new(config.transport.max_concurrent_upgrades)),
+            stats: Arc::default(),
             key,
             secret,
             registrar,
@@ -221,10 +224,10 @@ impl RlpxServer {
     /// Refuses, after ECIES, a peer we would not keep (already connected, full).
     async fn admission_check(
         &self,
-        ecies: EciesStream<TcpStream>,
+        ecies: EciesStream<Counted<TcpStream>>,
         addr: SocketAddr,
         direction: Direction,
-    ) -> Result<EciesStream<TcpStream>, Error> {
+    ) -> Result<EciesStream<Counted<TcpStream>>, Error> {
         let peer = NodeId(*ecies.remote_id()).to_peer_id()?;
         if let Err(reason) = self.shared.peers.would_admit(&peer, addr, direction) {
             let _ = tokio::time::timeout(self.step_timeout(), ecies.disconnect(reason)).await;
@@ -233,9 +236,14 @@ impl RlpxServer {
         Ok(ecies)
     }
 
-    async fn handshake_inbound(&self, tcp: TcpStream) -> Result<Established<TcpStream>, Error> {
+    async fn handshake_inbound(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<Established<Counted<TcpStream>>, Error> {
         let _ = tcp.set_nodelay(true);
         let addr = tcp.peer_addr()?;
+        let started = std::time::Instant::now();
+        let tcp = Counted::new(tcp, self.shared.stats.clone());
         let ecies = self
             .timed(
                 "ECIES handshake",
@@ -245,8 +253,11 @@ impl RlpxServer {
         let ecies = self
             .admission_check(ecies, addr, Direction::Inbound)
             .await?;
-        self.timed("Hello", ecies.exchange_hello(&self.shared.session))
-            .await
+        let session = self
+            .timed("Hello", ecies.exchange_hello(&self.shared.session))
+            .await?;
+        self.shared.stats.record_handshake(started.elapsed());
+        Ok(session)
     }
 
     /// Dials `enode` and returns the peer's id once the session is up. Returns at
@@ -266,6 +277,8 @@ impl RlpxServer {
             .await
             .map_err(|_| Error::Timeout("TCP connect"))??;
         let _ = tcp.set_nodelay(true);
+        let started = std::time::Instant::now();
+        let tcp = Counted::new(tcp, self.shared.stats.clone());
         let ecies = self
             .timed(
                 "ECIES handshake",
@@ -278,6 +291,7 @@ impl RlpxServer {
         let session = self
             .timed("Hello", ecies.exchange_hello(&self.shared.session))
             .await?;
+        self.shared.stats.record_handshake(started.elapsed());
         self.run_session(session, enode.addr, Direction::Outbound);
         Ok(peer)
     }
@@ -288,7 +302,7 @@ impl RlpxServer {
 
     fn run_session(
         &self,
-        session: Established<TcpStream>,
+        session: Established<Counted<TcpStream>>,
         remote_addr: SocketAddr,
         direction: Direction,
     ) {
@@ -359,7 +373,7 @@ impl RlpxServer {
 
     async fn drive_session(
         &self,
-        session: Established<TcpStream>,
+        session: Established<Counted<TcpStream>>,
         peer: PeerId,
         remote_addr: SocketAddr,
         direction: Direction,
@@ -367,7 +381,7 @@ impl RlpxServer {
         control_rx: mpsc::Receiver<Control>,
     ) {
         let shared_caps = session.shared_capabilities().clone();
-        let (mut reader, writer) = session.split_with(TcpStream::into_split);
+        let (mut reader, writer) = session.split_with(Counted::into_split);
         let (frames_tx, frames_rx) = mpsc::channel::<OutboundFrame>(WRITER_QUEUE);
 
         // One handler per shared capability.
@@ -524,6 +538,10 @@ impl RlpxServer {
         }
     }
 
+    pub(crate) fn stats(&self) -> &Arc<IoStats> {
+        &self.shared.stats
+    }
+
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared.peers.infos()
     }
@@ -591,7 +609,7 @@ impl RlpxServer {
 
 /// The writer task: control messages first, capability messages batched.
 async fn write_loop(
-    mut writer: SessionWriter<OwnedWriteHalf>,
+    mut writer: SessionWriter<Counted<OwnedWriteHalf>>,
     mut control: mpsc::Receiver<Control>,
     mut frames: mpsc::Receiver<OutboundFrame>,
     closed: CancellationToken,

@@ -90,6 +90,9 @@ pub struct NodeConfig {
     pub no_discovery: bool,
     /// Seconds between discovery's random lookups.
     pub discovery_lookup_secs: u64,
+    /// eth requests each peer may make per second (bursts of twice that); more are
+    /// dropped and the peer penalised.
+    pub eth_request_rate: u32,
     /// Most inbound peers; defaults to two thirds of `max-peers`.
     pub max_inbound: Option<usize>,
     /// Outbound peers the dialer keeps from discovery; defaults to a third of
@@ -124,6 +127,7 @@ impl Default for NodeConfig {
             bootnodes: Vec::new(),
             no_discovery: false,
             discovery_lookup_secs: 30,
+            eth_request_rate: 100,
             nodekey: None,
             max_inbound: None,
             outbound_target: None,

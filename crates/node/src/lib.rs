@@ -10,8 +10,8 @@
 //! selects with the peer pool (bans in `<datadir>/peers.redb`), dial the static
 //! peers, and start discv5 (seen ENRs in `<datadir>/discovery-enrs.txt`) feeding
 //! the dialer with peers that run our stack and a compatible fork id.
-//! Last, the admin JSON-RPC (`http`, see [`rpc`](crate::rpc)) and the Prometheus
-//! endpoint (`metrics`, see [`metrics`](crate::metrics)) start serving; their
+//! Last, the admin JSON-RPC (`http`, see [`rpc`]) and the Prometheus
+//! endpoint (`metrics`, see [`metrics`]) start serving; their
 //! sockets are bound before anything else starts, so a busy port fails the start
 //! cleanly.
 //! [`Node::stop`] reverses it: the RPC and metrics servers stop, discovery stops
@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use devmux_chain::{devnet::Devnet, Chain, ChainSpec, Pool, PoolConfig};
 use devmux_discovery::{Discovery, DiscoveryConfig, ForkIdEntry};
-use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkHash, ForkId};
+use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkFilter, ForkHash, ForkId};
 use devmux_identity::NodeKey;
 use devmux_network::{DialTarget, Network, NetworkConfig, Registrar};
 use futures::StreamExt;
@@ -148,7 +148,12 @@ impl Node {
         let (eth_handler, eth) = EthHandler::new(
             chain.clone(),
             pool.clone(),
-            EthConfig::default().with_network_id(network_id),
+            EthConfig::default()
+                .with_network_id(network_id)
+                .with_request_rate(
+                    config.eth_request_rate.max(1),
+                    config.eth_request_rate.max(1).saturating_mul(2),
+                ),
         );
         let mut registrar = Registrar::new();
         registrar.session(devmux_eth::protocols(), eth_handler)?;
@@ -319,32 +324,31 @@ impl Node {
             }
         }
         self.network.shutdown().await;
-        // Sessions end a moment after their connections: wait (bounded) until ours
-        // is the last handle on the chain, so the store is closed when stop returns
-        // and the data directory can be opened again at once.
+        // The network holds the registrar, whose eth handler holds the chain: let it
+        // go, then wait (bounded) for sessions that end a moment after their
+        // connections, so the store is closed when stop returns and the data
+        // directory can be opened again at once.
+        let chain = self.chain;
+        drop(self.network);
+        drop(self.eth);
+        drop(self.pool);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.chain.handle_count() > 1 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while chain.handle_count() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if self.chain.handle_count() > 1 {
+        if chain.handle_count() > 1 {
             tracing::warn!("chain store still in use after stop");
         }
         info!("node stopped");
     }
 }
 
-/// Starts discv5 advertising the running stack and our fork id, and feeds the
-/// network's dialer with candidates that run our stack and a compatible fork.
-async fn start_discovery(
-    config: &NodeConfig,
-    key: &NodeKey,
-    chain: &Chain,
-    network: &Network,
-) -> Result<Discovery, Error> {
-    let filter = chain.fork_filter();
+/// The discovery settings of a node with `config` whose server listens on
+/// `tcp_port`: the running stack and our fork id in the ENR, eth's fork filter on
+/// candidates.
+fn discovery_config(config: &NodeConfig, filter: ForkFilter, tcp_port: u16) -> DiscoveryConfig {
     let ours = filter.current();
-    let tcp_port = network.listen_addr().port();
-    let discovery_config = DiscoveryConfig::default()
+    DiscoveryConfig::default()
         .with_listen(config.discovery_addr())
         .with_enr_ip(config.addr)
         .with_rlpx_tcp_port((!config.use_p2p_server).then_some(tcp_port))
@@ -363,7 +367,29 @@ async fn start_discovery(
         })
         .with_bootnodes(config.bootnodes.clone())
         .with_lookup_interval(Duration::from_secs(config.discovery_lookup_secs))
-        .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")));
+        .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")))
+}
+
+/// The `enr:` record a node with `config` and `key` advertises, without starting
+/// it (for `devmux identity`).
+pub fn enr_for(config: &NodeConfig, key: &NodeKey) -> Result<String, Error> {
+    // Without opening the chain: the fork id at genesis, which on the devnet (every
+    // fork at block 0) is the fork id at any head.
+    let filter = ChainSpec::devnet().fork_filter(devmux_eth::Head::default());
+    let discovery = discovery_config(config, filter, config.port);
+    Ok(devmux_discovery::local_enr(&discovery, key)?.to_base64())
+}
+
+/// Starts discv5 advertising the running stack and our fork id, and feeds the
+/// network's dialer with candidates that run our stack and a compatible fork.
+async fn start_discovery(
+    config: &NodeConfig,
+    key: &NodeKey,
+    chain: &Chain,
+    network: &Network,
+) -> Result<Discovery, Error> {
+    let discovery_config =
+        discovery_config(config, chain.fork_filter(), network.listen_addr().port());
     let mut discovery = Discovery::start(discovery_config, key).await?;
     if let Some(candidates) = discovery.take_candidates() {
         network.run_dialer(Box::pin(candidates.map(|c| DialTarget {

@@ -22,10 +22,8 @@
 //! | `devmux_txpool_transactions` | gauge | – | transactions in the pool |
 //! | `devmux_syncing` | gauge | – | 1 while syncing, else 0 |
 //! | `devmux_sync_current_block`, `devmux_sync_highest_block` | gauge | – | sync progress (the head when idle) |
-//!
-//! Bytes in/out and handshake durations need counters inside the network crate:
-//! when `Network::stats()` exists, add `devmux_bytes_total{direction}` (counter) and
-//! `devmux_handshake_seconds` (histogram) here, read from its snapshot at scrape time.
+//! | `devmux_bytes_total` | counter | `direction` (`in`/`out`) | socket bytes, from `Network::stats()` |
+//! | `devmux_handshake_seconds` | histogram | – | TCP connect to established session, from `Network::stats()` |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,10 +37,12 @@ use devmux_network::{Direction, Network, NetworkEvent, Penalty, ServerKind};
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinHandle;
@@ -95,6 +95,61 @@ struct SourceLabels {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+/// Bytes and handshake durations, read from the network's own counters at each
+/// scrape.
+#[derive(Debug)]
+struct WireStats {
+    network: Network,
+}
+
+impl Collector for WireStats {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.network.stats();
+        {
+            let mut bytes = encoder.encode_descriptor(
+                "bytes",
+                "Bytes read (in) and written (out) on peer sockets",
+                None,
+                MetricType::Counter,
+            )?;
+            for (direction, value) in [("in", stats.bytes_in), ("out", stats.bytes_out)] {
+                let labels = DirectionLabels { direction };
+                ConstCounter::new(value).encode(bytes.encode_family(&labels)?)?;
+            }
+        }
+        // The snapshot's buckets are cumulative; the encoder wants each bucket's own
+        // count, and adds the +Inf bucket's.
+        let mut previous = 0;
+        let mut buckets: Vec<(f64, u64)> = stats
+            .handshake_buckets
+            .iter()
+            .map(|&(bound, cumulative)| {
+                let own = cumulative.saturating_sub(previous);
+                previous = cumulative;
+                (bound, own)
+            })
+            .collect();
+        buckets.push((f64::INFINITY, stats.handshakes.saturating_sub(previous)));
+        let mut histogram = encoder.encode_descriptor(
+            "handshake_seconds",
+            "Time from TCP connect to an established session (Noise and Yamux, or ECIES and Hello)",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            stats.handshake_seconds,
+            stats.handshakes,
+            &buckets,
+            None,
+        )
+    }
+}
+
 /// Every metric, and the registry that names them.
 struct Inner {
     connections: Family<ConnectionLabels, Counter>,
@@ -131,7 +186,8 @@ fn gauge_value(n: u64) -> i64 {
 }
 
 impl Inner {
-    fn new(with_discovery: bool) -> Self {
+    /// The metrics; `network`'s wire statistics among them when given.
+    fn new(network: Option<&Network>, with_discovery: bool) -> Self {
         let inner = Self {
             connections: Family::default(),
             disconnects: Family::default(),
@@ -229,6 +285,11 @@ impl Inner {
                 "Highest block peers reported during sync (the head when idle)",
                 inner.sync_highest.clone(),
             );
+            if let Some(network) = network {
+                r.register_collector(Box::new(WireStats {
+                    network: network.clone(),
+                }));
+            }
         }
         inner
     }
@@ -416,7 +477,7 @@ where
 impl Metrics {
     /// Starts counting the network's and the eth handler's events from now on.
     pub(crate) fn follow(network: &Network, eth: &EthPeers, with_discovery: bool) -> Self {
-        let inner = Arc::new(Inner::new(with_discovery));
+        let inner = Arc::new(Inner::new(Some(network), with_discovery));
         // Zero series from the start: a rate over them works before the first event.
         for labels in connection_labels(network.server_kind()) {
             let _ = inner.connections.get_or_create(&labels);
@@ -583,7 +644,7 @@ mod tests {
 
     #[test]
     fn events_move_counters() {
-        let inner = Inner::new(false);
+        let inner = Inner::new(None, false);
         let peer = devmux_network::NodeKey::generate().peer_id();
         inner.record_network(&NetworkEvent::PeerDisconnected {
             peer,

@@ -17,7 +17,9 @@
 //! the pool refused, with a message saying why.
 //!
 //! The server is HTTP only (no WebSocket), at most 32 connections and 1 MiB per
-//! request. The admin methods change who the node talks to: serve them on loopback.
+//! request. The admin methods change who the node talks to: serve them on loopback,
+//! where requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`) in
+//! their `Host` header, so that a web page cannot reach them by DNS rebinding.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock, Weak};
@@ -32,6 +34,7 @@ use devmux_network::{
     DisconnectReason, Network, PeerInfo, ServerKind, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL,
     PING_PROTOCOL,
 };
+use jsonrpsee::server::middleware::http::HostFilterLayer;
 use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::error::{ErrorObjectOwned, INVALID_PARAMS_CODE};
 use serde::Serialize;
@@ -43,10 +46,14 @@ use crate::Error;
 const SERVER_ERROR_CODE: i32 = -32000;
 /// How long `admin_addPeer` waits for the connection.
 const ADD_PEER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long stopping waits for requests in flight (an `admin_addPeer` dial, say).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent HTTP connections served.
 const MAX_CONNECTIONS: u32 = 32;
 /// Largest request body: a raw transaction is at most 128 KiB, 256 KiB as hex.
 const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
+/// `Host` headers accepted when the server listens on loopback (any port).
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost:*", "127.0.0.1:*", "[::1]:*"];
 
 /// Sync progress, as `eth_syncing` and the metrics report it. The sync code updates
 /// it; until it runs, the node is never syncing. Cheap to clone; clones share it.
@@ -165,8 +172,19 @@ impl RpcServer {
             .max_connections(MAX_CONNECTIONS)
             .max_request_body_size(MAX_REQUEST_BYTES)
             .build();
+        // On loopback, only requests naming a loopback host: a web page that rebinds
+        // its own DNS name to 127.0.0.1 cannot reach the admin methods.
+        let hosts = if addr.ip().is_loopback() {
+            HostFilterLayer::new(LOOPBACK_HOSTS).map_err(|e| Error::Config {
+                origin: "admin RPC".into(),
+                problem: e.to_string(),
+            })?
+        } else {
+            HostFilterLayer::disable()
+        };
         let server = Server::builder()
             .set_config(config)
+            .set_http_middleware(tower::ServiceBuilder::new().layer(hosts))
             .build_from_tcp(listener)
             .map_err(listen_error)?;
         let handle = server.start(module(view)?);
@@ -182,11 +200,17 @@ impl RpcServer {
         self.addr
     }
 
-    /// Stops accepting and waits until every connection has finished.
+    /// Stops accepting and waits (at most [`STOP_TIMEOUT`]) until every connection
+    /// has finished its request.
     pub(crate) async fn stop(self) {
         // Already stopped is fine.
         let _ = self.handle.stop();
-        self.handle.stopped().await;
+        if tokio::time::timeout(STOP_TIMEOUT, self.handle.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("admin RPC requests still running at stop");
+        }
     }
 }
 

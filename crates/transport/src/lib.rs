@@ -44,6 +44,7 @@
 
 mod connection;
 pub mod noise;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use std::time::Duration;
 pub use connection::{Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream};
 use devmux_identity::{NodeKey, PeerId, PublicKey};
 use multistream_select::{dialer_select_proto, listener_select_proto, Version};
+pub use stats::{Counted, IoStats, IoStatsSnapshot, HANDSHAKE_BUCKETS};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -61,8 +63,9 @@ use tracing::{debug, Instrument};
 pub const YAMUX_PROTOCOL_ID: &str = "/yamux/1.0.0";
 
 /// The encrypted byte stream of an outbound connection before the muxer.
-pub type SecureStream =
-    noise::NoiseStream<multistream_select::Negotiated<tokio_util::compat::Compat<TcpStream>>>;
+pub type SecureStream = noise::NoiseStream<
+    multistream_select::Negotiated<tokio_util::compat::Compat<Counted<TcpStream>>>,
+>;
 
 /// yamux's initial (and minimum) per-stream receive window: 256 KiB.
 const YAMUX_DEFAULT_CREDIT: usize = 256 * 1024;
@@ -183,6 +186,7 @@ struct UpgraderInner {
     key: NodeKey,
     noise: noise::NoiseIdentity,
     config: Config,
+    stats: Arc<IoStats>,
 }
 
 async fn step<T, E: Into<Error>>(
@@ -201,7 +205,12 @@ impl Upgrader {
     pub fn new(key: NodeKey, config: Config) -> Result<Self, Error> {
         let noise = noise::NoiseIdentity::new(&key)?;
         Ok(Self {
-            inner: Arc::new(UpgraderInner { key, noise, config }),
+            inner: Arc::new(UpgraderInner {
+                key,
+                noise,
+                config,
+                stats: Arc::default(),
+            }),
         })
     }
 
@@ -213,6 +222,11 @@ impl Upgrader {
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Bytes through every connection this upgrader made, and handshake durations.
+    pub fn stats(&self) -> &Arc<IoStats> {
+        &self.inner.stats
     }
 
     /// Connects to `addr` and upgrades; fails if `expected` is given and the remote
@@ -237,6 +251,7 @@ impl Upgrader {
         expected: Option<PeerId>,
     ) -> Result<(SecureStream, PublicKey), Error> {
         let _ = tcp.set_nodelay(true);
+        let tcp = Counted::new(tcp, self.inner.stats.clone());
         let t = self.inner.config.handshake_timeout;
         // V1Lazy: our "/noise" proposal travels with the first Noise message, saving a
         // round trip; every multistream-select listener accepts it.
@@ -265,6 +280,7 @@ impl Upgrader {
         expected: Option<PeerId>,
     ) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
+        let started = std::time::Instant::now();
         let cfg = &self.inner.config;
         let (secure, public_key) = self.secure_outbound(tcp, expected).await?;
         let (_, muxed) = step(
@@ -274,6 +290,7 @@ impl Upgrader {
         )
         .await?;
         let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Client);
+        self.inner.stats.record_handshake(started.elapsed());
         let info = ConnectionInfo {
             peer_id: public_key.to_peer_id(),
             public_key,
@@ -287,7 +304,9 @@ impl Upgrader {
     /// Upgrades a socket we accepted.
     pub async fn upgrade_inbound(&self, tcp: TcpStream) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
+        let started = std::time::Instant::now();
         let _ = tcp.set_nodelay(true);
+        let tcp = Counted::new(tcp, self.inner.stats.clone());
         let cfg = &self.inner.config;
         let t = cfg.handshake_timeout;
         let (_, io) = step(
@@ -313,6 +332,7 @@ impl Upgrader {
         )
         .await?;
         let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Server);
+        self.inner.stats.record_handshake(started.elapsed());
         let info = ConnectionInfo {
             peer_id,
             public_key,

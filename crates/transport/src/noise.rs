@@ -15,6 +15,7 @@ use std::task::{ready, Context, Poll};
 use devmux_identity::{NodeKey, PeerId, PublicKey};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use prost::Message as _;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::Error;
 
@@ -28,6 +29,9 @@ const STATIC_KEY_DOMAIN: &[u8] = b"noise-libp2p-static-key:";
 pub const MAX_NOISE_MESSAGE: usize = 65535;
 /// ChaChaPoly tag length.
 const TAG_LEN: usize = 16;
+/// What an XX handshake message adds to our payload at most: an ephemeral key
+/// (32), an encrypted static key (32 + 16) and the payload's tag (16).
+const HANDSHAKE_OVERHEAD: usize = 32 + 48 + TAG_LEN;
 /// The most plaintext one Noise transport message carries.
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 
@@ -122,10 +126,35 @@ fn verify_payload(payload: &[u8], remote_static: Option<&[u8]>) -> Result<Public
         remote_static.ok_or_else(|| Error::Noise("remote static key missing".into()))?;
     let mut signed = STATIC_KEY_DOMAIN.to_vec();
     signed.extend_from_slice(remote_static);
-    if !key.verify(&signed, &payload.identity_sig) {
+    if !verify_signature(&key, &signed, &payload.identity_sig) {
         return Err(Error::Noise("identity signature does not verify".into()));
     }
     Ok(key)
+}
+
+/// Checks `sig` (DER) over `msg` by `key`. secp256k1 keys, the ones devmux and
+/// Ethereum nodes use, go to libsecp256k1 (about twice as fast as the k256 code
+/// behind libp2p-identity); like libp2p-identity it refuses high-S signatures.
+/// Other key types, and DER that libsecp256k1 does not parse, go to
+/// libp2p-identity, so nothing it accepts is refused here.
+fn verify_signature(key: &PublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    use secp256k1::{ecdsa::Signature, Message, SECP256K1};
+    let Ok(secp) = key.clone().try_into_secp256k1() else {
+        return key.verify(msg, sig);
+    };
+    let (Ok(public), Ok(sig_c)) = (
+        secp256k1::PublicKey::from_slice(&secp.to_bytes_uncompressed()),
+        Signature::from_der(sig),
+    ) else {
+        return key.verify(msg, sig);
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, msg);
+    let Ok(digest) = <[u8; 32]>::try_from(digest.as_ref()) else {
+        return false;
+    };
+    SECP256K1
+        .verify_ecdsa(&Message::from_digest(digest), &sig_c, &public)
+        .is_ok()
 }
 
 /// Runs the XX handshake as initiator; checks the remote's PeerId if one is expected.
@@ -138,15 +167,16 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut hs = identity.builder()?.build_initiator().map_err(noise_err)?;
-    let mut out = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut out = vec![0u8; HANDSHAKE_OVERHEAD + identity.payload.len()];
     let mut inbuf = Vec::new();
-    let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut payload = Vec::new();
 
     // -> e
     let n = hs.write_message(&[], &mut out).map_err(noise_err)?;
     write_message(&mut io, &out[..n]).await?;
     // <- e, ee, s, es
     read_message(&mut io, &mut inbuf).await?;
+    payload.resize(inbuf.len(), 0);
     let n = hs.read_message(&inbuf, &mut payload).map_err(noise_err)?;
     let remote = verify_payload(&payload[..n], hs.get_remote_static())?;
     let remote_peer = remote.to_peer_id();
@@ -163,8 +193,8 @@ where
         .write_message(&identity.payload, &mut out)
         .map_err(noise_err)?;
     write_message(&mut io, &out[..n]).await?;
-    let state = hs.into_transport_mode().map_err(noise_err)?;
-    Ok((NoiseStream::new(io, state), remote))
+    let ciphers = split(&mut hs)?;
+    Ok((NoiseStream::new(io, ciphers), remote))
 }
 
 /// Runs the XX handshake as responder.
@@ -176,12 +206,13 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut hs = identity.builder()?.build_responder().map_err(noise_err)?;
-    let mut out = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut out = vec![0u8; HANDSHAKE_OVERHEAD + identity.payload.len()];
     let mut inbuf = Vec::new();
-    let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+    let mut payload = Vec::new();
 
     // <- e
     read_message(&mut io, &mut inbuf).await?;
+    payload.resize(inbuf.len(), 0);
     hs.read_message(&inbuf, &mut payload).map_err(noise_err)?;
     // -> e, ee, s, es
     let n = hs
@@ -190,92 +221,190 @@ where
     write_message(&mut io, &out[..n]).await?;
     // <- s, se
     read_message(&mut io, &mut inbuf).await?;
+    payload.resize(inbuf.len(), 0);
     let n = hs.read_message(&inbuf, &mut payload).map_err(noise_err)?;
     let remote = verify_payload(&payload[..n], hs.get_remote_static())?;
-    let state = hs.into_transport_mode().map_err(noise_err)?;
-    Ok((NoiseStream::new(io, state), remote))
+    let ciphers = split(&mut hs)?;
+    Ok((NoiseStream::new(io, ciphers), remote))
+}
+
+/// The transport ciphers after the handshake: ChaCha20-Poly1305 keyed from the
+/// Noise `Split()`, nonces counted per direction as Noise does (32 zero bits,
+/// then the 64-bit counter little-endian; empty associated data). Working with
+/// ring directly lets messages be sealed and opened in place in the stream's
+/// buffers: no staging copy on either side.
+struct Ciphers {
+    send: LessSafeKey,
+    send_nonce: u64,
+    recv: LessSafeKey,
+    recv_nonce: u64,
+}
+
+impl Ciphers {
+    fn new(send: &[u8; 32], recv: &[u8; 32]) -> Result<Self, Error> {
+        let key = |k: &[u8; 32]| {
+            UnboundKey::new(&aead::CHACHA20_POLY1305, k)
+                .map(LessSafeKey::new)
+                .map_err(|_| Error::Noise("transport key rejected".into()))
+        };
+        Ok(Self {
+            send: key(send)?,
+            send_nonce: 0,
+            recv: key(recv)?,
+            recv_nonce: 0,
+        })
+    }
+
+    fn nonce(n: &mut u64) -> io::Result<Nonce> {
+        // Noise reserves 2^64-1; a session never gets near it, but never reuse a nonce.
+        if *n == u64::MAX {
+            return Err(io::Error::other("noise nonce exhausted"));
+        }
+        let mut bytes = [0u8; 12];
+        bytes[4..].copy_from_slice(&n.to_le_bytes());
+        *n += 1;
+        Ok(Nonce::assume_unique_for_key(bytes))
+    }
+}
+
+/// Runs the split of a finished handshake: (initiator→responder, responder→initiator) keys.
+fn split(hs: &mut snow::HandshakeState) -> Result<Ciphers, Error> {
+    if !hs.is_handshake_finished() {
+        return Err(Error::Noise("handshake not finished".into()));
+    }
+    let (i2r, r2i) = hs.dangerously_get_raw_split();
+    if hs.is_initiator() {
+        Ciphers::new(&i2r, &r2i)
+    } else {
+        Ciphers::new(&r2i, &i2r)
+    }
+}
+
+/// Read and write buffers, shared by all connections of the process: a
+/// connection takes one when bytes flow and gives it back when it goes idle, so
+/// an idle connection holds no buffer and a busy one never reallocates.
+mod pool {
+    use std::sync::Mutex;
+
+    /// One buffer: room for four whole Noise messages with their length prefixes.
+    pub(super) const SIZE: usize = 4 * (super::MAX_NOISE_MESSAGE + 2);
+    /// Idle buffers kept for reuse (the rest are freed): at most 2 MiB.
+    const KEEP: usize = 8;
+
+    static FREE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+    pub(super) fn take() -> Box<[u8]> {
+        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // Zeroed allocations come from calloc: pages count only once written.
+        reused.unwrap_or_else(|| vec![0u8; SIZE].into_boxed_slice())
+    }
+
+    pub(super) fn give(buf: &mut Box<[u8]>) {
+        let buf = std::mem::take(buf);
+        if buf.len() != SIZE {
+            return;
+        }
+        let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    }
 }
 
 /// An encrypted byte stream over `T` after a completed Noise handshake.
 ///
-/// Writes are buffered up to one full Noise message (65519 plaintext bytes) and
-/// sealed on flush or when the buffer fills; reads decrypt straight into the
-/// caller's buffer when it can take a whole message. Buffers are released when
-/// empty, so an idle connection holds no Noise buffers.
+/// Writes are copied once, into the message being built in the write buffer,
+/// and sealed in place when it holds 65519 bytes or on flush; reads fill the
+/// read buffer with as many messages as the socket has, and each is opened in
+/// place and copied once to the reader. Both buffers come from a small
+/// process-wide pool and go back to it when empty and the socket has nothing
+/// more: an idle connection holds no Noise buffer.
 pub struct NoiseStream<T> {
     io: T,
-    state: Box<snow::TransportState>,
-    /// Ciphertext read from `io`, not yet decrypted.
-    read_raw: Vec<u8>,
-    read_raw_len: usize,
-    /// Decrypted bytes not yet handed to the reader.
-    read_plain: Vec<u8>,
-    read_plain_pos: usize,
-    /// Plaintext accepted from the writer, not yet sealed.
-    write_plain: Vec<u8>,
-    /// Sealed, length-prefixed messages not yet written to `io`.
-    write_sealed: Vec<u8>,
-    write_sealed_pos: usize,
+    ciphers: Box<Ciphers>,
+    /// Read buffer: bytes `rbuf[r_start..r_end]` came from `io` and are not
+    /// consumed yet; `rbuf[p_start..p_end]` (inside the message at `r_start`)
+    /// is its decrypted plaintext not yet handed out.
+    rbuf: Box<[u8]>,
+    r_start: usize,
+    r_end: usize,
+    p_start: usize,
+    p_end: usize,
+    /// Write buffer: `wbuf[w_pos..]` up to `w_open` (or `w_len`) is sealed and not
+    /// yet written to `io`; a message being filled starts at `w_open` (its
+    /// length prefix, then its plaintext up to `w_len`).
+    wbuf: Box<[u8]>,
+    w_pos: usize,
+    w_len: usize,
+    w_open: Option<usize>,
 }
 
-/// How many ciphertext bytes one read from the socket asks for: several Noise
-/// messages per system call under bulk transfer.
-const READ_CHUNK: usize = 4 * (MAX_NOISE_MESSAGE + 2);
-/// Sealed bytes allowed to queue before the writer waits for the socket.
-const SEALED_HIGH_WATER: usize = 4 * (MAX_NOISE_MESSAGE + 2);
-
 impl<T> NoiseStream<T> {
-    fn new(io: T, state: snow::TransportState) -> Self {
+    fn new(io: T, ciphers: Ciphers) -> Self {
         Self {
             io,
-            state: Box::new(state),
-            read_raw: Vec::new(),
-            read_raw_len: 0,
-            read_plain: Vec::new(),
-            read_plain_pos: 0,
-            write_plain: Vec::new(),
-            write_sealed: Vec::new(),
-            write_sealed_pos: 0,
+            ciphers: Box::new(ciphers),
+            rbuf: Box::default(),
+            r_start: 0,
+            r_end: 0,
+            p_start: 0,
+            p_end: 0,
+            wbuf: Box::default(),
+            w_pos: 0,
+            w_len: 0,
+            w_open: None,
         }
     }
 
-    /// Seals the buffered plaintext into one Noise message.
+    /// Seals the message being filled, in place.
     fn seal(&mut self) -> io::Result<()> {
-        if self.write_plain.is_empty() {
+        let Some(start) = self.w_open.take() else {
+            return Ok(());
+        };
+        let body = start + 2..self.w_len;
+        if body.is_empty() {
+            self.w_len = start;
             return Ok(());
         }
-        let len = self.write_plain.len() + TAG_LEN;
-        let start = self.write_sealed.len();
-        self.write_sealed.resize(start + 2 + len, 0);
-        // len ≤ MAX_NOISE_MESSAGE by construction of write_plain's cap.
-        self.write_sealed[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
-        let n = self
-            .state
-            .write_message(&self.write_plain, &mut self.write_sealed[start + 2..])
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        debug_assert_eq!(n, len);
-        self.write_plain.clear();
+        let nonce = Ciphers::nonce(&mut self.ciphers.send_nonce)?;
+        let tag = self
+            .ciphers
+            .send
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut self.wbuf[body.clone()])
+            .map_err(|_| io::Error::other("noise encryption failed"))?;
+        // The open message reserved room for a whole Noise message, tag included.
+        self.wbuf[self.w_len..self.w_len + TAG_LEN].copy_from_slice(tag.as_ref());
+        self.w_len += TAG_LEN;
+        let len = (body.len() + TAG_LEN) as u16; // ≤ MAX_NOISE_MESSAGE by construction
+        self.wbuf[start..start + 2].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 }
 
 impl<T: AsyncWrite + Unpin> NoiseStream<T> {
-    /// Writes queued sealed messages to the socket until all are written.
-    fn poll_write_sealed(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.write_sealed_pos < self.write_sealed.len() {
+    /// Writes sealed messages to the socket until none is left (the message
+    /// being filled stays). Then rewinds the buffer.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let sealed_end = self.w_open.unwrap_or(self.w_len);
+        while self.w_pos < sealed_end {
             let n =
-                ready!(Pin::new(&mut self.io)
-                    .poll_write(cx, &self.write_sealed[self.write_sealed_pos..]))?;
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.w_pos..sealed_end]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.write_sealed_pos += n;
+            self.w_pos += n;
         }
-        self.write_sealed.clear();
-        self.write_sealed_pos = 0;
-        if self.write_sealed.capacity() > SEALED_HIGH_WATER {
-            self.write_sealed = Vec::new();
+        // Everything sealed is out: move a message being filled to the front.
+        if let Some(open) = self.w_open {
+            if open > 0 {
+                self.wbuf.copy_within(open..self.w_len, 0);
+                self.w_len -= open;
+                self.w_open = Some(0);
+            }
+        } else {
+            self.w_len = 0;
         }
+        self.w_pos = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -287,69 +416,85 @@ impl<T: AsyncRead + Unpin> AsyncRead for NoiseStream<T> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         loop {
-            if this.read_plain_pos < this.read_plain.len() {
-                let avail = &this.read_plain[this.read_plain_pos..];
-                let n = avail.len().min(buf.len());
-                buf[..n].copy_from_slice(&avail[..n]);
-                this.read_plain_pos += n;
-                if this.read_plain_pos == this.read_plain.len() {
-                    this.read_plain.clear();
-                    this.read_plain_pos = 0;
+            // Hand out decrypted bytes first.
+            if this.p_start < this.p_end {
+                let n = (this.p_end - this.p_start).min(buf.len());
+                buf[..n].copy_from_slice(&this.rbuf[this.p_start..this.p_start + n]);
+                this.p_start += n;
+                if this.p_start == this.p_end {
+                    // The message is consumed: its tag follows the plaintext.
+                    this.r_start = this.p_end + TAG_LEN;
                 }
                 return Poll::Ready(Ok(n));
             }
-            // A whole message buffered? Decrypt it.
-            if this.read_raw_len >= 2 {
-                let len = u16::from_be_bytes([this.read_raw[0], this.read_raw[1]]) as usize;
-                if this.read_raw_len >= 2 + len {
-                    if len < TAG_LEN {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "noise message shorter than its tag",
-                        )));
-                    }
-                    let plain_len = len - TAG_LEN;
-                    let cipher = &this.read_raw[2..2 + len];
-                    let n = if buf.len() >= plain_len {
-                        // Decrypt straight into the caller's buffer: no extra copy.
-                        this.state.read_message(cipher, buf)
-                    } else {
-                        this.read_plain.resize(plain_len, 0);
-                        this.state.read_message(cipher, &mut this.read_plain)
-                    }
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::InvalidData, "noise decryption failed")
-                    })?;
-                    this.read_raw.copy_within(2 + len..this.read_raw_len, 0);
-                    this.read_raw_len -= 2 + len;
-                    if this.read_raw_len == 0 && this.read_raw.capacity() > 0 {
-                        // Idle connections keep no receive buffer.
-                        this.read_raw = Vec::new();
-                    }
-                    if buf.len() >= plain_len {
-                        if n == 0 {
-                            continue; // An empty message carries nothing; read on.
-                        }
-                        return Poll::Ready(Ok(n));
+            // A whole message buffered? Open it in place.
+            let avail = this.r_end - this.r_start;
+            let need = if avail >= 2 {
+                let len = u16::from_be_bytes([this.rbuf[this.r_start], this.rbuf[this.r_start + 1]])
+                    as usize;
+                if len < TAG_LEN {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "noise message shorter than its tag",
+                    )));
+                }
+                if avail >= 2 + len {
+                    let body = this.r_start + 2..this.r_start + 2 + len;
+                    let nonce = Ciphers::nonce(&mut this.ciphers.recv_nonce)?;
+                    let plain = this
+                        .ciphers
+                        .recv
+                        .open_in_place(nonce, Aad::empty(), &mut this.rbuf[body.clone()])
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::InvalidData, "noise decryption failed")
+                        })?
+                        .len();
+                    this.p_start = body.start;
+                    this.p_end = body.start + plain;
+                    if plain == 0 {
+                        this.r_start = body.end; // An empty message carries nothing.
                     }
                     continue;
                 }
-            }
+                2 + len
+            } else {
+                2
+            };
             // Need more ciphertext.
-            if this.read_raw.len() < READ_CHUNK {
-                this.read_raw.resize(READ_CHUNK, 0);
+            if this.r_start == this.r_end {
+                this.r_start = 0;
+                this.r_end = 0;
             }
-            let n = ready!(
-                Pin::new(&mut this.io).poll_read(cx, &mut this.read_raw[this.read_raw_len..])
-            )?;
-            if n == 0 {
-                if this.read_raw_len == 0 {
-                    return Poll::Ready(Ok(0));
+            if this.rbuf.is_empty() {
+                this.rbuf = pool::take();
+            } else if this.r_start + need > this.rbuf.len() {
+                // The next message would run past the end: move its start to the front.
+                this.rbuf.copy_within(this.r_start..this.r_end, 0);
+                this.r_end -= this.r_start;
+                this.r_start = 0;
+            }
+            match Pin::new(&mut this.io).poll_read(cx, &mut this.rbuf[this.r_end..]) {
+                Poll::Pending => {
+                    if this.r_start == this.r_end {
+                        // Idle: nothing buffered, nothing on the socket.
+                        pool::give(&mut this.rbuf);
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => {
+                    if this.r_start == this.r_end {
+                        pool::give(&mut this.rbuf);
+                        return Poll::Ready(Ok(0));
+                    }
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Poll::Ready(Ok(n)) => this.r_end += n,
             }
-            this.read_raw_len += n;
         }
     }
 }
@@ -361,31 +506,53 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.write_sealed.len() - this.write_sealed_pos >= SEALED_HIGH_WATER {
-            ready!(this.poll_write_sealed(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
         }
-        let room = MAX_PLAINTEXT - this.write_plain.len();
-        let n = room.min(buf.len());
-        if this.write_plain.capacity() == 0 {
-            this.write_plain.reserve(MAX_PLAINTEXT);
-        }
-        this.write_plain.extend_from_slice(&buf[..n]);
-        if this.write_plain.len() == MAX_PLAINTEXT {
-            this.seal()?;
-            // Start the socket write now; what doesn't fit waits for the next call.
-            if let Poll::Ready(Err(e)) = this.poll_write_sealed(cx) {
-                return Poll::Ready(Err(e));
+        loop {
+            if let Some(open) = this.w_open {
+                let filled = this.w_len - (open + 2);
+                let n = (MAX_PLAINTEXT - filled).min(buf.len());
+                this.wbuf[this.w_len..this.w_len + n].copy_from_slice(&buf[..n]);
+                this.w_len += n;
+                if filled + n == MAX_PLAINTEXT {
+                    this.seal()?;
+                    // Start the socket write now; what doesn't fit waits for the next call.
+                    if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                return Poll::Ready(Ok(n));
             }
+            if this.wbuf.is_empty() {
+                this.wbuf = pool::take();
+            }
+            // Open a message where a whole one fits: write out sealed bytes first,
+            // and if the socket takes only some, move the rest to the front.
+            if this.wbuf.len() - this.w_len < 2 + MAX_NOISE_MESSAGE
+                && this.poll_drain(cx)?.is_pending()
+            {
+                if this.w_pos == 0 {
+                    return Poll::Pending; // Full of sealed bytes the socket won't take yet.
+                }
+                this.wbuf.copy_within(this.w_pos..this.w_len, 0);
+                this.w_len -= this.w_pos;
+                this.w_pos = 0;
+                if this.wbuf.len() - this.w_len < 2 + MAX_NOISE_MESSAGE {
+                    return Poll::Pending;
+                }
+            }
+            this.w_open = Some(this.w_len);
+            this.w_len += 2;
         }
-        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.seal()?;
-        ready!(this.poll_write_sealed(cx))?;
-        if this.write_plain.capacity() > 0 {
-            this.write_plain = Vec::new();
+        ready!(this.poll_drain(cx))?;
+        if this.w_len == 0 && !this.wbuf.is_empty() {
+            pool::give(&mut this.wbuf);
         }
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -393,6 +560,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
         Pin::new(&mut self.get_mut().io).poll_close(cx)
+    }
+}
+
+impl<T> Drop for NoiseStream<T> {
+    fn drop(&mut self) {
+        pool::give(&mut self.rbuf);
+        pool::give(&mut self.wbuf);
     }
 }
 
@@ -441,6 +615,76 @@ mod tests {
         assert_eq!(got, data);
     }
 
+    /// Odd write and read sizes over a tiny pipe (partial socket reads and
+    /// writes everywhere), both directions at once, with flushes in between;
+    /// afterwards neither side holds a buffer.
+    #[tokio::test]
+    async fn odd_sizes_over_a_small_pipe_and_buffers_released() {
+        let (ia, _) = pair();
+        let (ib, _) = pair();
+        let (a, b) = tokio::io::duplex(777);
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let (ra, rb) = tokio::join!(
+            handshake_initiator(a.compat(), &ia, None),
+            handshake_responder(b.compat(), &ib)
+        );
+        let (mut sa, _) = ra.unwrap();
+        let (mut sb, _) = rb.unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let sizes = [1usize, 12, 65_519, 65_520, 3, 200_000, 17, 131_038, 5_000];
+
+        async fn send<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8], sizes: &[usize]) {
+            let mut off = 0;
+            let mut i = 0;
+            while off < data.len() {
+                let n = sizes[i % sizes.len()].min(data.len() - off);
+                w.write_all(&data[off..off + n]).await.unwrap();
+                if i % 3 == 0 {
+                    w.flush().await.unwrap();
+                }
+                off += n;
+                i += 1;
+            }
+            w.flush().await.unwrap();
+        }
+        async fn recv<R: AsyncRead + Unpin>(r: &mut R, len: usize, sizes: &[usize]) -> Vec<u8> {
+            let mut got = Vec::with_capacity(len);
+            let mut buf = vec![0u8; 300_000];
+            let mut i = 1;
+            while got.len() < len {
+                let want = sizes[i % sizes.len()].min(buf.len());
+                let n = r.read(&mut buf[..want]).await.unwrap();
+                assert!(n > 0, "early end");
+                got.extend_from_slice(&buf[..n]);
+                i += 1;
+            }
+            got
+        }
+        let (mut ar, mut aw) = sa.split();
+        let (mut br, mut bw) = sb.split();
+        let ((), (), got_b, got_a) = tokio::join!(
+            send(&mut aw, &data, &sizes),
+            send(&mut bw, &data, &sizes[3..]),
+            recv(&mut br, data.len(), &sizes),
+            recv(&mut ar, data.len(), &sizes[2..]),
+        );
+        assert!(got_b == data, "a → b corrupted");
+        assert!(got_a == data, "b → a corrupted");
+        sa = ar.reunite(aw).unwrap();
+        sb = br.reunite(bw).unwrap();
+        // Idle now: a read that finds nothing gives its buffer back.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut one = [0u8; 1];
+        for s in [&mut sa, &mut sb] {
+            assert!(Pin::new(&mut *s).poll_read(&mut cx, &mut one).is_pending());
+            assert!(
+                s.rbuf.is_empty() && s.wbuf.is_empty(),
+                "idle stream holds a buffer"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn wrong_expected_peer_fails() {
         let (ia, _) = pair();
@@ -462,6 +706,51 @@ mod tests {
         junk.extend_from_slice(&[7u8; 40]);
         let io = Cursor::new(junk);
         assert!(handshake_responder(io, &ib).await.is_err());
+    }
+
+    #[test]
+    fn identity_signatures_checked_like_libp2p_identity() {
+        use secp256k1::ecdsa::Signature;
+        let key = NodeKey::generate();
+        let public = key.public_key();
+        let msg = b"noise-libp2p-static-key:0123456789abcdef0123456789abcdef";
+        let sig = key.sign(msg);
+        assert!(verify_signature(&public, msg, &sig));
+        assert!(!verify_signature(&public, b"another message", &sig));
+        assert!(!verify_signature(
+            &NodeKey::generate().public_key(),
+            msg,
+            &sig
+        ));
+        assert!(!verify_signature(&public, msg, &sig[..sig.len() - 1]));
+        // The high-S twin of a valid signature: libp2p-identity refuses it, so do we.
+        let low = Signature::from_der(&sig).unwrap();
+        let compact_low = low.serialize_compact();
+        let (r, s) = compact_low.split_at(32);
+        let n = hex_order();
+        let mut high_s = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let d = n[i] as i16 - s[i] as i16 - borrow;
+            high_s[i] = d.rem_euclid(256) as u8;
+            borrow = i16::from(d < 0);
+        }
+        let mut compact = [0u8; 64];
+        compact[..32].copy_from_slice(r);
+        compact[32..].copy_from_slice(&high_s);
+        let high = Signature::from_compact(&compact).unwrap().serialize_der();
+        assert!(!public.verify(msg, &high), "libp2p-identity refuses high-S");
+        assert!(!verify_signature(&public, msg, &high));
+    }
+
+    /// The order of secp256k1's group, big-endian.
+    fn hex_order() -> [u8; 32] {
+        let hex = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
     }
 
     #[test]

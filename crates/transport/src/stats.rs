@@ -1,0 +1,190 @@
+//! Wire statistics: bytes through sockets and handshake durations, counted with
+//! relaxed atomics (a few nanoseconds per socket call) and read as snapshots.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Upper bounds (seconds) of the handshake-duration histogram buckets.
+pub const HANDSHAKE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Counters shared by every connection of a server.
+#[derive(Debug, Default)]
+pub struct IoStats {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    handshakes: AtomicU64,
+    handshake_micros: AtomicU64,
+    buckets: [AtomicU64; HANDSHAKE_BUCKETS.len()],
+}
+
+/// A point-in-time copy of [`IoStats`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IoStatsSnapshot {
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Completed handshakes.
+    pub handshakes: u64,
+    /// Their total duration, in seconds.
+    pub handshake_seconds: f64,
+    /// Cumulative counts per bucket of [`HANDSHAKE_BUCKETS`] (Prometheus style:
+    /// bucket `i` counts handshakes that took at most `HANDSHAKE_BUCKETS[i]`).
+    pub handshake_buckets: Vec<(f64, u64)>,
+}
+
+impl IoStats {
+    /// Records a completed handshake.
+    pub fn record_handshake(&self, took: Duration) {
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        self.handshake_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = HANDSHAKE_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> IoStatsSnapshot {
+        let mut cumulative = 0;
+        let handshake_buckets = HANDSHAKE_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                (*bound, cumulative)
+            })
+            .collect();
+        IoStatsSnapshot {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            handshakes: self.handshakes.load(Ordering::Relaxed),
+            handshake_seconds: self.handshake_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            handshake_buckets,
+        }
+    }
+}
+
+/// A socket (or socket half) whose traffic is counted in an [`IoStats`].
+#[derive(Debug)]
+pub struct Counted<T> {
+    inner: T,
+    stats: Arc<IoStats>,
+}
+
+impl<T> Counted<T> {
+    /// Counts `inner`'s traffic in `stats`.
+    pub fn new(inner: T, stats: Arc<IoStats>) -> Self {
+        Self { inner, stats }
+    }
+
+    /// The wrapped socket.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl Counted<tokio::net::TcpStream> {
+    /// Splits a counted TCP stream into counted owned halves (no lock).
+    pub fn into_split(
+        self,
+    ) -> (
+        Counted<tokio::net::tcp::OwnedReadHalf>,
+        Counted<tokio::net::tcp::OwnedWriteHalf>,
+    ) {
+        let (r, w) = self.inner.into_split();
+        (
+            Counted::new(r, self.stats.clone()),
+            Counted::new(w, self.stats),
+        )
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn counts_bytes_and_handshakes() {
+        let stats = Arc::new(IoStats::default());
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut a = Counted::new(a, stats.clone());
+        a.write_all(b"hello").await.unwrap();
+        b.write_all(b"worlds!").await.unwrap();
+        let mut buf = [0u8; 7];
+        a.read_exact(&mut buf).await.unwrap();
+        stats.record_handshake(Duration::from_millis(3));
+        stats.record_handshake(Duration::from_secs(20));
+        let s = stats.snapshot();
+        assert_eq!((s.bytes_out, s.bytes_in, s.handshakes), (5, 7, 2));
+        assert!((s.handshake_seconds - 20.003).abs() < 1e-6);
+        // 3 ms falls in the 5 ms bucket and every later one; 20 s in none.
+        assert_eq!(s.handshake_buckets[1], (0.0025, 0));
+        assert_eq!(s.handshake_buckets[2], (0.005, 1));
+        assert_eq!(s.handshake_buckets.last(), Some(&(10.0, 1)));
+    }
+}
