@@ -8,3 +8,4 @@ mod libp2p_interop;
 mod p2p;
 mod peering;
 mod rlpx;
+mod sync;

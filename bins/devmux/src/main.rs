@@ -117,6 +117,9 @@ struct NodeArgs {
     /// eth requests each peer may make per second, bursts of twice that; more are dropped and the peer penalised [default: 100]
     #[arg(long, value_name = "N")]
     eth_request_rate: Option<u32>,
+    /// Build a devnet block from the pool every SECS seconds and relay it [default: off]
+    #[arg(long, value_name = "SECS")]
+    produce_blocks: Option<u64>,
     /// Serve the admin JSON-RPC over HTTP [default: off; --http alone: 127.0.0.1:8545]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8545")]
     http: Option<SocketAddr>,
@@ -203,6 +206,7 @@ impl NodeArgs {
         set(&mut config.max_inbound, self.max_inbound.map(Some));
         set(&mut config.outbound_target, self.outbound_target.map(Some));
         set(&mut config.eth_request_rate, self.eth_request_rate);
+        set(&mut config.produce_blocks, self.produce_blocks.map(Some));
         set(&mut config.http, self.http.map(Some));
         set(&mut config.metrics, self.metrics.map(Some));
         set(&mut config.log_level, self.log_level);

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use devmux_eth::alloy_primitives::B256;
 use devmux_node::Node;
 
 use crate::net::Testnet;
@@ -69,6 +70,34 @@ pub(crate) const STEPS: &[Step] = &[
         timeout: Duration::from_secs(15),
         action: None,
         probe: status,
+    },
+    Step {
+        name: "synced",
+        asserts: "nodes 2 and 3 synced node 1's devnet chain to its head",
+        timeout: Duration::from_secs(20),
+        action: None,
+        probe: synced,
+    },
+    Step {
+        name: "following",
+        asserts: "a block node 1 produced after the devnet chain is held by all three",
+        timeout: Duration::from_secs(15),
+        action: None,
+        probe: following,
+    },
+    Step {
+        name: "tx-relayed",
+        asserts: "a transaction sent to node 3 with eth_sendRawTransaction reached the pools of nodes 1 and 2",
+        timeout: Duration::from_secs(15),
+        action: Some(send_transaction),
+        probe: tx_relayed,
+    },
+    Step {
+        name: "tx-mined",
+        asserts: "the transaction landed in a block that all three nodes hold",
+        timeout: Duration::from_secs(15),
+        action: None,
+        probe: tx_mined,
     },
 ];
 
@@ -237,4 +266,197 @@ fn status(net: &Testnet) -> Result<String, String> {
         },
         "has no eth session with",
     )
+}
+
+fn heads(net: &Testnet) -> Vec<(String, u64, B256)> {
+    net.nodes
+        .iter()
+        .map(|n| {
+            let head = n.node.chain().head();
+            (n.name.clone(), head.number, head.hash)
+        })
+        .collect()
+}
+
+fn show(heads: &[(String, u64, B256)]) -> String {
+    heads
+        .iter()
+        .map(|(name, number, _)| format!("{name}: head {number}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn synced(net: &Testnet) -> Result<String, String> {
+    let heads = heads(net);
+    let target = net.layout.dev_blocks;
+    let first = heads.first().map_or(0, |h| h.1);
+    // Node 1 keeps producing: within one block of it counts as caught up.
+    if heads.iter().all(|h| h.1 >= target && h.1 + 1 >= first) {
+        Ok(show(&heads))
+    } else {
+        Err(show(&heads))
+    }
+}
+
+fn following(net: &Testnet) -> Result<String, String> {
+    let heads = heads(net);
+    let lowest = heads.iter().map(|h| h.1).min().unwrap_or(0);
+    if lowest <= net.layout.dev_blocks {
+        return Err(format!(
+            "no produced block on every node yet: {}",
+            show(&heads)
+        ));
+    }
+    // The same block at that height everywhere.
+    let hashes: Vec<Option<B256>> = net
+        .nodes
+        .iter()
+        .map(|n| {
+            n.node
+                .chain()
+                .canonical_hash_blocking(lowest)
+                .ok()
+                .flatten()
+        })
+        .collect();
+    if hashes.windows(2).all(|w| w[0] == w[1]) && hashes[0].is_some() {
+        Ok(format!("block {lowest} on all: {}", show(&heads)))
+    } else {
+        Err(format!("block {lowest} differs between nodes"))
+    }
+}
+
+/// Watches nodes 1 and 2's pools, then sends a devnet transfer to node 3's admin RPC.
+fn send_transaction(
+    net: &Testnet,
+) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    Box::pin(async move {
+        use devmux_eth::alloy_eips::eip2718::Encodable2718;
+        use devmux_eth::alloy_primitives::{Address, U256};
+        let devnet = devmux_chain::devnet::Devnet::new().map_err(|e| e.to_string())?;
+        // A nonce far above the devnet chain's own: the pool does not track state.
+        let nonce = 1_000_000 + u64::from(std::process::id());
+        let tx = devnet.transfer(15, nonce, Address::repeat_byte(0x42), U256::from(1));
+        let hash = *tx.tx_hash();
+        for n in net.nodes.iter().take(2) {
+            let mut added = n.node.pool().subscribe();
+            let (name, watch) = (n.name.clone(), net.tx.clone());
+            tokio::spawn(async move {
+                while let Ok(a) = added.recv().await {
+                    if a.hash == hash {
+                        if let Ok(mut w) = watch.lock() {
+                            w.seen_in_pool.push(name);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+        if let Ok(mut w) = net.tx.lock() {
+            w.hash = Some(hash);
+        }
+        let node3 = net.nodes.get(2).ok_or("node 3 is not running")?;
+        let rpc = node3.node.rpc_addr().ok_or("node 3 serves no admin RPC")?;
+        let raw: String = tx
+            .encoded_2718()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{raw}"]}}"#
+        );
+        let answer = http_post(rpc, &body).await?;
+        if answer.contains(&format!("{hash}")) {
+            Ok(())
+        } else {
+            Err(format!("eth_sendRawTransaction answered: {answer}"))
+        }
+    })
+}
+
+/// One JSON-RPC call over HTTP/1.1 on loopback; returns the response body.
+async fn http_post(addr: std::net::SocketAddr, body: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    sock.take(1 << 20)
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    Ok(text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn tx_relayed(net: &Testnet) -> Result<String, String> {
+    let watch = net.tx.lock().map_err(|_| "watch poisoned")?;
+    let hash = watch.hash.ok_or("no transaction sent")?;
+    let missing: Vec<&str> = ["node1", "node2"]
+        .into_iter()
+        .filter(|name| !watch.seen_in_pool.iter().any(|s| s == name))
+        .collect();
+    if missing.is_empty() {
+        Ok(format!(
+            "{hash} in the pools of {}",
+            watch.seen_in_pool.join(", ")
+        ))
+    } else {
+        Err(format!(
+            "{hash} not yet in the pool of {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// The number of the canonical block (among the last 32) that holds `hash`.
+fn block_with(node: &Node, hash: B256) -> Option<u64> {
+    let chain = node.chain();
+    let head = chain.head().number;
+    (head.saturating_sub(32)..=head).rev().find(|number| {
+        chain
+            .canonical_hash_blocking(*number)
+            .ok()
+            .flatten()
+            .and_then(|block| chain.body_blocking(block).ok().flatten())
+            .is_some_and(|body| body.transactions.iter().any(|tx| *tx.tx_hash() == hash))
+    })
+}
+
+fn tx_mined(net: &Testnet) -> Result<String, String> {
+    let hash = net
+        .tx
+        .lock()
+        .map_err(|_| "watch poisoned")?
+        .hash
+        .ok_or("no transaction sent")?;
+    let found: Vec<(String, Option<u64>)> = net
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), block_with(&n.node, hash)))
+        .collect();
+    let text = found
+        .iter()
+        .map(|(name, block)| match block {
+            Some(b) => format!("{name}: block {b}"),
+            None => format!("{name}: not in a block"),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if found.iter().all(|(_, b)| b.is_some()) {
+        Ok(text)
+    } else {
+        Err(text)
+    }
 }

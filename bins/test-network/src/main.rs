@@ -6,8 +6,9 @@
 //! cargo run -p test-network -- --check            # the scenario once, PASS/FAIL, exit code
 //! ```
 //!
-//! Node 1 starts first, as the bootnode, with the devnet chain (`--dev-blocks`); nodes
-//! 2 and 3 know only node 1's ENR. Each node has its own data directory in one
+//! Node 1 starts first, as the bootnode, with the devnet chain (`--dev-blocks`, 1000
+//! by default) and builds a block from its pool every `--produce-blocks` seconds (2);
+//! nodes 2 and 3 know only node 1's ENR, sync its chain and follow it. Each node has its own data directory in one
 //! temporary directory (removed at exit), listens on TCP `--base-port` + 0, 1, 2
 //! (default 30450–30452) and UDP 100 below (30350–30352), and serves the admin
 //! JSON-RPC on 127.0.0.1 `--rpc-port` + 0, 1, 2 (default 8550–8552).
@@ -56,8 +57,11 @@ struct Args {
     #[arg(long, value_name = "PORT", default_value_t = 8550)]
     rpc_port: u16,
     /// Devnet blocks node 1 builds at start
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     dev_blocks: u64,
+    /// Node 1 builds a block from its pool every SECS seconds
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    produce_blocks: u64,
     /// Seconds between status tables
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     refresh: u64,
@@ -91,6 +95,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         rpc_port: args.rpc_port,
         stream_stack: !args.rlpx,
         dev_blocks: args.dev_blocks,
+        produce_blocks: args.produce_blocks.max(1),
     };
     layout.validate()?;
     if args.check && !(1..60).contains(&args.deadline) {

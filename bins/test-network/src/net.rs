@@ -25,6 +25,8 @@ pub(crate) struct Layout {
     pub(crate) stream_stack: bool,
     /// Devnet blocks node 1 builds at start.
     pub(crate) dev_blocks: u64,
+    /// Node 1 builds a block from its pool every this many seconds.
+    pub(crate) produce_blocks: u64,
 }
 
 impl Layout {
@@ -69,6 +71,7 @@ impl Layout {
             discovery_port: Some(self.base_port - UDP_OFFSET + offset),
             dev: true,
             dev_blocks: if i == 1 { self.dev_blocks } else { 0 },
+            produce_blocks: (i == 1).then_some(self.produce_blocks),
             bootnodes,
             discovery_lookup_secs: LOOKUP_SECS,
             http: Some(SocketAddr::new(
@@ -103,7 +106,18 @@ pub(crate) struct Testnet {
     pub(crate) nodes: Vec<TestNode>,
     /// How they were started.
     pub(crate) layout: Layout,
+    /// The transaction `--check` sends to node 3, and which nodes' pools saw it.
+    pub(crate) tx: std::sync::Arc<std::sync::Mutex<TxWatch>>,
     _dir: tempfile::TempDir,
+}
+
+/// What `--check` knows of its transaction.
+#[derive(Debug, Default)]
+pub(crate) struct TxWatch {
+    /// Its hash, once sent.
+    pub(crate) hash: Option<devmux_eth::alloy_primitives::B256>,
+    /// Nodes (by name) whose pool received it.
+    pub(crate) seen_in_pool: Vec<String>,
 }
 
 impl Testnet {
@@ -129,6 +143,7 @@ impl Testnet {
         Ok(Self {
             nodes: Vec::new(),
             layout,
+            tx: Default::default(),
             _dir: dir,
         })
     }

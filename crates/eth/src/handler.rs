@@ -203,6 +203,12 @@ async fn run_session<C: ChainReader, P: TxPool>(
         }
     };
     debug!(peer = %ctx.peer_id, %version, "eth status exchanged");
+    if !ctx.is_current() {
+        // A simultaneous dial settled on another connection to this peer while the
+        // Status exchange ran: that connection's session is the one to keep.
+        debug!(peer = %ctx.peer_id, "connection replaced during the Status exchange");
+        return Ok(());
+    }
 
     let config = &shared.config;
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);

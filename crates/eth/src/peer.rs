@@ -216,7 +216,18 @@ impl EthPeers {
     /// Registers a new session; it replaces an older one of the same peer (a
     /// simultaneous dial resolved in favour of the newer connection).
     pub(crate) fn insert(&self, peer: EthPeer) {
-        let old = self.write().insert(peer.peer_id(), peer);
+        let mut peers = self.write();
+        // The session on the network's current connection to the peer wins, whichever
+        // finished its Status exchange last.
+        if let Some(existing) = peers.get(&peer.peer_id()) {
+            if existing.ctx().is_current() && !peer.ctx().is_current() {
+                drop(peers);
+                peer.close();
+                return;
+            }
+        }
+        let old = peers.insert(peer.peer_id(), peer);
+        drop(peers);
         if let Some(old) = old {
             old.close();
         }

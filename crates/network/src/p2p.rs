@@ -48,6 +48,8 @@ pub(crate) struct P2pShared {
 /// What the peer table holds per P2P connection.
 #[derive(Clone)]
 struct ConnHandle {
+    /// The peer table's id of this connection.
+    id: u64,
     control: Control,
     /// Open protocol streams (registrar handlers and streams from `open`).
     active: Arc<AtomicUsize>,
@@ -68,14 +70,23 @@ pub(crate) struct P2pServer {
 struct Ops(Weak<P2pShared>);
 
 impl PeerOps for Ops {
-    fn disconnect(&self, peer: PeerId, reason: DisconnectReason) {
+    fn disconnect(&self, peer: PeerId, conn: u64, reason: DisconnectReason) {
         if let Some(shared) = self.0.upgrade() {
+            let Some(handle) = shared.peers.handle_of(&peer, conn) else {
+                return; // That connection is gone or replaced: not ours to close.
+            };
             // Recorded at once: a handler may return right after asking, and the
             // disconnect event must still carry its reason.
             shared.peers.set_reason(&peer, reason, false);
             let server = P2pServer { shared };
-            tokio::spawn(async move { server.disconnect(&peer, reason).await });
+            tokio::spawn(async move { server.goodbye(&handle.control, reason).await });
         }
+    }
+
+    fn is_current(&self, peer: PeerId, conn: u64) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| shared.peers.handle_of(&peer, conn).is_some())
     }
 
     fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
@@ -187,15 +198,17 @@ impl P2pServer {
         let peer = info.peer_id;
         let active = Arc::new(AtomicUsize::new(0));
         let handle = ConnHandle {
+            id: self.shared.peers.next_id(),
             control: control.clone(),
             active: active.clone(),
             sessions: Arc::default(),
         };
         let conn = handle.clone();
+        let id = handle.id;
         let (conn_id, admission) =
             self.shared
                 .peers
-                .admit(peer, info.remote_addr, info.direction, handle);
+                .admit(peer, info.remote_addr, info.direction, handle, id);
         let replaced = match admission {
             Admission::New => false,
             Admission::Replaces(old) => {
@@ -441,6 +454,7 @@ impl P2pServer {
             protocol: id.clone(),
             server: ServerKind::P2p,
             ops: self.ops(),
+            conn: conn.id,
         };
         let stream =
             MessageStream::from_raw(io, max_message_size, Some(ActivityGuard::new(&conn.active)));

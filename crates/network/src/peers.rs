@@ -123,15 +123,21 @@ impl<H: Clone> PeerTable<H> {
         }
     }
 
-    /// Registers a new connection; returns its id and what happened.
+    /// A fresh connection id, for [`PeerTable::admit`].
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers connection `conn_id` (from [`PeerTable::next_id`]); returns it and
+    /// what happened.
     pub(crate) fn admit(
         &self,
         peer: PeerId,
         remote_addr: SocketAddr,
         direction: Direction,
         handle: H,
+        conn_id: u64,
     ) -> (u64, Admission<H>) {
-        let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let mut peers = self.lock();
         let admission = match self.decide(&peers, &peer, remote_addr, direction) {
             Ok(None) => Admission::New,
@@ -172,6 +178,14 @@ impl<H: Clone> PeerTable<H> {
             Some(e) if e.conn_id == conn_id => peers.remove(peer).map(|e| e.reason),
             _ => None,
         }
+    }
+
+    /// The handle of `peer`'s connection if it is still connection `conn_id`.
+    pub(crate) fn handle_of(&self, peer: &PeerId, conn_id: u64) -> Option<H> {
+        self.lock()
+            .get(peer)
+            .filter(|e| e.conn_id == conn_id)
+            .map(|e| e.handle.clone())
     }
 
     pub(crate) fn handle(&self, peer: &PeerId) -> Option<H> {
@@ -248,14 +262,14 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         // a's dial to b is outbound at a and inbound at b; b's dial is the reverse.
         // Each end first registers its own outbound connection, then sees the other.
-        ta.admit(b, addr, Direction::Outbound, ());
-        tb.admit(a, addr, Direction::Outbound, ());
+        ta.admit(b, addr, Direction::Outbound, (), 0);
+        tb.admit(a, addr, Direction::Outbound, (), 0);
         let a_switches = matches!(
-            ta.admit(b, addr, Direction::Inbound, ()).1,
+            ta.admit(b, addr, Direction::Inbound, (), 0).1,
             Admission::Replaces(_)
         );
         let b_switches = matches!(
-            tb.admit(a, addr, Direction::Inbound, ()).1,
+            tb.admit(a, addr, Direction::Inbound, (), 0).1,
             Admission::Replaces(_)
         );
         // Exactly one end switches to its inbound connection: both keep the same one.
@@ -267,14 +281,14 @@ mod tests {
         let t: PeerTable<u8> = table(NodeKey::generate().peer_id(), 1);
         let (p, q) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let (id, adm) = t.admit(p, addr, Direction::Outbound, 1);
+        let (id, adm) = t.admit(p, addr, Direction::Outbound, 1, 7);
         assert!(matches!(adm, Admission::New));
         assert_eq!(
             t.would_admit(&q, addr, Direction::Inbound),
             Err(DisconnectReason::TooManyPeers)
         );
         assert!(matches!(
-            t.admit(q, addr, Direction::Inbound, 2).1,
+            t.admit(q, addr, Direction::Inbound, 2, 8).1,
             Admission::Refused(DisconnectReason::TooManyPeers)
         ));
         assert_eq!(

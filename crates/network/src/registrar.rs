@@ -69,8 +69,11 @@ impl Penalty {
 
 /// What a server lets a handler do to its peer.
 pub(crate) trait PeerOps: Send + Sync + 'static {
-    fn disconnect(&self, peer: PeerId, reason: DisconnectReason);
+    /// Disconnects `peer` if `conn` is still its connection.
+    fn disconnect(&self, peer: PeerId, conn: u64, reason: DisconnectReason);
     fn penalize(&self, peer: PeerId, penalty: Penalty, why: String);
+    /// Whether `conn` is still `peer`'s connection.
+    fn is_current(&self, peer: PeerId, conn: u64) -> bool;
 }
 
 /// What a handler knows about its peer, and what it may do to it.
@@ -87,6 +90,9 @@ pub struct PeerCtx {
     /// Which server carries the connection. Handlers should not need this.
     pub server: ServerKind,
     pub(crate) ops: Arc<dyn PeerOps>,
+    /// The connection this context belongs to: a handler acts on its own
+    /// connection only, never on one that replaced it.
+    pub(crate) conn: u64,
 }
 
 impl std::fmt::Debug for PeerCtx {
@@ -102,9 +108,17 @@ impl std::fmt::Debug for PeerCtx {
 }
 
 impl PeerCtx {
-    /// Disconnects the peer with `reason` (RLPx Disconnect or the goodbye protocol).
+    /// Disconnects the peer with `reason` (RLPx Disconnect or the goodbye protocol),
+    /// if this handler's connection is still the peer's connection.
     pub fn disconnect(&self, reason: DisconnectReason) {
-        self.ops.disconnect(self.peer_id, reason);
+        self.ops.disconnect(self.peer_id, self.conn, reason);
+    }
+
+    /// Whether this handler's connection is still the peer's connection. After a
+    /// simultaneous dial one of two connections is dropped; a session protocol that
+    /// keeps per-peer state should not register a session on the dropped one.
+    pub fn is_current(&self) -> bool {
+        self.ops.is_current(self.peer_id, self.conn)
     }
 
     /// Lowers the peer's reputation; `why` goes to logs and events.

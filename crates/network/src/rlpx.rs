@@ -56,6 +56,8 @@ enum Control {
 /// The handle other tasks hold on one RLPx session.
 #[derive(Clone)]
 struct SessionHandle {
+    /// The peer table's id of this session's connection.
+    id: u64,
     control: mpsc::Sender<Control>,
     /// Cancelled to end the session at once.
     closed: CancellationToken,
@@ -85,15 +87,21 @@ pub(crate) struct RlpxServer {
 struct Ops(Weak<RlpxShared>);
 
 impl PeerOps for Ops {
-    fn disconnect(&self, peer: PeerId, reason: DisconnectReason) {
+    fn disconnect(&self, peer: PeerId, conn: u64, reason: DisconnectReason) {
         if let Some(shared) = self.0.upgrade() {
             // Queued at once: a handler may return right after asking, and its
             // reason still goes out first.
             let server = RlpxServer { shared };
-            if let Some(handle) = server.shared.peers.handle(&peer) {
+            if let Some(handle) = server.shared.peers.handle_of(&peer, conn) {
                 server.close_with(&peer, &handle, reason);
             }
         }
+    }
+
+    fn is_current(&self, peer: PeerId, conn: u64) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| shared.peers.handle_of(&peer, conn).is_some())
     }
 
     fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
@@ -312,13 +320,15 @@ impl RlpxServer {
         };
         let (control_tx, control_rx) = mpsc::channel(8);
         let handle = SessionHandle {
+            id: self.shared.peers.next_id(),
             control: control_tx,
             closed: CancellationToken::new(),
         };
+        let conn_id = handle.id;
         let (conn_id, admission) =
             self.shared
                 .peers
-                .admit(peer, remote_addr, direction, handle.clone());
+                .admit(peer, remote_addr, direction, handle.clone(), conn_id);
         let server = self.clone();
         let span = tracing::info_span!("conn", %peer, addr = %remote_addr, dir = %direction);
         self.shared.tasks.spawn(
@@ -423,6 +433,7 @@ impl RlpxServer {
                 protocol: id.clone(),
                 server: ServerKind::Rlpx,
                 ops: Arc::new(Ops(Arc::downgrade(&self.shared))),
+                conn: handle.id,
             };
             handlers.spawn(
                 async move {

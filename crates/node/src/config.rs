@@ -93,6 +93,8 @@ pub struct NodeConfig {
     /// eth requests each peer may make per second (bursts of twice that); more are
     /// dropped and the peer penalised.
     pub eth_request_rate: u32,
+    /// Build a devnet block from the pool every this many seconds (WIRE.md §7).
+    pub produce_blocks: Option<u64>,
     /// Most inbound peers; defaults to two thirds of `max-peers`.
     pub max_inbound: Option<usize>,
     /// Outbound peers the dialer keeps from discovery; defaults to a third of
@@ -128,6 +130,7 @@ impl Default for NodeConfig {
             no_discovery: false,
             discovery_lookup_secs: 30,
             eth_request_rate: 100,
+            produce_blocks: None,
             nodekey: None,
             max_inbound: None,
             outbound_target: None,
@@ -263,6 +266,9 @@ impl NodeConfig {
                 "addr {} cannot be advertised in the ENR: give the IP peers reach this node at, or pass --no-discovery",
                 self.addr
             )));
+        }
+        if self.produce_blocks == Some(0) {
+            return Err(bad("produce-blocks must be at least 1 second".into()));
         }
         if self.discovery_lookup_secs == 0 {
             return Err(bad("discovery-lookup-secs must be at least 1".into()));

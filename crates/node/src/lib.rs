@@ -83,6 +83,9 @@ pub enum Error {
     /// Discovery failed to start.
     #[error("discovery: {0}")]
     Discovery(#[from] devmux_discovery::Error),
+    /// Sync or the block producer failed to start.
+    #[error("sync: {0}")]
+    Sync(#[from] devmux_sync::Error),
     /// The admin RPC or metrics socket could not be bound.
     #[error("{what} {addr}: {error}")]
     Listen {
@@ -114,6 +117,8 @@ pub struct Node {
     eth: EthPeers,
     discovery: Option<Arc<Discovery>>,
     sync: SyncStatus,
+    syncer: devmux_sync::SyncHandle,
+    producer: Option<devmux_sync::ProducerHandle>,
     rpc: Option<rpc::RpcServer>,
     metrics: Option<metrics::MetricsServer>,
 }
@@ -150,11 +155,27 @@ impl Node {
             pool.clone(),
             EthConfig::default()
                 .with_network_id(network_id)
+                // Relay announces the pool to new peers itself, through its known sets.
+                .with_announce_pool_on_connect(false)
                 .with_request_rate(
                     config.eth_request_rate.max(1),
                     config.eth_request_rate.max(1).saturating_mul(2),
                 ),
         );
+        // Sync and relay follow eth events from the first session on: spawn them
+        // before the network can accept a peer.
+        let syncer = devmux_sync::Syncer::spawn(
+            chain.clone(),
+            pool.clone(),
+            eth.clone(),
+            devmux_sync::SyncConfig::default(),
+        );
+        let producer = match config.produce_blocks {
+            Some(secs) => {
+                Some(devmux_sync::Producer::new(&syncer)?.spawn(Duration::from_secs(secs)))
+            }
+            None => None,
+        };
         let mut registrar = Registrar::new();
         registrar.session(devmux_eth::protocols(), eth_handler)?;
 
@@ -198,7 +219,7 @@ impl Node {
             Some(start_discovery(&config, &key, &chain, &network).await?)
         };
         let discovery = discovery.map(Arc::new);
-        let sync = SyncStatus::new();
+        let sync = SyncStatus::new(syncer.clone());
         let view = rpc::NodeView {
             key: key.clone(),
             network: network.clone(),
@@ -236,6 +257,8 @@ impl Node {
             eth,
             discovery,
             sync,
+            syncer,
+            producer,
             rpc,
             metrics,
         })
@@ -274,6 +297,11 @@ impl Node {
         self.discovery.as_deref()
     }
 
+    /// Sync and relay: status, counters.
+    pub fn syncer(&self) -> &devmux_sync::SyncHandle {
+        &self.syncer
+    }
+
     /// The eth sessions: typed requests to peers, eth events.
     pub fn eth(&self) -> &EthPeers {
         &self.eth
@@ -307,13 +335,35 @@ impl Node {
     /// Tells every peer `ClientQuitting` and stops. Every chain commit is already
     /// durable, so nothing is left to flush.
     pub async fn stop(self) {
-        if let Some(rpc) = self.rpc {
+        let Node {
+            chain,
+            network,
+            discovery,
+            syncer,
+            producer,
+            rpc,
+            metrics,
+            sync,
+            eth,
+            pool,
+            ..
+        } = self;
+        // These hold the chain too (through sync and the eth sessions): release them
+        // now rather than when this function returns.
+        drop((sync, eth, pool));
+        if let Some(rpc) = rpc {
             rpc.stop().await;
         }
-        if let Some(metrics) = self.metrics {
+        if let Some(metrics) = metrics {
             metrics.stop().await;
         }
-        if let Some(discovery) = self.discovery {
+        // No new blocks or sync rounds while the network winds down.
+        if let Some(producer) = producer {
+            producer.stop().await;
+        }
+        syncer.shutdown().await;
+        drop(syncer);
+        if let Some(discovery) = discovery {
             // The RPC and metrics hold it weakly, so this is the only handle left
             // unless a request is being answered right now.
             match Arc::try_unwrap(discovery) {
@@ -323,15 +373,12 @@ impl Node {
                 }
             }
         }
-        self.network.shutdown().await;
-        // The network holds the registrar, whose eth handler holds the chain: let it
-        // go, then wait (bounded) for sessions that end a moment after their
-        // connections, so the store is closed when stop returns and the data
-        // directory can be opened again at once.
-        let chain = self.chain;
-        drop(self.network);
-        drop(self.eth);
-        drop(self.pool);
+        network.shutdown().await;
+        // Everything else that holds the chain (the network's registrar with the eth
+        // handler, sync, the pool's users) is gone or going: wait (bounded) for
+        // sessions that end a moment after their connections, so the store is closed
+        // when stop returns and the data directory can be opened again at once.
+        drop(network);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while chain.handle_count() > 1 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -22,6 +22,7 @@
 //! | `devmux_txpool_transactions` | gauge | – | transactions in the pool |
 //! | `devmux_syncing` | gauge | – | 1 while syncing, else 0 |
 //! | `devmux_sync_current_block`, `devmux_sync_highest_block` | gauge | – | sync progress (the head when idle) |
+//! | `devmux_sync_blocks_per_second` | gauge | – | blocks imported per second by the running sync |
 //! | `devmux_bytes_total` | counter | `direction` (`in`/`out`) | socket bytes, from `Network::stats()` |
 //! | `devmux_handshake_seconds` | histogram | – | TCP connect to established session, from `Network::stats()` |
 
@@ -167,6 +168,7 @@ struct Inner {
     syncing: Gauge,
     sync_current: Gauge<i64, AtomicI64>,
     sync_highest: Gauge<i64, AtomicI64>,
+    sync_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Registers the metrics; held while a scrape refreshes gauges and encodes, so
     /// two scrapes never interleave.
     registry: Mutex<Registry>,
@@ -204,6 +206,7 @@ impl Inner {
             syncing: Gauge::default(),
             sync_current: Gauge::default(),
             sync_highest: Gauge::default(),
+            sync_rate: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("devmux")),
         };
         {
@@ -284,6 +287,11 @@ impl Inner {
                 "sync_highest_block",
                 "Highest block peers reported during sync (the head when idle)",
                 inner.sync_highest.clone(),
+            );
+            r.register(
+                "sync_blocks_per_second",
+                "Blocks imported per second by the running sync (0 when idle)",
+                inner.sync_rate.clone(),
             );
             if let Some(network) = network {
                 r.register_collector(Box::new(WireStats {
@@ -402,6 +410,7 @@ impl Inner {
         let head = view.chain.head().number;
         self.chain_head.set(gauge_value(head));
         self.txpool.set(gauge_value(view.pool.len() as u64));
+        self.sync_rate.set(view.sync.blocks_per_sec());
         match view.sync.progress() {
             Some(p) => {
                 self.syncing.set(1);

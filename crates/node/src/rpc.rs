@@ -22,7 +22,7 @@
 //! their `Host` header, so that a web page cannot reach them by DNS rebinding.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use devmux_chain::{Chain, Pool};
@@ -57,9 +57,9 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost:*", "127.0.0.1:*", "[::1]:*"];
 
 /// Sync progress, as `eth_syncing` and the metrics report it. The sync code updates
 /// it; until it runs, the node is never syncing. Cheap to clone; clones share it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SyncStatus {
-    progress: Arc<RwLock<Option<SyncProgress>>>,
+    sync: devmux_sync::SyncHandle,
 }
 
 /// Where a running sync stands (block numbers).
@@ -74,24 +74,28 @@ pub struct SyncProgress {
 }
 
 impl SyncStatus {
-    /// Not syncing.
-    pub fn new() -> Self {
-        Self::default()
+    /// The status of the running sync.
+    pub fn new(sync: devmux_sync::SyncHandle) -> Self {
+        Self { sync }
     }
 
-    /// Reports a sync in progress.
-    pub fn set_syncing(&self, progress: SyncProgress) {
-        *self.progress.write().unwrap_or_else(|e| e.into_inner()) = Some(progress);
-    }
-
-    /// Reports that the node has caught up (or stopped syncing).
-    pub fn set_idle(&self) {
-        *self.progress.write().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// The sync in progress, if any.
+    /// The sync in progress, if any (what `eth_syncing` reports).
     pub fn progress(&self) -> Option<SyncProgress> {
-        *self.progress.read().unwrap_or_else(|e| e.into_inner())
+        self.sync
+            .status()
+            .eth_syncing()
+            .map(
+                |(starting_block, current_block, highest_block)| SyncProgress {
+                    starting_block,
+                    current_block,
+                    highest_block,
+                },
+            )
+    }
+
+    /// Blocks imported per second by the running sync (0 when idle).
+    pub fn blocks_per_sec(&self) -> f64 {
+        self.sync.status().blocks_per_sec
     }
 }
 
@@ -499,21 +503,5 @@ mod tests {
     fn a_peer_id_gives_back_its_node_id() {
         let key = NodeKey::from_secret_bytes(&[7u8; 32]).unwrap();
         assert_eq!(node_id_of(&key.peer_id()), Some(key.node_id()));
-    }
-
-    #[test]
-    fn sync_status_is_shared_by_clones() {
-        let status = SyncStatus::new();
-        let other = status.clone();
-        assert_eq!(status.progress(), None);
-        let progress = SyncProgress {
-            starting_block: 1,
-            current_block: 5,
-            highest_block: 9,
-        };
-        other.set_syncing(progress);
-        assert_eq!(status.progress(), Some(progress));
-        other.set_idle();
-        assert_eq!(status.progress(), None);
     }
 }

@@ -1,0 +1,194 @@
+//! Block relay: announcing a new head to peers, and importing the blocks peers push.
+//!
+//! - eth/66–68 peers that do not know the block: a full `NewBlock` to √ of them (chosen
+//!   at random), `NewBlockHashes` to the rest;
+//! - eth/69 peers (which have neither message) that do not know the block: a
+//!   `BlockRangeUpdate` with the new head.
+//!
+//! A block is announced only once it is inserted and is our head (there is no
+//! proof-of-work to check first, so we relay what we have validated), never to the
+//! peer it came from, and each peer remembers (bounded) which blocks it knows.
+
+use std::sync::Arc;
+
+use devmux_chain::BlockWithReceipts;
+use devmux_eth::alloy_primitives::{B256, U256};
+use devmux_eth::{
+    Block, BlockHashNumber, BlockRangeUpdate, ChainReader, EthMessage, EthPeer, NewBlock,
+    NewBlockHashes,
+};
+use devmux_network::PeerId;
+use rand::seq::SliceRandom;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::checks::{check_body, check_receipts, needs_receipts, sqrt_count};
+use crate::download::is_block_fault;
+use crate::shared::Shared;
+use crate::status::add;
+use crate::Error;
+
+/// Announces `block` (hash `hash`, total difficulty `td`), our new head, to every peer
+/// that does not know it; `from` is the peer it came from, if any.
+pub(crate) fn announce_block(
+    shared: &Shared,
+    block: &BlockWithReceipts,
+    hash: B256,
+    td: U256,
+    from: Option<PeerId>,
+) {
+    if let Some(from) = from {
+        shared.mark_block(from, hash);
+    }
+    let number = block.header.number;
+    let range = BlockRangeUpdate {
+        earliest: shared.chain.chain_status().earliest,
+        latest: number,
+        latest_hash: hash,
+    };
+    let mut legacy: Vec<EthPeer> = Vec::new();
+    for peer in shared.peers.list() {
+        let id = peer.peer_id();
+        if peer.is_closed() || shared.knows_block(id, &hash) {
+            continue;
+        }
+        let version = peer.version();
+        if version.has_block_range() {
+            if send(shared, &peer, EthMessage::BlockRangeUpdate(range), hash) {
+                add(&shared.counters.range_updates_sent, 1);
+            }
+        } else if version.has_block_announcements() {
+            legacy.push(peer);
+        }
+    }
+    legacy.shuffle(&mut rand::thread_rng());
+    let full = sqrt_count(legacy.len());
+    for (i, peer) in legacy.iter().enumerate() {
+        if i < full {
+            let message = EthMessage::NewBlock(Box::new(NewBlock {
+                block: Block::new(block.header.clone(), block.body.clone()),
+                td,
+            }));
+            if send(shared, peer, message, hash) {
+                add(&shared.counters.new_blocks_sent, 1);
+            }
+        } else {
+            let message =
+                EthMessage::NewBlockHashes(NewBlockHashes(vec![BlockHashNumber { hash, number }]));
+            if send(shared, peer, message, hash) {
+                add(&shared.counters.block_hashes_sent, 1);
+            }
+        }
+    }
+}
+
+/// Sends without waiting (a slow peer must not hold up the others) and records that the
+/// peer knows the block; false if the peer's queue was full or its session gone.
+fn send(shared: &Shared, peer: &EthPeer, message: EthMessage, hash: B256) -> bool {
+    match peer.try_send(message) {
+        Ok(()) => {
+            shared.mark_block(peer.peer_id(), hash);
+            true
+        }
+        Err(e) => {
+            debug!(peer = %peer.peer_id(), error = %e, "block announcement not sent");
+            add(&shared.counters.dropped, 1);
+            false
+        }
+    }
+}
+
+/// Announces our current head block.
+pub(crate) async fn announce_head(shared: &Shared) {
+    let head = shared.chain.head();
+    match shared.chain.block(head.hash).await {
+        Ok(Some(block)) => announce_block(shared, &block, head.hash, head.total_difficulty, None),
+        Ok(None) => warn!(hash = %head.hash, "head block missing from the store"),
+        Err(e) => warn!(error = %e, "cannot read the head block to announce it"),
+    }
+}
+
+/// Imports the blocks peers push with `NewBlock` (eth/66–68): a block on a parent we
+/// have is checked against its header, completed with its receipts from the same peer,
+/// inserted and relayed; one whose parent we lack wakes the sync instead.
+pub(crate) async fn import_loop(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<(PeerId, Arc<NewBlock>)>,
+) {
+    loop {
+        let Ok(Some((from, new_block))) = shared.or_cancel(queue.recv()).await else {
+            return;
+        };
+        match import(&shared, from, &new_block).await {
+            Ok(()) => {}
+            Err(Error::ShuttingDown) => return,
+            Err(e) => match shared.peers.get(&from) {
+                Some(peer) if e.peer() == Some(from) => shared.punish(&peer, &e),
+                _ => debug!(peer = %from, error = %e, "NewBlock not imported"),
+            },
+        }
+    }
+}
+
+async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(), Error> {
+    let header = &new_block.block.header;
+    let hash = header.hash_slow();
+    if shared.chain.header_by_hash(hash).await?.is_some() {
+        return Ok(());
+    }
+    let parent_known = shared
+        .chain
+        .header_by_hash(header.parent_hash)
+        .await?
+        .is_some();
+    let peer = match shared.peers.get(&from) {
+        Some(peer) if parent_known => peer,
+        // Sync fetches what is missing, from whichever peer is ahead.
+        _ => {
+            shared.nudge.notify_one();
+            return Ok(());
+        }
+    };
+    let body = new_block.block.body.clone();
+    check_body(header, &body).map_err(|why| Error::InvalidBodies { peer: from, why })?;
+    let receipts = if needs_receipts(header) {
+        let mut lists = shared.request(&peer, peer.get_receipts(vec![hash])).await?;
+        if lists.is_empty() {
+            return Err(Error::Lacking {
+                peer: from,
+                what: format!("the receipts of the block {hash} it sent"),
+            });
+        }
+        lists.swap_remove(0)
+    } else {
+        Vec::new()
+    };
+    check_receipts(header, &receipts).map_err(|why| Error::InvalidBodies { peer: from, why })?;
+    let block = BlockWithReceipts {
+        header: header.clone(),
+        body,
+        receipts,
+    };
+    let outcome = match shared.chain.insert_blocks(vec![block.clone()]).await {
+        Ok(outcome) => outcome,
+        Err(e) if is_block_fault(&e) => {
+            return Err(Error::InvalidHeaders {
+                peer: from,
+                why: e.to_string(),
+            })
+        }
+        Err(e) => return Err(Error::Chain(e)),
+    };
+    add(&shared.counters.blocks_imported, outcome.inserted as u64);
+    shared.pool.remove_block(&block.body);
+    if outcome.head.hash == hash {
+        announce_block(
+            shared,
+            &block,
+            hash,
+            outcome.head.total_difficulty,
+            Some(from),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Checks of what peers send against what it must match: headers against their
+//! parents, bodies and receipts against their headers. Pure functions, so that faults
+//! are pinned on the peer that sent the data.
+
+use devmux_eth::alloy_consensus::{proofs, EMPTY_ROOT_HASH};
+use devmux_eth::alloy_primitives::B256;
+use devmux_eth::{BlockBody, Header, Receipt};
+
+/// A header and its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sealed {
+    pub(crate) header: Header,
+    pub(crate) hash: B256,
+}
+
+impl Sealed {
+    pub(crate) fn new(header: Header) -> Self {
+        let hash = header.hash_slow();
+        Self { header, hash }
+    }
+}
+
+/// How a header response fails to extend the chain.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LinkError {
+    /// The first header does not link to the parent we asked after: the peer's chain
+    /// changed since (not a lie by itself).
+    Detached,
+    /// The headers do not link among themselves, or break a header rule: a lie.
+    Invalid(String),
+}
+
+/// Checks that `headers` extend `parent` one by one: each names the previous as its
+/// parent, has the next number and a later timestamp, and uses no more gas than its
+/// limit. Returns them with their hashes.
+pub(crate) fn link_headers(
+    parent: &Sealed,
+    headers: Vec<Header>,
+) -> Result<Vec<Sealed>, LinkError> {
+    let mut out: Vec<Sealed> = Vec::with_capacity(headers.len());
+    for header in headers {
+        let prev = out.last().unwrap_or(parent);
+        if header.parent_hash != prev.hash {
+            if out.is_empty() {
+                return Err(LinkError::Detached);
+            }
+            return Err(LinkError::Invalid(format!(
+                "header {} does not link to header {}",
+                header.number, prev.header.number
+            )));
+        }
+        if Some(header.number) != prev.header.number.checked_add(1) {
+            return Err(LinkError::Invalid(format!(
+                "header {} follows header {}",
+                header.number, prev.header.number
+            )));
+        }
+        if header.timestamp <= prev.header.timestamp {
+            return Err(LinkError::Invalid(format!(
+                "header {}: timestamp {} not after its parent's {}",
+                header.number, header.timestamp, prev.header.timestamp
+            )));
+        }
+        if header.gas_used > header.gas_limit {
+            return Err(LinkError::Invalid(format!(
+                "header {}: gas used {} above the limit {}",
+                header.number, header.gas_used, header.gas_limit
+            )));
+        }
+        out.push(Sealed::new(header));
+    }
+    Ok(out)
+}
+
+/// Checks a body against its header: ommers hash, transactions root, withdrawals root.
+pub(crate) fn check_body(header: &Header, body: &BlockBody) -> Result<(), String> {
+    let ommers = body.calculate_ommers_root();
+    if ommers != header.ommers_hash {
+        return Err(format!(
+            "block {}: ommers hash {ommers} differs from the header's {}",
+            header.number, header.ommers_hash
+        ));
+    }
+    let root = proofs::calculate_transaction_root(&body.transactions);
+    if root != header.transactions_root {
+        return Err(format!(
+            "block {}: transactions root {root} differs from the header's {}",
+            header.number, header.transactions_root
+        ));
+    }
+    let withdrawals = body.calculate_withdrawals_root();
+    if withdrawals != header.withdrawals_root {
+        return Err(format!(
+            "block {}: withdrawals root {withdrawals:?} differs from the header's {:?}",
+            header.number, header.withdrawals_root
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a block's receipts must be fetched: a header with the empty receipts root
+/// has none.
+pub(crate) fn needs_receipts(header: &Header) -> bool {
+    header.receipts_root != EMPTY_ROOT_HASH
+}
+
+/// Checks receipts against their header's receipts root.
+pub(crate) fn check_receipts(header: &Header, receipts: &[Receipt]) -> Result<(), String> {
+    let root = devmux_eth::receipts_root(receipts);
+    if root != header.receipts_root {
+        return Err(format!(
+            "block {}: receipts root {root} differs from the header's {}",
+            header.number, header.receipts_root
+        ));
+    }
+    Ok(())
+}
+
+/// How many of `n` peers get a full block or transaction: √n, at least one when there
+/// is anyone (`devp2p/caps/eth.md`: "a small fraction (typically the square root)").
+pub(crate) fn sqrt_count(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n.isqrt().max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devmux_chain::devnet::Devnet;
+
+    fn chain(n: u64) -> (Sealed, Vec<devmux_chain::BlockWithReceipts>) {
+        let devnet = Devnet::new().unwrap();
+        (
+            Sealed::new(devnet.genesis().clone()),
+            devnet.blocks(n).collect(),
+        )
+    }
+
+    fn headers(blocks: &[devmux_chain::BlockWithReceipts]) -> Vec<Header> {
+        blocks.iter().map(|b| b.header.clone()).collect()
+    }
+
+    #[test]
+    fn headers_must_link() {
+        let (genesis, blocks) = chain(8);
+        let linked = link_headers(&genesis, headers(&blocks)).unwrap();
+        assert_eq!(linked.len(), 8);
+        assert_eq!(linked[7].hash, blocks[7].hash());
+
+        // Not after the parent asked for: the peer moved, not a lie.
+        assert_eq!(
+            link_headers(&linked[2], headers(&blocks[4..])),
+            Err(LinkError::Detached)
+        );
+        // A forged header in the middle breaks the links after it.
+        let mut forged = headers(&blocks);
+        forged[3].extra_data = b"forged".to_vec().into();
+        assert!(matches!(
+            link_headers(&genesis, forged),
+            Err(LinkError::Invalid(why)) if why.contains("header 5 does not link")
+        ));
+        // Linked, but numbered or timed wrong.
+        let mut bad = headers(&blocks[..1]);
+        bad[0].number = 2;
+        assert!(matches!(
+            link_headers(&genesis, bad),
+            Err(LinkError::Invalid(_))
+        ));
+        let mut bad = headers(&blocks[..1]);
+        bad[0].timestamp = genesis.header.timestamp;
+        assert!(matches!(
+            link_headers(&genesis, bad),
+            Err(LinkError::Invalid(_))
+        ));
+        let mut bad = headers(&blocks[..1]);
+        bad[0].gas_used = bad[0].gas_limit + 1;
+        assert!(matches!(
+            link_headers(&genesis, bad),
+            Err(LinkError::Invalid(_))
+        ));
+        assert_eq!(link_headers(&genesis, vec![]), Ok(vec![]));
+    }
+
+    #[test]
+    fn bodies_and_receipts_must_match_their_headers() {
+        let (_, blocks) = chain(8);
+        let block = &blocks[2]; // block 3: three transactions
+        assert_eq!(block.body.transactions.len(), 3);
+        assert!(check_body(&block.header, &block.body).is_ok());
+        assert!(needs_receipts(&block.header));
+        assert!(check_receipts(&block.header, &block.receipts).is_ok());
+        // Block 4 has no transactions: nothing to fetch.
+        assert!(!needs_receipts(&blocks[3].header));
+        assert!(check_receipts(&blocks[3].header, &[]).is_ok());
+
+        let mut body = block.body.clone();
+        body.transactions.pop();
+        assert!(check_body(&block.header, &body)
+            .unwrap_err()
+            .contains("transactions root"));
+        // Another block's body.
+        assert!(check_body(&block.header, &blocks[6].body).is_err());
+        let mut body = block.body.clone();
+        body.ommers.push(blocks[0].header.clone());
+        assert!(check_body(&block.header, &body)
+            .unwrap_err()
+            .contains("ommers"));
+        let mut body = block.body.clone();
+        body.withdrawals = Some(Default::default());
+        assert!(check_body(&block.header, &body)
+            .unwrap_err()
+            .contains("withdrawals"));
+
+        let mut receipts = block.receipts.clone();
+        receipts[1].success = false;
+        assert!(check_receipts(&block.header, &receipts).is_err());
+        assert!(check_receipts(&block.header, &block.receipts[..2]).is_err());
+    }
+
+    #[test]
+    fn square_root_of_peers() {
+        let counts: Vec<usize> = [0, 1, 2, 3, 4, 8, 9, 50, 100].map(sqrt_count).to_vec();
+        assert_eq!(counts, vec![0, 1, 1, 1, 2, 2, 3, 7, 10]);
+    }
+}

@@ -1,0 +1,137 @@
+//! The one error type of this crate.
+
+use std::time::Duration;
+
+use devmux_network::PeerId;
+
+/// Everything that can go wrong syncing, relaying or producing blocks.
+///
+/// Variants naming a peer describe that peer's fault, and say what it costs the peer
+/// (the sync and relay tasks apply it; see [`crate::Syncer`]): a lie is a
+/// [`devmux_network::Penalty::Major`] and a disconnect, a stall or a session lost
+/// mid-request a [`devmux_network::Penalty::Minor`]; every one of them keeps the peer
+/// out of the sync for a cooldown and sends its work to other peers. `Chain` (a storage
+/// failure), `HeadMissing`, `Task` and `ShuttingDown` are local.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The chain store failed, or refused a block we built ourselves.
+    #[error("chain: {0}")]
+    Chain(#[from] devmux_chain::Error),
+    /// Headers that do not link, break the chain's header rules, or do not fit the
+    /// blocks whose bodies match them. Major penalty and disconnect.
+    #[error("peer {peer}: invalid headers: {why}")]
+    InvalidHeaders {
+        /// The peer that served them.
+        peer: PeerId,
+        /// What is wrong.
+        why: String,
+    },
+    /// Bodies or receipts that do not match their headers (transactions root, ommers
+    /// hash, withdrawals root, receipts root). Major penalty and disconnect.
+    #[error("peer {peer}: bodies or receipts do not match their headers: {why}")]
+    InvalidBodies {
+        /// The peer that served them.
+        peer: PeerId,
+        /// What is wrong.
+        why: String,
+    },
+    /// Pooled transactions whose type or size differ from what the peer announced
+    /// (`devp2p/caps/eth.md`, eth/68). Major penalty.
+    #[error("peer {peer}: transactions differ from their announcement: {why}")]
+    InvalidTransactions {
+        /// The peer that sent them.
+        peer: PeerId,
+        /// What is wrong.
+        why: String,
+    },
+    /// A request passed its deadline. Minor penalty.
+    #[error("peer {peer}: no answer within {timeout:?}")]
+    Stalled {
+        /// The peer.
+        peer: PeerId,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The peer's session ended with a request in flight. Minor penalty.
+    #[error("peer {peer} left with a request in flight")]
+    PeerGone {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A request failed otherwise (a response that broke the request's terms, which the
+    /// eth handler has already penalised, or a full send queue).
+    #[error("peer {peer}: request failed: {source}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// The eth error.
+        source: Box<devmux_eth::Error>,
+    },
+    /// The peer does not have what it announced (its head, or the blocks it served
+    /// headers of). No penalty.
+    #[error("peer {peer} does not have {what}")]
+    Lacking {
+        /// The peer.
+        peer: PeerId,
+        /// What it lacks.
+        what: String,
+    },
+    /// The peer's chain changed during the download: its next headers no longer link to
+    /// the ones it served before. No penalty; the next round starts over.
+    #[error("peer {peer}'s chain changed during the download")]
+    Reorged {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// No connected peer serves the bodies of these blocks.
+    #[error("no peer serves the bodies of blocks {first}..={last}")]
+    NoPeerServes {
+        /// First block wanted.
+        first: u64,
+        /// Last block wanted.
+        last: u64,
+    },
+    /// The head's header is missing from the chain store (it is corrupt).
+    #[error("head block {0} missing from the chain store")]
+    HeadMissing(devmux_eth::alloy_primitives::B256),
+    /// A background task died (panicked, or was cancelled with the runtime).
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// Sync is shutting down.
+    #[error("sync is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// The peer whose fault this is, if any.
+    pub fn peer(&self) -> Option<PeerId> {
+        match self {
+            Self::InvalidHeaders { peer, .. }
+            | Self::InvalidBodies { peer, .. }
+            | Self::InvalidTransactions { peer, .. }
+            | Self::Stalled { peer, .. }
+            | Self::PeerGone { peer }
+            | Self::Request { peer, .. }
+            | Self::Lacking { peer, .. }
+            | Self::Reorged { peer } => Some(*peer),
+            Self::Chain(_)
+            | Self::HeadMissing(_)
+            | Self::NoPeerServes { .. }
+            | Self::Task(_)
+            | Self::ShuttingDown => None,
+        }
+    }
+
+    /// Maps a failed eth request to the peer's fault.
+    pub(crate) fn from_request(peer: PeerId, error: devmux_eth::Error) -> Self {
+        match error {
+            devmux_eth::Error::Timeout(timeout) => Self::Stalled { peer, timeout },
+            devmux_eth::Error::SessionClosed => Self::PeerGone { peer },
+            source => Self::Request {
+                peer,
+                source: Box::new(source),
+            },
+        }
+    }
+}

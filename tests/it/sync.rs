@@ -1,0 +1,850 @@
+//! Sync and relay end to end, every scenario over both servers: a 5000-block sync from
+//! two peers while one is killed midway, forged chains, transactions and blocks spread
+//! over a 5-node network of mixed eth versions, and a pool that holds its bounds.
+//!
+//! Test nodes are composed directly: a chain store in a temp dir, a pool, the eth
+//! handler, a network on 127.0.0.1 port 0, and `devmux-sync` over them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use devmux_chain::devnet::Devnet;
+use devmux_chain::{BlockWithReceipts, Chain, ChainSpec, Pool, PoolConfig};
+use devmux_eth::alloy_primitives::{keccak256, B256, U256};
+use devmux_eth::{
+    protocols, protocols_for, BlockBodies, BlockHashOrNumber, BlockHeaders, ChainStatus, EthConfig,
+    EthEvent, EthHandler, EthMessage, EthPeers, EthVersion, Head, Header, PooledTransaction,
+    Receipts, RequestPair, Status,
+};
+use devmux_network::{
+    DisconnectReason, Message, MessageStream, Network, NetworkEvent, PeerCtx, PeerId, Registrar,
+};
+use devmux_sync::{Producer, SyncConfig, SyncHandle, Syncer};
+use devmux_tests::{eventually, start};
+use tempfile::TempDir;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+const SECS: Duration = Duration::from_secs(60);
+const SYNC_BLOCKS: usize = 5000;
+
+/// Devnet blocks 1..=5000, derived once per test binary.
+fn devnet_blocks() -> &'static [BlockWithReceipts] {
+    static BLOCKS: OnceLock<Vec<BlockWithReceipts>> = OnceLock::new();
+    BLOCKS.get_or_init(|| {
+        let started = std::time::Instant::now();
+        let blocks: Vec<_> = Devnet::new().unwrap().blocks(SYNC_BLOCKS as u64).collect();
+        eprintln!(
+            "derived {SYNC_BLOCKS} devnet blocks in {:?}",
+            started.elapsed()
+        );
+        blocks
+    })
+}
+
+/// A test node: chain, pool, eth handler, network and sync.
+struct Node {
+    net: Network,
+    eth: EthPeers,
+    chain: Chain,
+    pool: Pool,
+    sync: SyncHandle,
+    _dir: TempDir,
+}
+
+impl Node {
+    fn id(&self) -> PeerId {
+        self.net.local_peer_id()
+    }
+
+    async fn stop(&self) {
+        self.sync.shutdown().await;
+        self.net.shutdown().await;
+    }
+}
+
+fn sync_config() -> SyncConfig {
+    SyncConfig::default()
+        .with_request_timeout(Duration::from_secs(3))
+        .with_poll_interval(Duration::from_millis(200))
+}
+
+/// Starts a node holding devnet blocks 1..=`blocks`, speaking `versions`.
+async fn node(
+    use_p2p_server: bool,
+    blocks: usize,
+    versions: &[EthVersion],
+    pool_config: PoolConfig,
+    config: SyncConfig,
+) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Chain::open_async(dir.path().join("chain.redb"), ChainSpec::devnet())
+        .await
+        .unwrap();
+    // Serving chains are filled in batches: one commit (fsync) each.
+    for batch in devnet_blocks()[..blocks].chunks(1000) {
+        chain.insert_blocks(batch.to_vec()).await.unwrap();
+    }
+    let pool = Pool::new(pool_config);
+    let eth_config = EthConfig::default()
+        .with_announce_pool_on_connect(false)
+        .with_event_capacity(4096);
+    let (handler, eth) = EthHandler::new(chain.clone(), pool.clone(), eth_config);
+    let mut registrar = Registrar::new();
+    registrar.session(protocols_for(versions), handler).unwrap();
+    let net = start(use_p2p_server, registrar).await;
+    let sync = Syncer::spawn(chain.clone(), pool.clone(), eth.clone(), config);
+    Node {
+        net,
+        eth,
+        chain,
+        pool,
+        sync,
+        _dir: dir,
+    }
+}
+
+/// Connects `a` to `b` and waits for the eth session on both ends.
+async fn connect(a: &Node, b: &Node) {
+    a.net.dial(&b.net.local_addr()).await.unwrap();
+    let (ida, idb) = (a.id(), b.id());
+    assert!(
+        eventually(SECS, || a.eth.get(&idb).is_some()
+            && b.eth.get(&ida).is_some())
+        .await,
+        "no eth session between {ida} and {idb}"
+    );
+}
+
+async fn wait_head(node: &Node, hash: B256, timeout: Duration) -> bool {
+    eventually(timeout, || node.chain.head().hash == hash).await
+}
+
+// ---- 5000 blocks from two peers, one killed midway -------------------------------------
+
+async fn sync_from_two_peers_one_killed(use_p2p_server: bool) {
+    let blocks = devnet_blocks();
+    let all = EthVersion::ALL;
+    let p1 = node(
+        use_p2p_server,
+        SYNC_BLOCKS,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let p2 = node(
+        use_p2p_server,
+        SYNC_BLOCKS,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    // Smaller batches: the first insert comes early, and the kill lands midway.
+    let config = sync_config()
+        .with_headers_per_request(512)
+        .with_bodies_per_request(64);
+    let s = node(use_p2p_server, 0, &all, PoolConfig::devnet(), config).await;
+    let mut status = s.sync.subscribe();
+
+    let started = Instant::now();
+    connect(&s, &p1).await;
+    connect(&s, &p2).await;
+
+    // Kill the peer whose chain the round follows as soon as the first batch is in.
+    let (victim, at) = tokio::time::timeout(SECS, async {
+        loop {
+            status.changed().await.unwrap();
+            let now = *status.borrow_and_update();
+            if now.syncing && now.current > 0 {
+                if let Some(peer) = s.sync.syncing_from() {
+                    return (peer, now);
+                }
+            }
+        }
+    })
+    .await
+    .expect("sync never started");
+    assert!(at.current < SYNC_BLOCKS as u64, "{at:?}");
+    assert_eq!(at.target, SYNC_BLOCKS as u64);
+    let (killed, survivor) = if victim == p1.id() {
+        (&p1, &p2)
+    } else {
+        (&p2, &p1)
+    };
+    assert_eq!(victim, killed.id());
+    // Kill it: the connection drops at once (a graceful shutdown would keep serving
+    // while it winds down), then it shuts down. Note our head the moment its session is
+    // gone.
+    let (killing, gone) = tokio::join!(
+        async {
+            killed
+                .net
+                .disconnect(&s.id(), DisconnectReason::ClientQuitting)
+                .await;
+            killed.stop().await;
+        },
+        async {
+            assert!(eventually(SECS, || s.eth.get(&victim).is_none()).await);
+            s.chain.head().number
+        }
+    );
+    let () = killing;
+    let killed_at = gone;
+
+    let head = blocks[SYNC_BLOCKS - 1].hash();
+    assert!(
+        wait_head(&s, head, SECS).await,
+        "stuck at {:?} after the kill",
+        s.sync.status()
+    );
+    let elapsed = started.elapsed();
+    let stats = s.sync.stats();
+    eprintln!(
+        "{}: {SYNC_BLOCKS} blocks in {elapsed:?}; header peer killed at head {} (status {at:?}), \
+         {killed_at} when it was gone; {stats:?}",
+        s.net.server_kind(),
+        at.current,
+    );
+    assert!(
+        killed_at < SYNC_BLOCKS as u64,
+        "the kill came after the end"
+    );
+    // The round that followed the victim failed; another followed the survivor.
+    assert!(stats.rounds >= 2, "{stats:?}");
+    assert!(stats.requests_failed >= 1, "{stats:?}");
+    assert_eq!(s.chain.head().total_difficulty, U256::from(SYNC_BLOCKS + 1));
+    assert!(stats.headers_downloaded >= SYNC_BLOCKS as u64);
+    assert_eq!(stats.blocks_imported, SYNC_BLOCKS as u64);
+    assert!(stats.peers_penalised == 0, "nobody lied: {stats:?}");
+    // The status settles on "in sync".
+    assert!(eventually(SECS, || !s.sync.status().syncing).await);
+    assert_eq!(s.sync.status().eth_syncing(), None);
+    assert_eq!(s.sync.status().current, SYNC_BLOCKS as u64);
+    // The survivor's chain, block for block.
+    for n in [1u64, 2500, 5000] {
+        let ours = s.chain.header_by_number(n).await.unwrap().unwrap();
+        let theirs = survivor.chain.header_by_number(n).await.unwrap().unwrap();
+        assert_eq!(ours, theirs);
+    }
+    s.stop().await;
+    survivor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_from_two_peers_one_killed_on_rlpx() {
+    sync_from_two_peers_one_killed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_from_two_peers_one_killed_on_the_stream_stack() {
+    sync_from_two_peers_one_killed(true).await;
+}
+
+// ---- forged chains -------------------------------------------------------------------
+
+/// What a forger serves: a header chain, and bodies and receipts by block hash.
+struct Forged {
+    headers: Vec<Header>,
+    bodies: HashMap<B256, (devmux_eth::BlockBody, Vec<devmux_eth::Receipt>)>,
+    /// Never answers body requests: a peer that stalls.
+    stalls: bool,
+}
+
+impl Forged {
+    /// Devnet headers 1..=`n` with header 150 changed: the chain no longer links there.
+    fn broken_link(n: usize) -> Self {
+        let mut headers: Vec<Header> = devnet_blocks()[..n]
+            .iter()
+            .map(|b| b.header.clone())
+            .collect();
+        headers[149].extra_data = b"forged".to_vec().into();
+        Self::with_real_bodies(headers, n)
+    }
+
+    /// A chain of `n` headers that links, but whose transaction roots no body matches;
+    /// the forger answers with the real devnet bodies.
+    fn false_bodies(n: usize) -> Self {
+        let mut parent = ChainSpec::devnet().genesis.hash_slow();
+        let mut headers = Vec::with_capacity(n);
+        for block in &devnet_blocks()[..n] {
+            let mut h = block.header.clone();
+            h.parent_hash = parent;
+            h.transactions_root = keccak256(h.number.to_be_bytes());
+            parent = h.hash_slow();
+            headers.push(h);
+        }
+        Self::with_real_bodies(headers, n)
+    }
+
+    fn with_real_bodies(headers: Vec<Header>, n: usize) -> Self {
+        let bodies = headers
+            .iter()
+            .zip(&devnet_blocks()[..n])
+            .map(|(h, b)| (h.hash_slow(), (b.body.clone(), b.receipts.clone())))
+            .collect();
+        Self {
+            headers,
+            bodies,
+            stalls: false,
+        }
+    }
+
+    /// The real devnet chain of `n` blocks, from a peer that never answers for bodies.
+    fn stalling(n: usize) -> Self {
+        let headers = devnet_blocks()[..n]
+            .iter()
+            .map(|b| b.header.clone())
+            .collect();
+        Self {
+            stalls: true,
+            ..Self::with_real_bodies(headers, n)
+        }
+    }
+
+    fn head(&self) -> &Header {
+        self.headers.last().unwrap()
+    }
+
+    fn answer_headers(&self, start: BlockHashOrNumber, limit: u64) -> Vec<Header> {
+        let genesis = ChainSpec::devnet().genesis;
+        let index = match start {
+            BlockHashOrNumber::Number(0) => return vec![genesis],
+            BlockHashOrNumber::Number(n) => n as usize - 1,
+            BlockHashOrNumber::Hash(h) => {
+                match self.headers.iter().position(|x| x.hash_slow() == h) {
+                    Some(i) => i,
+                    None => return vec![],
+                }
+            }
+        };
+        self.headers
+            .iter()
+            .skip(index)
+            .take(limit.min(1024) as usize)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A hand-driven eth peer serving `forged`.
+async fn forger(use_p2p_server: bool, forged: Arc<Forged>) -> Network {
+    let mut registrar = Registrar::new();
+    registrar
+        .session(protocols(), move |peer: PeerCtx, stream: MessageStream| {
+            let forged = forged.clone();
+            async move {
+                let version = EthVersion::from_protocol_id(peer.protocol.as_str()).unwrap();
+                serve_forged(version, stream, &forged).await;
+                Ok::<_, devmux_network::Error>(())
+            }
+        })
+        .unwrap();
+    start(use_p2p_server, registrar).await
+}
+
+async fn serve_forged(version: EthVersion, mut stream: MessageStream, forged: &Forged) {
+    let spec = ChainSpec::devnet();
+    let head = forged.head();
+    let filter = spec.fork_filter(Head {
+        number: head.number,
+        timestamp: head.timestamp,
+    });
+    let chain = ChainStatus {
+        genesis: spec.genesis_hash(),
+        head_hash: head.hash_slow(),
+        head_number: head.number,
+        head_timestamp: head.timestamp,
+        total_difficulty: U256::from(head.number + 1),
+        earliest: 0,
+        fork_id: filter.current(),
+        fork_filter: filter,
+    };
+    let send = |msg: EthMessage| {
+        let (code, payload) = msg.encode_for(version).unwrap();
+        Message::new(code, payload)
+    };
+    if stream
+        .send(send(EthMessage::Status(Status::new(version, 1337, &chain))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Some(Ok(msg)) = stream.next().await {
+        let Ok(msg) = EthMessage::decode(version, msg.code, &msg.payload) else {
+            return;
+        };
+        let reply = match msg {
+            EthMessage::GetBlockHeaders(r) => EthMessage::BlockHeaders(RequestPair::new(
+                r.request_id,
+                BlockHeaders(forged.answer_headers(r.message.start, r.message.limit)),
+            )),
+            EthMessage::GetBlockBodies(_) if forged.stalls => continue,
+            EthMessage::GetBlockBodies(r) => {
+                let bodies = r
+                    .message
+                    .0
+                    .iter()
+                    .map_while(|h| forged.bodies.get(h).map(|b| b.0.clone()))
+                    .collect();
+                EthMessage::BlockBodies(RequestPair::new(r.request_id, BlockBodies(bodies)))
+            }
+            EthMessage::GetReceipts(r) => {
+                let lists = r
+                    .message
+                    .0
+                    .iter()
+                    .map_while(|h| forged.bodies.get(h).map(|b| b.1.clone()))
+                    .collect();
+                EthMessage::Receipts(RequestPair::new(
+                    r.request_id,
+                    Receipts::new(version, lists),
+                ))
+            }
+            _ => continue,
+        };
+        if stream.send(send(reply)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits for a penalty of `peer` whose reason contains `needle`.
+async fn penalised(
+    events: &mut broadcast::Receiver<NetworkEvent>,
+    peer: PeerId,
+    needle: &str,
+) -> bool {
+    devmux_tests::wait_for(events, SECS, |e| match e {
+        NetworkEvent::PeerPenalized {
+            peer: p, reason, ..
+        } if *p == peer && reason.contains(needle) => Some(()),
+        _ => None,
+    })
+    .await
+    .is_some()
+}
+
+/// Three peers claim a longer chain than the honest peer: one serves headers that do
+/// not link, one a linked header chain whose bodies do not exist (both are penalised
+/// and disconnected), one the real chain but never answers for bodies (it stalls: a
+/// minor penalty, and its work goes to the honest peer). The honest chain wins.
+async fn forged_chains_lose(use_p2p_server: bool) {
+    const GOOD: usize = 300;
+    const FORGED: usize = 600;
+    let all = EthVersion::ALL;
+    let good = node(
+        use_p2p_server,
+        GOOD,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let s = node(use_p2p_server, 0, &all, PoolConfig::devnet(), sync_config()).await;
+    let broken = forger(use_p2p_server, Arc::new(Forged::broken_link(FORGED))).await;
+    let false_bodies = forger(use_p2p_server, Arc::new(Forged::false_bodies(FORGED))).await;
+    let stalling = forger(use_p2p_server, Arc::new(Forged::stalling(FORGED))).await;
+    let events = [s.net.events(), s.net.events(), s.net.events()];
+
+    // The forgers first, so that they are the best peers when sync starts.
+    for f in [&broken, &false_bodies, &stalling] {
+        s.net.dial(&f.local_addr()).await.unwrap();
+    }
+    connect(&s, &good).await;
+
+    let [mut e1, mut e2, mut e3] = events;
+    assert!(
+        penalised(&mut e1, broken.local_peer_id(), "does not link").await,
+        "the forger of broken links was not penalised"
+    );
+    assert!(
+        penalised(&mut e2, false_bodies.local_peer_id(), "transactions root").await,
+        "the forger of false bodies was not penalised"
+    );
+    assert!(
+        penalised(&mut e3, stalling.local_peer_id(), "no answer within").await,
+        "the stalling peer was not penalised"
+    );
+    let head = devnet_blocks()[GOOD - 1].hash();
+    assert!(
+        wait_head(&s, head, SECS).await,
+        "did not sync the honest chain: {:?}",
+        s.sync.status()
+    );
+    let stats = s.sync.stats();
+    eprintln!("{}: forgers penalised; {stats:?}", s.net.server_kind());
+    assert_eq!(stats.peers_penalised, 2, "{stats:?}");
+    assert!(stats.requests_failed >= 1, "{stats:?}");
+    assert!(
+        eventually(SECS, || s.eth.get(&broken.local_peer_id()).is_none()
+            && s.eth.get(&false_bodies.local_peer_id()).is_none())
+        .await,
+        "the forgers were not disconnected"
+    );
+    assert_eq!(s.chain.head().total_difficulty, U256::from(GOOD + 1));
+    // Nothing of the forged chains was stored.
+    let forged_head = Forged::false_bodies(FORGED).head().hash_slow();
+    assert_eq!(s.chain.header_by_hash(forged_head).await.unwrap(), None);
+    s.stop().await;
+    good.stop().await;
+    for f in [&broken, &false_bodies, &stalling] {
+        f.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_chains_lose_on_rlpx() {
+    forged_chains_lose(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_chains_lose_on_the_stream_stack() {
+    forged_chains_lose(true).await;
+}
+
+// ---- five nodes: transactions and blocks ------------------------------------------------
+
+/// Eth versions of the five nodes: 0–2 speak everything (eth/69 among them), node 3 up
+/// to eth/68 and node 4 up to eth/67, so that every announcement form is used.
+fn versions(i: usize) -> Vec<EthVersion> {
+    let top = match i {
+        3 => EthVersion::Eth68,
+        4 => EthVersion::Eth67,
+        _ => EthVersion::Eth69,
+    };
+    EthVersion::ALL.into_iter().filter(|v| *v <= top).collect()
+}
+
+/// A ring 0-1-2-3-4-0 with the chord 0-2: several hops, and several paths to most
+/// nodes.
+const LINKS: [(usize, usize); 6] = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2)];
+
+async fn five_nodes(use_p2p_server: bool, pools: impl Fn(usize) -> PoolConfig) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(node(use_p2p_server, 10, &versions(i), pools(i), sync_config()).await);
+    }
+    for (a, b) in LINKS {
+        connect(&nodes[a], &nodes[b]).await;
+    }
+    nodes
+}
+
+/// Counts what each node is sent, per (receiver, sender, item): every announcement and
+/// broadcast of a transaction or block its eth sessions report.
+#[derive(Default)]
+struct Received {
+    txs: Mutex<HashMap<(usize, PeerId, B256), usize>>,
+    blocks: Mutex<HashMap<(usize, PeerId, B256), usize>>,
+    /// Events a counter missed (it fell behind): the counts would be incomplete.
+    lagged: Mutex<u64>,
+}
+
+fn count_received(nodes: &[Node]) -> (Arc<Received>, Vec<tokio::task::JoinHandle<()>>) {
+    let received = Arc::new(Received::default());
+    let tasks = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut events = n.eth.subscribe();
+            let received = received.clone();
+            tokio::spawn(async move {
+                loop {
+                    let event = match events.recv().await {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            *received.lagged.lock().unwrap() += n;
+                            continue;
+                        }
+                        Err(_) => return,
+                    };
+                    let (map, peer, hashes) = match event {
+                        EthEvent::TransactionsAnnounced { peer, announcement } => {
+                            (&received.txs, peer, announcement.hashes())
+                        }
+                        // One per `Transactions` message, whether the session could queue
+                        // it for the pool or not (then relay fetches it).
+                        EthEvent::TransactionsIncoming { peer, hashes, .. } => {
+                            (&received.txs, peer, hashes)
+                        }
+                        EthEvent::NewBlockHashes { peer, hashes } => (
+                            &received.blocks,
+                            peer,
+                            hashes.iter().map(|h| h.hash).collect(),
+                        ),
+                        EthEvent::NewBlock { peer, block } => {
+                            (&received.blocks, peer, vec![block.block.header.hash_slow()])
+                        }
+                        EthEvent::BlockRangeUpdate { peer, update } => {
+                            (&received.blocks, peer, vec![update.latest_hash])
+                        }
+                        _ => continue,
+                    };
+                    let mut map = map.lock().unwrap();
+                    for h in hashes {
+                        *map.entry((i, peer, h)).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    (received, tasks)
+}
+
+/// `count` devnet transfers, valid for the pool: dev key `i mod 16` sends with
+/// consecutive nonces from `first_nonce`.
+fn transfers(count: usize, first_nonce: u64) -> Vec<PooledTransaction> {
+    let devnet = Devnet::new().unwrap();
+    let to = devnet.keys()[15].address();
+    (0..count)
+        .map(|i| {
+            let nonce = first_nonce + (i / 16) as u64;
+            devnet
+                .transfer(i % 16, nonce, to, U256::from(1))
+                .try_into_pooled()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// 500 transactions added at node 0 reach every pool of the network; no node sends any
+/// transaction twice to the same peer.
+async fn transactions_reach_every_pool_once(use_p2p_server: bool) {
+    let nodes = five_nodes(use_p2p_server, |_| PoolConfig::devnet()).await;
+    let (received, counters) = count_received(&nodes);
+    let txs = transfers(500, 0);
+    let hashes: Vec<B256> = txs.iter().map(|t| *t.hash()).collect();
+
+    let started = Instant::now();
+    let added = nodes[0].pool.add_all(txs);
+    assert!(added.iter().all(Result::is_ok));
+    let everywhere = eventually(SECS, || {
+        nodes
+            .iter()
+            .all(|n| hashes.iter().all(|h| n.pool.contains(h)))
+    })
+    .await;
+    let took = started.elapsed();
+    let lens: Vec<usize> = nodes.iter().map(|n| n.pool.len()).collect();
+    assert!(everywhere, "pools: {lens:?}");
+    // Let stragglers arrive before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(*received.lagged.lock().unwrap(), 0);
+    let received = received.txs.lock().unwrap().clone();
+    let twice: Vec<_> = received.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "sent twice to the same peer: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    // Node 0 sent them all first: nobody sends them back to it.
+    let back: Vec<_> = received.keys().filter(|(r, _, _)| *r == 0).collect();
+    assert!(back.is_empty(), "sent back to their origin: {}", back.len());
+    // Every node but 0 got every transaction from some neighbour.
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        for h in &hashes {
+            assert!(
+                received.keys().any(|(r, _, x)| *r == i && x == h),
+                "node {i} ({}) got {h} by no message",
+                node.id()
+            );
+        }
+    }
+    let stats: Vec<_> = nodes.iter().map(|n| n.sync.stats()).collect();
+    let broadcast: u64 = stats.iter().map(|s| s.txs_broadcast).sum();
+    let announced: u64 = stats.iter().map(|s| s.txs_announced).sum();
+    let fetched: u64 = stats.iter().map(|s| s.txs_fetched).sum();
+    eprintln!(
+        "{}: 500 txs in every pool after {took:?}: {} per-peer sends ({broadcast} whole, \
+         {announced} announced), {fetched} fetched",
+        nodes[0].net.server_kind(),
+        received.len(),
+    );
+    // Each transaction crosses each of the 6 links at most once each way.
+    assert!(received.len() <= 500 * 2 * LINKS.len());
+    assert!(broadcast > 0 && announced > 0 && fetched > 0);
+    for c in counters {
+        c.abort();
+    }
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_reach_every_pool_once_on_rlpx() {
+    transactions_reach_every_pool_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_reach_every_pool_once_on_the_stream_stack() {
+    transactions_reach_every_pool_once(true).await;
+}
+
+/// A block produced at node 0 (with transactions from its pool) reaches every node,
+/// over NewBlock, NewBlockHashes and BlockRangeUpdate links alike; no block is sent back
+/// to the node it came from nor twice to a peer; the block's transactions leave every
+/// pool. Then a running producer's blocks are followed.
+async fn produced_blocks_reach_every_node(use_p2p_server: bool) {
+    let nodes = five_nodes(use_p2p_server, |_| PoolConfig::devnet()).await;
+    let (received, counters) = count_received(&nodes);
+    // Transactions spread first, so that including them empties every pool.
+    let txs = transfers(20, 100);
+    let hashes: Vec<B256> = txs.iter().map(|t| *t.hash()).collect();
+    nodes[0].pool.add_all(txs);
+    assert!(
+        eventually(SECS, || nodes
+            .iter()
+            .all(|n| hashes.iter().all(|h| n.pool.contains(h))))
+        .await
+    );
+
+    let producer = Producer::new(&nodes[0].sync).unwrap();
+    let block = producer.produce().await.unwrap();
+    let hash = block.hash();
+    assert_eq!(block.number(), 11);
+    assert_eq!(block.body.transactions.len(), 20);
+    assert_eq!(nodes[0].chain.head().hash, hash);
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            wait_head(n, hash, SECS).await,
+            "node {i} at {:?}",
+            n.chain.head()
+        );
+    }
+    assert!(
+        eventually(SECS, || nodes.iter().all(|n| n.pool.is_empty())).await,
+        "pools: {:?}",
+        nodes.iter().map(|n| n.pool.len()).collect::<Vec<_>>()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*received.lagged.lock().unwrap(), 0);
+    {
+        let blocks = received.blocks.lock().unwrap();
+        let of_block: Vec<_> = blocks.iter().filter(|((_, _, h), _)| *h == hash).collect();
+        assert!(
+            of_block.iter().all(|(_, &n)| n == 1),
+            "sent twice: {of_block:?}"
+        );
+        assert!(
+            of_block.iter().all(|((r, _, _), _)| *r != 0),
+            "sent back to its producer: {of_block:?}"
+        );
+        // Every node but the producer was told by some neighbour.
+        for i in 1..5 {
+            assert!(
+                of_block.iter().any(|((r, _, _), _)| *r == i),
+                "node {i} never told"
+            );
+        }
+    }
+    let stats: Vec<_> = nodes.iter().map(|n| n.sync.stats()).collect();
+    assert!(
+        stats.iter().map(|s| s.range_updates_sent).sum::<u64>() > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .iter()
+            .map(|s| s.new_blocks_sent + s.block_hashes_sent)
+            .sum::<u64>()
+            > 0,
+        "{stats:?}"
+    );
+
+    // A running producer: every node follows.
+    let running = producer.spawn(Duration::from_millis(300));
+    assert!(
+        eventually(SECS, || nodes[0].chain.head().number >= 14).await,
+        "producer stalled"
+    );
+    running.stop().await;
+    let head = nodes[0].chain.head().hash;
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            wait_head(n, head, SECS).await,
+            "node {i} at {:?}",
+            n.chain.head()
+        );
+    }
+    eprintln!(
+        "{}: blocks relayed; stats {:?}",
+        nodes[0].net.server_kind(),
+        stats
+    );
+    for c in counters {
+        c.abort();
+    }
+    for n in &nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_blocks_reach_every_node_on_rlpx() {
+    produced_blocks_reach_every_node(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_blocks_reach_every_node_on_the_stream_stack() {
+    produced_blocks_reach_every_node(true).await;
+}
+
+// ---- bounds under a flood --------------------------------------------------------------
+
+/// A node whose pool holds 100 transactions is sent 1000: its pool stays at 100, the
+/// rest is refused or never fetched, and it keeps relaying to a third node.
+async fn pool_bounds_hold_under_a_flood(use_p2p_server: bool) {
+    let small = PoolConfig {
+        max_count: 100,
+        ..PoolConfig::devnet()
+    };
+    let all = EthVersion::ALL;
+    let source = node(use_p2p_server, 0, &all, PoolConfig::devnet(), sync_config()).await;
+    let bounded = node(use_p2p_server, 0, &all, small, sync_config()).await;
+    let third = node(use_p2p_server, 0, &all, PoolConfig::devnet(), sync_config()).await;
+    connect(&bounded, &source).await;
+    connect(&bounded, &third).await;
+    let (received, counters) = count_received(std::slice::from_ref(&source));
+
+    let txs = transfers(1000, 200);
+    source.pool.add_all(txs);
+    assert!(eventually(SECS, || bounded.pool.len() == 100).await);
+    assert!(eventually(SECS, || third.pool.len() == 100).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bounded.pool.len(), 100);
+    assert_eq!(
+        third.pool.len(),
+        100,
+        "relayed only what the middle node holds"
+    );
+    // What the middle node keeps, it does not send back to where it came from.
+    assert_eq!(
+        received.txs.lock().unwrap().len(),
+        0,
+        "transactions sent back"
+    );
+    for c in counters {
+        c.abort();
+    }
+    let stats = bounded.sync.stats();
+    eprintln!("{}: flood {stats:?}", bounded.net.server_kind());
+    for n in [&source, &bounded, &third] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_bounds_hold_under_a_flood_on_rlpx() {
+    pool_bounds_hold_under_a_flood(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_bounds_hold_under_a_flood_on_the_stream_stack() {
+    pool_bounds_hold_under_a_flood(true).await;
+}
