@@ -513,6 +513,7 @@ async fn lookup_task(
             }
             Err(e) => debug!(error = %e, "lookup failed"),
         }
+        ask_neighbours(&discv5, &shared, &cancel).await;
         for enr in discv5.table_entries_enr() {
             shared.offer(&enr);
         }
@@ -520,6 +521,35 @@ async fn lookup_task(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Table entries asked for their neighbours each round.
+const NEIGHBOUR_QUERIES: usize = 8;
+/// The log-distances asked for: the top eleven cover all but 1/2048 of the id
+/// space, so in a small network every node learns every other one in one round
+/// rather than when a random lookup happens to land near it.
+const NEIGHBOUR_DISTANCES: std::ops::RangeInclusive<u64> = 246..=256;
+
+/// Asks a few table entries for the nodes they know, adds those to the table and
+/// offers them. Random lookups alone rarely reach every node of a small network.
+async fn ask_neighbours(discv5: &Arc<Discv5>, shared: &Arc<Shared>, cancel: &CancellationToken) {
+    let mut entries = discv5.table_entries_enr();
+    entries.truncate(NEIGHBOUR_QUERIES);
+    let queries = entries.into_iter().map(|enr| {
+        let query = discv5.find_node_designated_peer(enr, NEIGHBOUR_DISTANCES.rev().collect());
+        tokio::time::timeout(Duration::from_secs(5), query)
+    });
+    let answers = tokio::select! {
+        _ = cancel.cancelled() => return,
+        answers = futures::future::join_all(queries) => answers,
+    };
+    let local = discv5.local_enr().node_id();
+    for enr in answers.into_iter().flatten().flatten().flatten() {
+        if enr.node_id() != local {
+            let _ = discv5.add_enr(enr.clone());
+            shared.offer(&enr);
         }
     }
 }
