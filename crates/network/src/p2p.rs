@@ -247,9 +247,15 @@ impl P2pServer {
                 }
                 let permits = Arc::new(Semaphore::new(MAX_NEGOTIATING_INBOUND));
                 let config = &self.shared.config;
-                let mut keepalive = tokio::time::interval(config.ping_interval);
-                keepalive.tick().await;
-                let mut idle_check = tokio::time::interval(config.idle_timeout / 4);
+                // First ticks one period from now: awaiting an immediate first tick
+                // would hold every new connection for a timer tick (~1 ms).
+                let start = tokio::time::Instant::now();
+                let mut keepalive =
+                    tokio::time::interval_at(start + config.ping_interval, config.ping_interval);
+                let mut idle_check = tokio::time::interval_at(
+                    start + config.idle_timeout / 4,
+                    config.idle_timeout / 4,
+                );
                 let mut idle_since = Instant::now();
                 loop {
                     tokio::select! {

@@ -451,9 +451,11 @@ impl RlpxServer {
             write_loop(writer, control_rx, frames_rx, handle.closed.clone()).in_current_span(),
         );
 
-        let mut keepalive = tokio::time::interval(self.shared.config.rlpx_ping_interval);
+        // First tick one period from now: awaiting an immediate first tick would hold
+        // every new session for a timer tick (~1 ms).
+        let period = self.shared.config.rlpx_ping_interval;
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        keepalive.tick().await;
         let mut awaiting_pong = false;
         // Set once we queued a Disconnect: the writer then ends the session itself.
         let mut closing = false;

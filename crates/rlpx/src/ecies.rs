@@ -115,6 +115,12 @@ pub(crate) fn decrypt(
     let tag_at = rest.len().checked_sub(TAG_LEN).ok_or(Error::EciesDecrypt)?;
     let (ciphertext, tag) = rest.split_at(tag_at);
 
+    // Only the uncompressed form (0x04), as go-ethereum reads it: libsecp256k1
+    // would also take the hybrid forms 0x06/0x07, and R is outside the MAC, so a
+    // flipped prefix bit would otherwise still decrypt.
+    if r.first() != Some(&0x04) {
+        return Err(Error::EciesDecrypt);
+    }
     let r = PublicKey::from_slice(r).map_err(|_| Error::EciesDecrypt)?;
     let (ke, km) = derive_keys(&ecdh_x(&r, secret));
     hmac(&km, iv, ciphertext, shared_mac_data)
@@ -152,6 +158,21 @@ mod tests {
         }
         for len in 0..packet.len() {
             assert!(decrypt(&sk, &packet[..len], b"\x01\x02").is_err());
+        }
+    }
+
+    #[test]
+    fn hybrid_ephemeral_key_is_refused() {
+        let mut rng = thread_rng();
+        let sk = random_secret_key(&mut rng);
+        let pk = PublicKey::from_secret_key(SECP256K1, &sk);
+        let mut packet = Vec::new();
+        encrypt(&mut rng, &pk, b"hello ecies", b"", &mut packet);
+        // 0x06 / 0x07 name the same point when they match y's parity: still refused.
+        for prefix in [0x06u8, 0x07] {
+            let mut bad = packet.clone();
+            bad[0] = prefix;
+            assert!(decrypt(&sk, &bad, b"").is_err(), "prefix {prefix:#x}");
         }
     }
 }

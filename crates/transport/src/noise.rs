@@ -50,6 +50,8 @@ struct HandshakePayload {
 /// process, and the signature that binds it to the node key.
 pub struct NoiseIdentity {
     private: Vec<u8>,
+    /// The static key pair, for the resolver (it skips re-deriving the public key).
+    static_key: StaticKey,
     payload: Vec<u8>,
 }
 
@@ -78,16 +80,136 @@ impl NoiseIdentity {
             identity_sig: key.sign(&signed),
         }
         .encode_to_vec();
+        let (Ok(private), Ok(public)) = (
+            <[u8; 32]>::try_from(keypair.private.as_slice()),
+            <[u8; 32]>::try_from(keypair.public.as_slice()),
+        ) else {
+            return Err(Error::Noise("unexpected x25519 key length".into()));
+        };
         Ok(Self {
             private: keypair.private,
+            static_key: StaticKey { private, public },
             payload,
         })
     }
 
     fn builder(&self) -> Result<snow::Builder<'_>, Error> {
-        snow::Builder::new(params())
+        let resolver = Resolver {
+            static_key: self.static_key,
+        };
+        snow::Builder::with_resolver(params(), Box::new(resolver))
             .local_private_key(&self.private)
             .map_err(noise_err)
+    }
+}
+
+/// An x25519 key pair.
+#[derive(Clone, Copy)]
+struct StaticKey {
+    private: [u8; 32],
+    public: [u8; 32],
+}
+
+/// The handshake's crypto: ring's hash, cipher and random numbers (what snow's
+/// `ring-accelerated` builder picks) and X25519 from curve25519-dalek, as snow
+/// does it, except that the node's static public key is computed once, not
+/// again for every handshake.
+struct Resolver {
+    static_key: StaticKey,
+}
+
+impl snow::resolvers::CryptoResolver for Resolver {
+    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+        snow::resolvers::RingResolver.resolve_rng()
+    }
+
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+        match choice {
+            snow::params::DHChoice::Curve25519 => Some(Box::new(X25519 {
+                key: StaticKey {
+                    private: [0; 32],
+                    public: [0; 32],
+                },
+                known: self.static_key,
+            })),
+            _ => None,
+        }
+    }
+
+    fn resolve_hash(
+        &self,
+        choice: &snow::params::HashChoice,
+    ) -> Option<Box<dyn snow::types::Hash>> {
+        snow::resolvers::RingResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(
+        &self,
+        choice: &snow::params::CipherChoice,
+    ) -> Option<Box<dyn snow::types::Cipher>> {
+        snow::resolvers::RingResolver.resolve_cipher(choice)
+    }
+}
+
+/// X25519 for snow. Key generation uses curve25519-dalek's precomputed
+/// basepoint tables (snow turns them off; the transport turns them on).
+struct X25519 {
+    key: StaticKey,
+    /// The node's static key pair: `set` with its private key needs no work.
+    known: StaticKey,
+}
+
+impl X25519 {
+    fn derive(&mut self) {
+        self.key.public = if self.key.private == self.known.private {
+            self.known.public
+        } else {
+            curve25519_dalek::MontgomeryPoint::mul_base_clamped(self.key.private).to_bytes()
+        };
+    }
+}
+
+impl snow::types::Dh for X25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+
+    fn pub_len(&self) -> usize {
+        32
+    }
+
+    fn priv_len(&self) -> usize {
+        32
+    }
+
+    fn set(&mut self, privkey: &[u8]) {
+        let n = privkey.len().min(32);
+        self.key.private = [0; 32];
+        self.key.private[..n].copy_from_slice(&privkey[..n]);
+        self.derive();
+    }
+
+    fn generate(&mut self, rng: &mut dyn snow::types::Random) -> Result<(), snow::Error> {
+        rng.try_fill_bytes(&mut self.key.private)?;
+        self.derive();
+        Ok(())
+    }
+
+    fn pubkey(&self) -> &[u8] {
+        &self.key.public
+    }
+
+    fn privkey(&self) -> &[u8] {
+        &self.key.private
+    }
+
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let (Some(remote), true) = (pubkey.first_chunk::<32>(), out.len() >= 32) else {
+            return Err(snow::Error::Dh);
+        };
+        let shared = curve25519_dalek::MontgomeryPoint(*remote).mul_clamped(self.key.private);
+        out[..32].copy_from_slice(shared.as_bytes());
+        Ok(())
     }
 }
 
@@ -706,6 +828,37 @@ mod tests {
         junk.extend_from_slice(&[7u8; 40]);
         let io = Cursor::new(junk);
         assert!(handshake_responder(io, &ib).await.is_err());
+    }
+
+    #[test]
+    fn x25519_agrees_and_knows_its_static_key() {
+        use snow::resolvers::CryptoResolver;
+        let (id, _) = pair();
+        let resolver = Resolver {
+            static_key: id.static_key,
+        };
+        let choice = snow::params::DHChoice::Curve25519;
+        let mut rng = resolver.resolve_rng().unwrap();
+        let (mut a, mut b) = (
+            resolver.resolve_dh(&choice).unwrap(),
+            resolver.resolve_dh(&choice).unwrap(),
+        );
+        a.generate(&mut *rng).unwrap();
+        b.generate(&mut *rng).unwrap();
+        let (mut ab, mut ba) = ([0u8; 32], [0u8; 32]);
+        a.dh(b.pubkey(), &mut ab).unwrap();
+        b.dh(a.pubkey(), &mut ba).unwrap();
+        assert_eq!(ab, ba);
+        // The static key's public half comes from the identity, and is right.
+        let mut s = resolver.resolve_dh(&choice).unwrap();
+        s.set(&id.private);
+        assert_eq!(s.pubkey(), id.static_key.public);
+        let derived = curve25519_dalek::MontgomeryPoint::mul_base_clamped(id.static_key.private);
+        assert_eq!(s.pubkey(), derived.as_bytes());
+        // Another private key is derived, not taken from the cache.
+        s.set(a.privkey());
+        assert_eq!(s.pubkey(), a.pubkey());
+        assert!(a.dh(&[0u8; 31], &mut ab).is_err());
     }
 
     #[test]
