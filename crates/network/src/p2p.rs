@@ -196,6 +196,14 @@ impl P2pServer {
             mut incoming,
         } = conn;
         let peer = info.peer_id;
+        if self.shared.shutdown.is_cancelled() {
+            // A dial or upgrade that was under way when shutdown began.
+            tokio::spawn(async move {
+                self.goodbye(&control, DisconnectReason::ClientQuitting)
+                    .await
+            });
+            return;
+        }
         let active = Arc::new(AtomicUsize::new(0));
         let handle = ConnHandle {
             id: self.shared.peers.next_id(),
@@ -257,9 +265,24 @@ impl P2pServer {
                     config.idle_timeout / 4,
                 );
                 let mut idle_since = Instant::now();
+                let shutdown = self.shared.shutdown.clone();
+                let mut quitting = false;
                 loop {
                     tokio::select! {
+                        biased;
                         _ = control.closed() => break,
+                        // Each connection says its own goodbye, so one admitted while
+                        // shutdown began is not missed. Inbound streams are still served
+                        // meanwhile: the peer may be saying goodbye to us at once.
+                        _ = shutdown.cancelled(), if !quitting => {
+                            quitting = true;
+                            self.shared.peers.set_reason(&peer, DisconnectReason::ClientQuitting, false);
+                            let server = self.clone();
+                            let control = control.clone();
+                            self.shared.tasks.spawn(async move {
+                                server.goodbye(&control, DisconnectReason::ClientQuitting).await;
+                            }.in_current_span());
+                        }
                         _ = keepalive.tick() => {
                             let server = self.clone();
                             self.shared.tasks.spawn(async move { server.keepalive(peer).await }.in_current_span());
@@ -603,12 +626,8 @@ impl P2pServer {
     /// Stops accepting, says goodbye (ClientQuitting) to every peer, and waits a
     /// bounded time for connections to close.
     pub(crate) async fn shutdown(&self) {
+        // Every connection's task sees this and says goodbye (ClientQuitting).
         self.shared.shutdown.cancel();
-        let peers = self.shared.peers.ids();
-        let goodbyes = peers
-            .iter()
-            .map(|p| self.disconnect(p, DisconnectReason::ClientQuitting));
-        futures::future::join_all(goodbyes).await;
         self.shared.tasks.close();
         if tokio::time::timeout(Duration::from_secs(3), self.shared.tasks.wait())
             .await

@@ -527,9 +527,15 @@ impl RlpxServer {
         // Handlers see their streams end. A queued Disconnect is the writer's to
         // send; otherwise there is nothing left to write.
         drop(routes);
-        if !closing {
-            handle.closed.cancel();
+        if closing {
+            // Our Disconnect is queued: a peer that reads it closes the socket, and
+            // seeing that here ends the session without sitting out the grace.
+            let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
+                while reader.recv().await.is_ok() {}
+            })
+            .await;
         }
+        handle.closed.cancel();
         if tokio::time::timeout(DISCONNECT_GRACE * 2, writer_task)
             .await
             .is_err()
@@ -643,7 +649,10 @@ async fn write_loop(
                         }
                         writer.disconnect(reason).await?;
                         // Give the peer a moment to read it and close first.
-                        tokio::time::sleep(DISCONNECT_GRACE).await;
+                        tokio::select! {
+                            _ = closed.cancelled() => {}
+                            _ = tokio::time::sleep(DISCONNECT_GRACE) => {}
+                        }
                         return Ok(());
                     }
                     None => return Ok(()),

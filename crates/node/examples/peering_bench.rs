@@ -4,7 +4,9 @@
 //! ```text
 //! cargo run --release -p devmux-node --example peering_bench -- --nodes 10,30,60
 //! ```
-//! Prints a markdown table. Every node listens on 127.0.0.1 (TCP and UDP port 0).
+//! Prints a markdown table: the median of `--runs` runs, with min–max. Every node
+//! listens on 127.0.0.1 (TCP and UDP port 0). Progress and the time each network
+//! takes to start and stop go to stderr.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,24 @@ struct Args {
     /// Give up after this many seconds per run.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
+    /// Runs per network size and server.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+/// `median (min–max)` in seconds, or `timeout` if any run timed out.
+fn summary(mut runs: Vec<Option<Duration>>) -> String {
+    if runs.is_empty() || runs.iter().any(Option::is_none) {
+        return "timeout".to_string();
+    }
+    runs.sort();
+    let secs = |d: &Option<Duration>| d.unwrap_or_default().as_secs_f64();
+    format!(
+        "{:.2} s ({:.2}–{:.2})",
+        secs(&runs[runs.len() / 2]),
+        secs(&runs[0]),
+        secs(&runs[runs.len() - 1])
+    )
 }
 
 async fn run(n: usize, stream_stack: bool, timeout: Duration) -> anyhow::Result<Option<Duration>> {
@@ -40,22 +60,38 @@ async fn run(n: usize, stream_stack: bool, timeout: Duration) -> anyhow::Result<
         c.bootnodes = vec![enr.clone()];
         nodes.push(Node::start(c).await?);
     }
+    let booted = started.elapsed();
     let want = (n - 1).min(8);
+    let mut next_report = Duration::from_secs(5);
     let result = loop {
-        if nodes
+        let counts: Vec<usize> = nodes
             .iter()
-            .all(|node| node.network().peers().len() >= want)
-        {
+            .map(|node| node.network().peers().len())
+            .collect();
+        if counts.iter().all(|&c| c >= want) {
             break Some(started.elapsed());
         }
         if started.elapsed() > timeout {
             break None;
         }
+        if started.elapsed() > next_report {
+            next_report += Duration::from_secs(5);
+            eprintln!(
+                "  {n} nodes ({}): {:.0?}, {} of {n} at ≥ {want} peers, fewest {}",
+                if stream_stack { "stream stack" } else { "RLPx" },
+                started.elapsed(),
+                counts.iter().filter(|&&c| c >= want).count(),
+                counts.iter().min().copied().unwrap_or(0),
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    for node in nodes {
-        node.stop().await;
-    }
+    let stopping = Instant::now();
+    futures::future::join_all(nodes.into_iter().map(Node::stop)).await;
+    eprintln!(
+        "  {n} nodes: started in {booted:.1?}, stopped in {:.1?}",
+        stopping.elapsed()
+    );
     Ok(result)
 }
 
@@ -67,11 +103,11 @@ async fn main() -> anyhow::Result<()> {
     for &n in &args.nodes {
         let mut cells = Vec::new();
         for stream_stack in [false, true] {
-            let took = run(n, stream_stack, Duration::from_secs(args.timeout)).await?;
-            cells.push(took.map_or_else(
-                || "timeout".to_string(),
-                |d| format!("{:.1} s", d.as_secs_f64()),
-            ));
+            let mut runs = Vec::new();
+            for _ in 0..args.runs {
+                runs.push(run(n, stream_stack, Duration::from_secs(args.timeout)).await?);
+            }
+            cells.push(summary(runs));
         }
         println!(
             "| {n} | ≥ {} | {} | {} |",

@@ -9,14 +9,93 @@ use std::task::{Context, Poll};
 use devmux_identity::{PeerId, PublicKey};
 use futures::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, Instrument};
 
 use crate::Error;
 
 /// A yamux stream: a reliable, ordered byte stream inside a connection
 /// (`futures::io::AsyncRead + AsyncWrite`).
-pub type Stream = yamux::Stream;
+///
+/// Once its connection has ended, a read that would wait returns end-of-stream
+/// and a write that would wait fails. yamux 0.14 wakes no stream when the
+/// connection is closed from our side (`poll_close`), only when the remote or an
+/// error ends it, so without this a handler waiting on a read would outlive its
+/// connection for good.
+pub struct Stream {
+    inner: yamux::Stream,
+    connection_ended: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Stream {
+    fn new(inner: yamux::Stream, connection_ended: &CancellationToken) -> Self {
+        Self {
+            inner,
+            connection_ended: Box::pin(connection_ended.clone().cancelled_owned()),
+        }
+    }
+
+    /// After the inner stream returned `Pending`: whether it never will be woken.
+    fn connection_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        self.connection_ended.as_mut().poll(cx).is_ready()
+    }
+
+    /// What a write on a stream of an ended connection gets.
+    fn ended_error() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed")
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Ok(0)),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Err(Self::ended_error())),
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Err(Self::ended_error())),
+            other => other,
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_close(cx) {
+            // Closing a stream whose connection is gone has nothing left to do.
+            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
 
 /// Which side opened the TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +215,7 @@ impl Connection {
             in_tx,
             close: Box::pin(close.clone().cancelled_owned()),
             closing: false,
+            ended: closed.clone(),
         };
         let closed_done = closed.clone();
         tokio::spawn(
@@ -166,8 +246,10 @@ struct Driver<T> {
     open_rx_done: bool,
     pending_open: Option<OpenRequest>,
     in_tx: mpsc::Sender<Stream>,
-    close: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    close: Pin<Box<WaitForCancellationFutureOwned>>,
     closing: bool,
+    /// Cancelled when the driver task ends; every stream handed out watches it.
+    ended: CancellationToken,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
@@ -203,7 +285,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                 }
                 match this.conn.poll_new_outbound(cx) {
                     Poll::Ready(result) => {
-                        let _ = req.send(result.map_err(Error::from));
+                        let stream = result
+                            .map(|s| Stream::new(s, &this.ended))
+                            .map_err(Error::from);
+                        let _ = req.send(stream);
                         continue;
                     }
                     Poll::Pending => this.pending_open = Some(req),
@@ -213,6 +298,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             // Inbound, which also drives all of the connection's I/O.
             match this.conn.poll_next_inbound(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
+                    let stream = Stream::new(stream, &this.ended);
                     if let Err(mpsc::error::TrySendError::Full(stream)) =
                         this.in_tx.try_send(stream)
                     {
@@ -233,5 +319,82 @@ impl<T> Driver<T> {
     /// Nobody can open or receive streams any more: close.
     fn idle_and_abandoned(&self) -> bool {
         self.open_rx_done && self.pending_open.is_none() && self.in_tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use devmux_identity::NodeKey;
+    use futures::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::{Config, Listener, Upgrader};
+
+    /// A connection pair on 127.0.0.1: (dialer's, listener's).
+    async fn pair() -> (super::Connection, super::Connection) {
+        let server = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), server)
+            .await
+            .unwrap();
+        let client = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
+        let (dialed, accepted) =
+            tokio::join!(client.dial(listener.local_addr(), None), listener.accept());
+        (dialed.unwrap(), accepted.unwrap().unwrap())
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_a_connection_ends_waiting_reads_on_both_ends() {
+        let (ours, mut theirs) = pair().await;
+        let mut our_stream = ours.control.open_stream().await.unwrap();
+        our_stream.write_all(b"x").await.unwrap();
+        our_stream.flush().await.unwrap();
+        let mut their_stream = theirs.incoming.next().await.unwrap();
+        let mut byte = [0u8; 1];
+        their_stream.read_exact(&mut byte).await.unwrap();
+
+        // Both ends now wait for data that will never come.
+        let our_read = tokio::spawn(async move { our_stream.read(&mut [0u8; 16]).await });
+        let their_read = tokio::spawn(async move { their_stream.read(&mut [0u8; 16]).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!our_read.is_finished() && !their_read.is_finished());
+
+        ours.control.close();
+        // End of stream or an error: either way the reader is free to go.
+        let ours_read = tokio::time::timeout(DEADLINE, our_read).await;
+        let theirs_read = tokio::time::timeout(DEADLINE, their_read).await;
+        let ours_read = ours_read.expect("our read outlived our close").unwrap();
+        assert!(!matches!(ours_read, Ok(n) if n > 0), "{ours_read:?}");
+        let theirs_read = theirs_read.expect("their read outlived our close").unwrap();
+        assert!(!matches!(theirs_read, Ok(n) if n > 0), "{theirs_read:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_a_connection_fails_a_write_waiting_for_window() {
+        let (ours, mut theirs) = pair().await;
+        let mut stream = ours.control.open_stream().await.unwrap();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            // The remote never reads, so this stops at the stream's receive window.
+            for _ in 0..1024 {
+                stream.write_all(&chunk).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let _unread = theirs.incoming.next().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !writer.is_finished(),
+            "the window should have stopped the writer"
+        );
+
+        ours.control.close();
+        let result = tokio::time::timeout(DEADLINE, writer)
+            .await
+            .expect("a write outlived its connection")
+            .unwrap();
+        assert!(result.is_err());
     }
 }
