@@ -417,10 +417,7 @@ impl Network {
 
     /// The connected peers.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        match &*self.server {
-            Server::P2p(s) => s.peers(),
-            Server::Rlpx(s) => s.peers(),
-        }
+        self.table().infos()
     }
 
     /// Disconnects `peer`, telling it `reason`.
@@ -496,26 +493,17 @@ impl Network {
 
     /// Whether `peer` is connected.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
-        match &*self.server {
-            Server::P2p(s) => s.is_connected(peer),
-            Server::Rlpx(s) => s.is_connected(peer),
-        }
+        self.table().contains(peer)
     }
 
     /// Connected peers that we dialed.
     pub fn outbound_count(&self) -> usize {
-        match &*self.server {
-            Server::P2p(s) => s.count(Direction::Outbound),
-            Server::Rlpx(s) => s.count(Direction::Outbound),
-        }
+        self.table().count(Direction::Outbound)
     }
 
     /// Connected peers that dialed us.
     pub fn inbound_count(&self) -> usize {
-        match &*self.server {
-            Server::P2p(s) => s.count(Direction::Inbound),
-            Server::Rlpx(s) => s.count(Direction::Inbound),
-        }
+        self.table().count(Direction::Inbound)
     }
 
     /// Bans `peer` for `duration` (stored if the pool has a store) and disconnects
@@ -536,9 +524,13 @@ impl Network {
     }
 
     fn pool(&self) -> &std::sync::Arc<pool::PeerPool> {
+        self.table().pool()
+    }
+
+    fn table(&self) -> &dyn peers::PeerIndex {
         match &*self.server {
-            Server::P2p(s) => s.pool(),
-            Server::Rlpx(s) => s.pool(),
+            Server::P2p(s) => s.table(),
+            Server::Rlpx(s) => s.table(),
         }
     }
 

@@ -20,12 +20,12 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
 use crate::message::{ActivityGuard, BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::peers::{Admission, PeerTable};
+use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
 use crate::{
-    DisconnectReason, Error, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo, Penalty, ProtocolId,
-    Registrar, ServerKind,
+    DisconnectReason, Error, NetworkConfig, NetworkEvent, PeerCtx, Penalty, ProtocolId, Registrar,
+    ServerKind,
 };
 
 /// How long a goodbye waits for the peer to close its side (WIRE.md §1).
@@ -565,33 +565,16 @@ impl P2pServer {
         self.shared.upgrader.stats()
     }
 
-    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
-        self.shared.peers.infos()
-    }
-
-    pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
-        self.shared.peers.contains(peer)
-    }
-
-    pub(crate) fn count(&self, direction: Direction) -> usize {
-        self.shared.peers.count(direction)
-    }
-
-    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
-        self.shared.peers.pool()
+    pub(crate) fn table(&self) -> &dyn PeerIndex {
+        &self.shared.peers
     }
 
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
-        let Some(below_floor) = self.shared.peers.penalize(&peer, penalty) else {
-            return;
-        };
-        warn!(%peer, ?penalty, %why, "peer penalised");
-        self.emit(NetworkEvent::PeerPenalized {
-            peer,
-            penalty,
-            reason: why,
-        });
-        if below_floor {
+        if self
+            .shared
+            .peers
+            .penalize(&peer, penalty, why, &self.shared.events)
+        {
             let server = self.clone();
             tokio::spawn(async move {
                 server

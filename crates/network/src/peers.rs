@@ -8,9 +8,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use devmux_identity::PeerId;
+use tokio::sync::broadcast;
+use tracing::warn;
 
 use crate::pool::{Census, Origin, PeerPool};
-use crate::{Direction, DisconnectReason, PeerInfo, Penalty, ProtocolId, ServerKind};
+use crate::{Direction, DisconnectReason, NetworkEvent, PeerInfo, Penalty, ProtocolId, ServerKind};
+
+/// What the network reads from either server's peer table, whatever the
+/// server's connection handle type.
+pub(crate) trait PeerIndex {
+    /// The connected peers.
+    fn infos(&self) -> Vec<PeerInfo>;
+    /// Whether `peer` is connected.
+    fn contains(&self, peer: &PeerId) -> bool;
+    /// Connected peers in `direction`.
+    fn count(&self, direction: Direction) -> usize;
+    /// The admission and reputation policy.
+    fn pool(&self) -> &Arc<PeerPool>;
+}
 
 /// One connected peer. `H` is the server's handle to the connection.
 pub(crate) struct PeerEntry<H> {
@@ -70,10 +85,6 @@ impl<H: Clone> PeerTable<H> {
         let local_is_smaller = self.local.to_bytes() < peer.to_bytes();
         // Outbound connections were dialed by us.
         (new == Direction::Outbound) == local_is_smaller
-    }
-
-    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
-        &self.pool
     }
 
     /// Decides on a connection to `peer` from `addr` against the connected set.
@@ -158,14 +169,6 @@ impl<H: Clone> PeerTable<H> {
         (conn_id, admission)
     }
 
-    /// Connected peers in `direction`.
-    pub(crate) fn count(&self, direction: Direction) -> usize {
-        self.lock()
-            .values()
-            .filter(|e| e.direction == direction)
-            .count()
-    }
-
     /// Removes the peer if `conn_id` is still its connection; returns the reason
     /// recorded for the disconnect.
     pub(crate) fn remove(
@@ -192,10 +195,6 @@ impl<H: Clone> PeerTable<H> {
         self.lock().get(peer).map(|e| e.handle.clone())
     }
 
-    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
-        self.lock().contains_key(peer)
-    }
-
     pub(crate) fn ids(&self) -> Vec<PeerId> {
         self.lock().keys().copied().collect()
     }
@@ -215,16 +214,32 @@ impl<H: Clone> PeerTable<H> {
         }
     }
 
-    /// Lowers the peer's reputation; `Some(true)` if it fell below the floor (and
-    /// is banned now), `None` if it is not connected.
-    pub(crate) fn penalize(&self, peer: &PeerId, penalty: Penalty) -> Option<bool> {
+    /// Lowers a connected peer's reputation and reports it (log and
+    /// [`NetworkEvent::PeerPenalized`]). True if it fell below the floor and is
+    /// banned now: the server then disconnects it. Unknown peers are ignored.
+    pub(crate) fn penalize(
+        &self,
+        peer: &PeerId,
+        penalty: Penalty,
+        why: String,
+        events: &broadcast::Sender<NetworkEvent>,
+    ) -> bool {
         if !self.contains(peer) {
-            return None;
+            return false;
         }
-        Some(self.pool.penalize(*peer, penalty.cost()).1)
+        let below_floor = self.pool.penalize(*peer, penalty.cost()).1;
+        warn!(%peer, ?penalty, %why, "peer penalised");
+        let _ = events.send(NetworkEvent::PeerPenalized {
+            peer: *peer,
+            penalty,
+            reason: why,
+        });
+        below_floor
     }
+}
 
-    pub(crate) fn infos(&self) -> Vec<PeerInfo> {
+impl<H: Clone> PeerIndex for PeerTable<H> {
+    fn infos(&self) -> Vec<PeerInfo> {
         self.lock()
             .iter()
             .map(|(id, e)| PeerInfo {
@@ -236,6 +251,21 @@ impl<H: Clone> PeerTable<H> {
                 reputation: self.pool.reputation(id),
             })
             .collect()
+    }
+
+    fn contains(&self, peer: &PeerId) -> bool {
+        self.lock().contains_key(peer)
+    }
+
+    fn count(&self, direction: Direction) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.direction == direction)
+            .count()
+    }
+
+    fn pool(&self) -> &Arc<PeerPool> {
+        &self.pool
     }
 }
 
@@ -297,9 +327,18 @@ mod tests {
         );
         t.set_reason(&p, DisconnectReason::UselessPeer, true);
         t.set_reason(&p, DisconnectReason::ClientQuitting, false);
-        assert_eq!(t.penalize(&p, Penalty::Major), Some(false));
-        assert_eq!(t.penalize(&p, Penalty::Fatal), Some(true));
-        assert_eq!(t.penalize(&q, Penalty::Fatal), None);
+        let (events, mut seen) = broadcast::channel(4);
+        assert!(!t.penalize(&p, Penalty::Major, "slow".into(), &events));
+        assert!(matches!(
+            seen.try_recv(),
+            Ok(NetworkEvent::PeerPenalized { peer, penalty: Penalty::Major, reason })
+                if peer == p && reason == "slow"
+        ));
+        assert!(t.penalize(&p, Penalty::Fatal, "forged".into(), &events));
+        // Not connected: nothing happens, nothing is reported.
+        assert!(!t.penalize(&q, Penalty::Fatal, "absent".into(), &events));
+        assert!(seen.try_recv().is_ok());
+        assert!(seen.try_recv().is_err());
         assert_eq!(t.remove(&p, id + 1), None);
         assert_eq!(
             t.remove(&p, id),

@@ -30,12 +30,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::message::{MessageStream, OutboundFrame};
-use crate::peers::{Admission, PeerTable};
+use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
 use crate::{
-    Direction, DisconnectReason, Error, Message, NetworkConfig, NetworkEvent, PeerCtx, PeerInfo,
-    Penalty, ProtocolId, Registrar, ServerKind,
+    Direction, DisconnectReason, Error, Message, NetworkConfig, NetworkEvent, PeerCtx, Penalty,
+    ProtocolId, Registrar, ServerKind,
 };
 
 /// Messages queued per capability before the session task waits for the handler.
@@ -561,33 +561,16 @@ impl RlpxServer {
         &self.shared.stats
     }
 
-    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
-        self.shared.peers.infos()
-    }
-
-    pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
-        self.shared.peers.contains(peer)
-    }
-
-    pub(crate) fn count(&self, direction: Direction) -> usize {
-        self.shared.peers.count(direction)
-    }
-
-    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
-        self.shared.peers.pool()
+    pub(crate) fn table(&self) -> &dyn PeerIndex {
+        &self.shared.peers
     }
 
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
-        let Some(below_floor) = self.shared.peers.penalize(&peer, penalty) else {
-            return;
-        };
-        warn!(%peer, ?penalty, %why, "peer penalised");
-        self.emit(NetworkEvent::PeerPenalized {
-            peer,
-            penalty,
-            reason: why,
-        });
-        if below_floor {
+        if self
+            .shared
+            .peers
+            .penalize(&peer, penalty, why, &self.shared.events)
+        {
             if let Some(handle) = self.shared.peers.handle(&peer) {
                 self.close_with(&peer, &handle, DisconnectReason::BreachOfProtocol);
             }
