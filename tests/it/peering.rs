@@ -195,9 +195,11 @@ async fn inbound_flood(p2p: bool) {
                 Err(_) => return Outcome::Closed,
             };
             if let Some(enode) = enode {
-                let secret =
-                    devmux_rlpx::secp256k1::SecretKey::from_byte_array(&key.secret_bytes())
-                        .unwrap();
+                let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
+                    devmux_rlpx::secp256k1::SECP256K1,
+                    &key.secret_bytes(),
+                )
+                .unwrap();
                 let result = tokio::time::timeout(SECS, async {
                     let ecies =
                         devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;

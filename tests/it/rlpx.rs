@@ -9,7 +9,10 @@ use devmux_network::{
     DisconnectReason, Message, MessageStream, Network, NetworkEvent, NodeKey, PeerCtx, Registrar,
     SessionProtocol,
 };
-use devmux_rlpx::{secp256k1::SecretKey, Capability, EciesStream, Incoming, SessionConfig};
+use devmux_rlpx::{
+    secp256k1::{Keypair, SECP256K1},
+    Capability, EciesStream, Incoming, SessionConfig,
+};
 use devmux_tests::{eventually, start, start_with, test_config, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -222,8 +225,8 @@ struct RawClient {
     writer: devmux_rlpx::SessionWriter<tokio::net::tcp::OwnedWriteHalf>,
 }
 
-fn secret_of(key: &NodeKey) -> SecretKey {
-    SecretKey::from_byte_array(&key.secret_bytes()).unwrap()
+fn secret_of(key: &NodeKey) -> Keypair {
+    Keypair::from_seckey_slice(SECP256K1, &key.secret_bytes()).unwrap()
 }
 
 async fn raw_connect(

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use devmux_identity::NodeKey;
-use devmux_rlpx::secp256k1::SecretKey;
+use devmux_rlpx::secp256k1::{Keypair, SECP256K1};
 use devmux_rlpx::{
-    node_id_of_secret, Capability, EciesStream, Incoming, NodeId, SessionConfig, SessionReader,
-    SessionWriter,
+    node_id, Capability, EciesStream, Incoming, NodeId, SessionConfig, SessionReader, SessionWriter,
 };
 use futures::StreamExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -33,8 +32,11 @@ fn config() -> SessionConfig {
     SessionConfig::new("devmux-bench").with_capability(Capability::new("bench", 1, 4))
 }
 
-fn secret() -> anyhow::Result<SecretKey> {
-    Ok(SecretKey::from_slice(&NodeKey::generate().secret_bytes())?)
+fn secret() -> anyhow::Result<Keypair> {
+    Ok(Keypair::from_seckey_slice(
+        SECP256K1,
+        &NodeKey::generate().secret_bytes(),
+    )?)
 }
 
 type Reader = SessionReader<OwnedReadHalf>;
@@ -43,7 +45,7 @@ type Writer = SessionWriter<OwnedWriteHalf>;
 /// Handshake only (ECIES auth/ack), no Hello.
 async fn ecies_connect(
     addr: SocketAddr,
-    key: &SecretKey,
+    key: &Keypair,
     remote: &NodeId,
 ) -> anyhow::Result<EciesStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
@@ -54,7 +56,7 @@ async fn ecies_connect(
 /// A whole session: ECIES, Hello both ways, split.
 async fn session(
     addr: SocketAddr,
-    key: &SecretKey,
+    key: &Keypair,
     remote: &NodeId,
 ) -> anyhow::Result<(Reader, Writer)> {
     let ecies = ecies_connect(addr, key, remote).await?;
@@ -63,7 +65,7 @@ async fn session(
 }
 
 /// The server side of one connection: sink and echo until the peer leaves.
-async fn serve(tcp: TcpStream, key: SecretKey, sessions: Arc<AtomicUsize>) -> anyhow::Result<()> {
+async fn serve(tcp: TcpStream, key: Keypair, sessions: Arc<AtomicUsize>) -> anyhow::Result<()> {
     let _ = tcp.set_nodelay(true);
     let ecies = EciesStream::accept(tcp, &key).await?;
     let established = ecies.exchange_hello(&config()).await?;
@@ -124,7 +126,7 @@ impl Drop for Server {
 impl Server {
     pub(crate) async fn start() -> anyhow::Result<Self> {
         let key = secret()?;
-        let id = node_id_of_secret(&key);
+        let id = node_id(&key.public_key());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let sessions = Arc::new(AtomicUsize::new(0));
@@ -166,7 +168,7 @@ struct Target {
 pub(crate) struct RlpxEnv {
     serving: Serving,
     target: Target,
-    key: SecretKey,
+    key: Keypair,
     /// With the network's server: a client `Network` and its bench session.
     net_client: Option<(
         devmux_network::Network,
@@ -422,7 +424,7 @@ pub(crate) async fn idle_connections_network(
 async fn idle_sessions(
     addr: SocketAddr,
     id: NodeId,
-    keys: Vec<SecretKey>,
+    keys: Vec<Keypair>,
     concurrency: usize,
 ) -> anyhow::Result<()> {
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(keys)

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use devmux_identity::{Enode, NodeId, NodeKey, PeerId};
 use devmux_rlpx::{
-    secp256k1::SecretKey, Capability, EciesStream, Established, Incoming, SessionConfig,
-    SessionWriter,
+    secp256k1::{Keypair, SECP256K1},
+    Capability, EciesStream, Established, Incoming, SessionConfig, SessionWriter,
 };
 use devmux_transport::{Counted, IoStats};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -65,7 +65,7 @@ struct SessionHandle {
 
 struct RlpxShared {
     key: NodeKey,
-    secret: SecretKey,
+    secret: Keypair,
     registrar: Registrar,
     config: NetworkConfig,
     session: SessionConfig,
@@ -134,7 +134,7 @@ impl RlpxServer {
         events: broadcast::Sender<NetworkEvent>,
         pool: Arc<PeerPool>,
     ) -> Result<Self, Error> {
-        let secret = SecretKey::from_byte_array(&key.secret_bytes())
+        let secret = Keypair::from_seckey_slice(SECP256K1, &key.secret_bytes())
             .map_err(|_| Error::Identity(devmux_identity::Error::InvalidSecretKey))?;
         let tcp = TcpListener::bind(config.listen_addr).await?;
         let listen_addr = tcp.local_addr()?;

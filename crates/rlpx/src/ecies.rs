@@ -72,24 +72,40 @@ pub(crate) fn random_secret_key<R: RngCore + CryptoRng>(rng: &mut R) -> SecretKe
     }
 }
 
-/// Appends `ecies.encrypt(remote, plaintext, shared_mac_data)` to `out`,
-/// encrypting in place in `out`.
+/// The random key `r` of one `ecies.encrypt`, with `R = r·G` already computed:
+/// made ahead of time, it keeps a scalar multiplication off the handshake's path.
+#[derive(Clone)]
+pub(crate) struct EphemeralKey {
+    secret: SecretKey,
+    public: [u8; PUBKEY_LEN],
+}
+
+impl EphemeralKey {
+    pub(crate) fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let secret = random_secret_key(rng);
+        Self {
+            secret,
+            public: PublicKey::from_secret_key(SECP256K1, &secret).serialize_uncompressed(),
+        }
+    }
+}
+
+/// Appends `ecies.encrypt(remote, plaintext, shared_mac_data)` with the random key
+/// `ephemeral` (use each once) to `out`, encrypting in place in `out`.
 pub(crate) fn encrypt<R: RngCore + CryptoRng>(
     rng: &mut R,
+    ephemeral: &EphemeralKey,
     remote: &PublicKey,
     plaintext: &[u8],
     shared_mac_data: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let ephemeral = random_secret_key(rng);
-    let (ke, km) = derive_keys(&ecdh_x(remote, &ephemeral));
+    let (ke, km) = derive_keys(&ecdh_x(remote, &ephemeral.secret));
     let mut iv = [0u8; IV_LEN];
     rng.fill_bytes(&mut iv);
 
     out.reserve(plaintext.len() + ECIES_OVERHEAD);
-    out.extend_from_slice(
-        &PublicKey::from_secret_key(SECP256K1, &ephemeral).serialize_uncompressed(),
-    );
+    out.extend_from_slice(&ephemeral.public);
     out.extend_from_slice(&iv);
     let start = out.len();
     out.extend_from_slice(plaintext);
@@ -144,7 +160,8 @@ mod tests {
         let sk = random_secret_key(&mut rng);
         let pk = PublicKey::from_secret_key(SECP256K1, &sk);
         let mut packet = Vec::new();
-        encrypt(&mut rng, &pk, b"hello ecies", b"\x01\x02", &mut packet);
+        let r = EphemeralKey::generate(&mut rng);
+        encrypt(&mut rng, &r, &pk, b"hello ecies", b"\x01\x02", &mut packet);
         assert_eq!(packet.len(), 11 + ECIES_OVERHEAD);
         assert_eq!(decrypt(&sk, &packet, b"\x01\x02").unwrap(), b"hello ecies");
         // Wrong shared MAC data, wrong key, flipped bits, truncation: all refused.
@@ -167,7 +184,8 @@ mod tests {
         let sk = random_secret_key(&mut rng);
         let pk = PublicKey::from_secret_key(SECP256K1, &sk);
         let mut packet = Vec::new();
-        encrypt(&mut rng, &pk, b"hello ecies", b"", &mut packet);
+        let r = EphemeralKey::generate(&mut rng);
+        encrypt(&mut rng, &r, &pk, b"hello ecies", b"", &mut packet);
         // 0x06 / 0x07 name the same point when they match y's parity: still refused.
         for prefix in [0x06u8, 0x07] {
             let mut bad = packet.clone();

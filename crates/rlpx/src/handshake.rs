@@ -13,7 +13,7 @@ use keccak_asm::{Digest, Keccak256};
 use rand::{thread_rng, CryptoRng, Rng, RngCore};
 use secp256k1::{
     ecdsa::{RecoverableSignature, RecoveryId},
-    Message, PublicKey, SecretKey, SECP256K1,
+    Keypair, Message, PublicKey, SecretKey, SECP256K1,
 };
 
 use crate::{
@@ -105,7 +105,12 @@ fn read_packet(
 }
 
 /// Builds an EIP-8 packet: `size ‖ ecies.encrypt(remote, body ‖ padding, size)`.
-fn seal_eip8<R: RngCore + CryptoRng>(rng: &mut R, remote: &PublicKey, mut body: Vec<u8>) -> Bytes {
+fn seal_eip8<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    ephemeral: &ecies::EphemeralKey,
+    remote: &PublicKey,
+    mut body: Vec<u8>,
+) -> Bytes {
     let padding = rng.gen_range(MIN_PADDING..=MAX_PADDING);
     let start = body.len();
     body.resize(start + padding, 0);
@@ -115,7 +120,7 @@ fn seal_eip8<R: RngCore + CryptoRng>(rng: &mut R, remote: &PublicKey, mut body: 
     let prefix = size.to_be_bytes();
     let mut packet = Vec::with_capacity(2 + usize::from(size));
     packet.extend_from_slice(&prefix);
-    ecies::encrypt(rng, remote, &body, &prefix, &mut packet);
+    ecies::encrypt(rng, ephemeral, remote, &body, &prefix, &mut packet);
     Bytes::from(packet)
 }
 
@@ -322,20 +327,30 @@ impl std::fmt::Debug for Initiator {
 }
 
 impl Initiator {
-    /// Starts a handshake with the node `remote_id`, with a fresh ephemeral key
-    /// and nonce. Fails if `remote_id` is not a valid public key.
-    pub fn new(secret: &SecretKey, remote_id: &NodeId) -> Result<Self, Error> {
+    /// Starts a handshake from `key` (our static key) with the node `remote_id`,
+    /// with a fresh ephemeral key and nonce. Fails if `remote_id` is not a valid
+    /// public key.
+    pub fn new(key: &Keypair, remote_id: &NodeId) -> Result<Self, Error> {
         let mut rng = thread_rng();
         let ephemeral = ecies::random_secret_key(&mut rng);
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
-        Self::with_parts(&mut rng, secret, remote_id, ephemeral, nonce)
+        let local_id = node_id(&key.public_key());
+        Self::with_parts(
+            &mut rng,
+            &key.secret_key(),
+            local_id,
+            remote_id,
+            ephemeral,
+            nonce,
+        )
     }
 
     /// [`Initiator::new`] with a given ephemeral key and nonce (tests, vectors).
     pub(crate) fn with_parts<R: RngCore + CryptoRng>(
         rng: &mut R,
         secret: &SecretKey,
+        local_id: NodeId,
         remote_id: &NodeId,
         ephemeral: SecretKey,
         nonce: [u8; 32],
@@ -343,11 +358,12 @@ impl Initiator {
         let remote = public_key(remote_id)?;
         let message = AuthMessage {
             signature: sign_auth(secret, &remote, &ephemeral, &nonce),
-            initiator_id: node_id(&PublicKey::from_secret_key(SECP256K1, secret)),
+            initiator_id: local_id,
             nonce,
             version: Some(HANDSHAKE_VERSION.into()),
         };
-        let auth = seal_eip8(rng, &remote, message.encode_eip8());
+        let ecies_key = ecies::EphemeralKey::generate(rng);
+        let auth = seal_eip8(rng, &ecies_key, &remote, message.encode_eip8());
         Ok(Self {
             secret: *secret,
             ephemeral,
@@ -409,11 +425,59 @@ fn sign_auth(
     signature
 }
 
+/// A responder's own random parts of one handshake: its ephemeral key (with its
+/// public half) and nonce, and the random key that encrypts its ack. None depends
+/// on the auth, so they are made while its bytes are on their way: two scalar
+/// multiplications off the handshake's path.
+#[derive(Clone)]
+pub struct ResponderKeys {
+    ephemeral: SecretKey,
+    ephemeral_id: NodeId,
+    nonce: [u8; 32],
+    ecies: ecies::EphemeralKey,
+}
+
+impl ResponderKeys {
+    /// Fresh keys and nonce for one handshake.
+    pub fn generate() -> Self {
+        let mut rng = thread_rng();
+        let ephemeral = ecies::random_secret_key(&mut rng);
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        Self::with_parts(&mut rng, ephemeral, nonce)
+    }
+
+    /// With a given ephemeral key and nonce (tests, vectors).
+    pub(crate) fn with_parts<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        ephemeral: SecretKey,
+        nonce: [u8; 32],
+    ) -> Self {
+        Self {
+            ephemeral,
+            ephemeral_id: node_id(&PublicKey::from_secret_key(SECP256K1, &ephemeral)),
+            nonce,
+            ecies: ecies::EphemeralKey::generate(rng),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponderKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponderKeys").finish_non_exhaustive()
+    }
+}
+
 /// The listening side of the handshake: reads the auth packet and answers it.
 pub struct Responder {
     remote_id: NodeId,
     ack: Bytes,
-    secrets: Secrets,
+    /// What the secrets are derived from; deriving them costs an ECDH, done by
+    /// [`Responder::into_secrets`] once the ack is on its way.
+    keys: ResponderKeys,
+    remote_ephemeral: PublicKey,
+    initiator_nonce: [u8; 32],
+    auth: Bytes,
 }
 
 impl std::fmt::Debug for Responder {
@@ -425,22 +489,12 @@ impl std::fmt::Debug for Responder {
 impl Responder {
     /// Tries to take an auth packet (either encoding) off the front of `buf`;
     /// on success the ack is ready to send and the secrets are derived.
-    /// `Ok(None)`: not all of it has arrived.
-    pub fn read_auth(secret: &SecretKey, buf: &mut BytesMut) -> Result<Option<Self>, Error> {
-        let mut rng = thread_rng();
-        let ephemeral = ecies::random_secret_key(&mut rng);
-        let mut nonce = [0u8; 32];
-        rng.fill_bytes(&mut nonce);
-        Self::read_auth_with(&mut rng, secret, buf, ephemeral, nonce)
-    }
-
-    /// [`Responder::read_auth`] with a given ephemeral key and nonce (tests).
-    pub(crate) fn read_auth_with<R: RngCore + CryptoRng>(
-        rng: &mut R,
+    /// `Ok(None)`: not all of it has arrived. `keys` are this handshake's own,
+    /// made before the auth arrives ([`ResponderKeys::generate`]).
+    pub fn read_auth(
         secret: &SecretKey,
         buf: &mut BytesMut,
-        ephemeral: SecretKey,
-        nonce: [u8; 32],
+        keys: &ResponderKeys,
     ) -> Result<Option<Self>, Error> {
         let Some(packet) = read_packet(buf, secret, AUTH_PRE_EIP8_SIZE)? else {
             return Ok(None);
@@ -451,26 +505,19 @@ impl Responder {
         tracing::trace!(eip8 = packet.eip8, "rlpx: auth received");
 
         let ack = AckMessage {
-            ephemeral_id: node_id(&PublicKey::from_secret_key(SECP256K1, &ephemeral)),
-            nonce,
+            ephemeral_id: keys.ephemeral_id,
+            nonce: keys.nonce,
             version: Some(HANDSHAKE_VERSION.into()),
         };
         // Acks are always EIP-8, whatever the auth's encoding (WIRE.md §2, §6).
-        let ack = seal_eip8(rng, &remote, ack.encode_eip8());
-        let secrets = derive_secrets(SecretInputs {
-            ephemeral: &ephemeral,
-            remote_ephemeral: &remote_ephemeral,
-            initiator_nonce: &auth.nonce,
-            recipient_nonce: &nonce,
-            auth: &packet.raw,
-            ack: &ack,
-            initiator: false,
-            remote_id: auth.initiator_id,
-        });
+        let ack = seal_eip8(&mut thread_rng(), &keys.ecies, &remote, ack.encode_eip8());
         Ok(Some(Self {
             remote_id: auth.initiator_id,
             ack,
-            secrets,
+            keys: keys.clone(),
+            remote_ephemeral,
+            initiator_nonce: auth.nonce,
+            auth: packet.raw,
         }))
     }
 
@@ -485,9 +532,19 @@ impl Responder {
         &self.ack
     }
 
-    /// The session secrets.
+    /// The session secrets. Call it after sending the ack: the initiator needs
+    /// the ack to derive its own, and this costs an ECDH.
     pub fn into_secrets(self) -> Secrets {
-        self.secrets
+        derive_secrets(SecretInputs {
+            ephemeral: &self.keys.ephemeral,
+            remote_ephemeral: &self.remote_ephemeral,
+            initiator_nonce: &self.initiator_nonce,
+            recipient_nonce: &self.keys.nonce,
+            auth: &self.auth,
+            ack: &self.ack,
+            initiator: false,
+            remote_id: self.remote_id,
+        })
     }
 }
 
@@ -705,15 +762,10 @@ pub(crate) mod tests {
         let auth_raw = unhex(AUTH_2);
         let mut buf = BytesMut::from(&auth_raw[..]);
         let nonce_b: [u8; 32] = unhex(NONCE_B).try_into().unwrap();
-        let responder = Responder::read_auth_with(
-            &mut thread_rng(),
-            &key(STATIC_B),
-            &mut buf,
-            key(EPHEMERAL_B),
-            nonce_b,
-        )
-        .unwrap()
-        .unwrap();
+        let keys = ResponderKeys::with_parts(&mut thread_rng(), key(EPHEMERAL_B), nonce_b);
+        let responder = Responder::read_auth(&key(STATIC_B), &mut buf, &keys)
+            .unwrap()
+            .unwrap();
         assert_eq!(responder.remote_id(), &id_of(&key(STATIC_A)));
         // Our own ack has random padding, so rebuild B's secrets with the
         // published Ack₂ as the ack packet, as the EIP does.
@@ -749,6 +801,7 @@ pub(crate) mod tests {
         let mut initiator = Initiator::with_parts(
             &mut thread_rng(),
             &key(STATIC_A),
+            id_of(&key(STATIC_A)),
             &id_of(&key(STATIC_B)),
             key(EPHEMERAL_A),
             nonce_a,
@@ -800,7 +853,8 @@ pub(crate) mod tests {
         let mut rng = thread_rng();
         let a = ecies::random_secret_key(&mut rng);
         let b = ecies::random_secret_key(&mut rng);
-        let initiator = Initiator::new(&a, &id_of(&b)).unwrap();
+        let initiator =
+            Initiator::new(&Keypair::from_secret_key(SECP256K1, &a), &id_of(&b)).unwrap();
         let auth = initiator.auth_packet();
         let size = usize::from(u16::from_be_bytes([auth[0], auth[1]]));
         assert_eq!(size + 2, auth.len());
@@ -811,7 +865,9 @@ pub(crate) mod tests {
 
         let mut buf = BytesMut::from(auth);
         buf.extend_from_slice(b"first frame bytes");
-        let responder = Responder::read_auth(&b, &mut buf).unwrap().unwrap();
+        let responder = Responder::read_auth(&b, &mut buf, &ResponderKeys::generate())
+            .unwrap()
+            .unwrap();
         assert_eq!(&buf[..], b"first frame bytes");
         assert_eq!(responder.remote_id(), &id_of(&a));
 
@@ -843,7 +899,7 @@ pub(crate) mod tests {
         // Auth₂ sent to the wrong node.
         let mut buf = BytesMut::from(&unhex(AUTH_2)[..]);
         assert!(matches!(
-            Responder::read_auth(&key(STATIC_A), &mut buf),
+            Responder::read_auth(&key(STATIC_A), &mut buf, &ResponderKeys::generate()),
             Err(Error::EciesDecrypt)
         ));
         // A pre-EIP-8-sized blob of garbage starting with 0x04 is then read as an
@@ -851,19 +907,23 @@ pub(crate) mod tests {
         let mut garbage = vec![0x04u8; 2048];
         garbage[1] = 0x10;
         let mut buf = BytesMut::from(&garbage[..AUTH_PRE_EIP8_SIZE]);
-        assert!(Responder::read_auth(&key(STATIC_B), &mut buf)
-            .unwrap()
-            .is_none());
+        assert!(
+            Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate())
+                .unwrap()
+                .is_none()
+        );
         let mut buf = BytesMut::from(&garbage[..]);
-        assert!(Responder::read_auth(&key(STATIC_B), &mut buf).is_err());
+        assert!(
+            Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate()).is_err()
+        );
     }
 
     proptest::proptest! {
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2100)) {
             let mut buf = BytesMut::from(&data[..]);
-            let _ = Responder::read_auth(&key(STATIC_B), &mut buf);
-            let initiator = Initiator::new(&key(STATIC_A), &id_of(&key(STATIC_B))).unwrap();
+            let _ = Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate());
+            let initiator = Initiator::new(&Keypair::from_secret_key(SECP256K1, &key(STATIC_A)), &id_of(&key(STATIC_B))).unwrap();
             let mut buf = BytesMut::from(&data[..]);
             let _ = initiator.read_ack(&mut buf);
         }
@@ -874,7 +934,7 @@ pub(crate) mod tests {
             let index = index % raw.len();
             raw[index] ^= 1 << bit;
             let mut buf = BytesMut::from(&raw[..]);
-            let result = Responder::read_auth(&key(STATIC_B), &mut buf);
+            let result = Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate());
             // Either an error or (prefix grew) still waiting: never a success.
             proptest::prop_assert!(!matches!(result, Ok(Some(_))));
         }

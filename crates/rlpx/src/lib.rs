@@ -36,7 +36,7 @@
 //! use devmux_rlpx::{Capability, EciesStream, Incoming, NodeId, SessionConfig};
 //! use tokio::{net::TcpStream, time::timeout};
 //!
-//! # async fn run(key: secp256k1::SecretKey, remote: NodeId) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(key: secp256k1::Keypair, remote: NodeId) -> Result<(), Box<dyn std::error::Error>> {
 //! let step = devmux_rlpx::DEFAULT_HANDSHAKE_TIMEOUT;
 //! let tcp = TcpStream::connect("127.0.0.1:30303").await?;
 //! let ecies = timeout(step, EciesStream::connect(tcp, &key, &remote)).await??;
@@ -74,7 +74,7 @@ pub use capability::{Capability, HelloCapability, SharedCapabilities, SharedCapa
 pub use disconnect::{DisconnectReason, UnknownDisconnectReason};
 pub use error::Error;
 pub use frame::MAX_FRAME_SIZE;
-pub use handshake::MAX_HANDSHAKE_PACKET_SIZE;
+pub use handshake::{ResponderKeys, MAX_HANDSHAKE_PACKET_SIZE};
 pub use p2p::Hello;
 pub use secp256k1;
 pub use snappy::MAX_MESSAGE_SIZE;

@@ -15,13 +15,13 @@ use std::{io, sync::Arc, time::Duration};
 
 use alloy_rlp::{Decodable, Encodable};
 use bytes::{Bytes, BytesMut};
-use secp256k1::{PublicKey, SecretKey, SECP256K1};
+use secp256k1::Keypair;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::{
     capability::{Capability, HelloCapability, SharedCapabilities, BASE_PROTOCOL_OFFSET},
     frame::{FrameDecoder, FrameEncoder, Secrets, MAX_FRAME_SIZE},
-    handshake::{Initiator, Responder},
+    handshake::{Initiator, Responder, ResponderKeys},
     node_id,
     p2p::{
         self, Hello, DISCONNECT_ID, EMPTY_LIST_PAYLOAD, HELLO_ID, P2P_VERSION, PING_ID, PONG_ID,
@@ -270,30 +270,30 @@ impl<S> std::fmt::Debug for EciesStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> EciesStream<S> {
-    /// Dials: sends auth to `remote_id`, reads its ack.
-    pub async fn connect(
-        mut io: S,
-        secret_key: &SecretKey,
-        remote_id: &NodeId,
-    ) -> Result<Self, Error> {
-        let initiator = Initiator::new(secret_key, remote_id)?;
+    /// Dials: sends auth to `remote_id`, reads its ack. `key` is our static key.
+    pub async fn connect(mut io: S, key: &Keypair, remote_id: &NodeId) -> Result<Self, Error> {
+        let initiator = Initiator::new(key, remote_id)?;
         io.write_all(initiator.auth_packet()).await?;
         io.flush().await?;
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_CHUNK);
         loop {
             if let Some(secrets) = initiator.read_ack(&mut buf)? {
                 tracing::debug!("rlpx: outbound ECIES handshake done");
-                return Ok(Self::new(io, secret_key, secrets, buf));
+                return Ok(Self::new(io, node_id(&key.public_key()), secrets, buf));
             }
             read_handshake_bytes(&mut io, &mut buf).await?;
         }
     }
 
-    /// Accepts: reads an auth (EIP-8 or pre-EIP-8), sends the ack.
-    pub async fn accept(mut io: S, secret_key: &SecretKey) -> Result<Self, Error> {
+    /// Accepts: reads an auth (EIP-8 or pre-EIP-8), sends the ack. `key` is our
+    /// static key.
+    pub async fn accept(mut io: S, key: &Keypair) -> Result<Self, Error> {
+        // Made before the auth arrives: the dialer is still building it.
+        let keys = ResponderKeys::generate();
+        let secret = key.secret_key();
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_CHUNK);
         let responder = loop {
-            if let Some(responder) = Responder::read_auth(secret_key, &mut buf)? {
+            if let Some(responder) = Responder::read_auth(&secret, &mut buf, &keys)? {
                 break responder;
             }
             read_handshake_bytes(&mut io, &mut buf).await?;
@@ -301,13 +301,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EciesStream<S> {
         io.write_all(responder.ack_packet()).await?;
         io.flush().await?;
         tracing::debug!("rlpx: inbound ECIES handshake done");
-        Ok(Self::new(io, secret_key, responder.into_secrets(), buf))
+        Ok(Self::new(
+            io,
+            node_id(&key.public_key()),
+            responder.into_secrets(),
+            buf,
+        ))
     }
 
     /// Wraps a stream whose handshake produced `secrets`; `leftover` holds the
     /// bytes read past the handshake packet.
-    pub(crate) fn new(io: S, secret_key: &SecretKey, secrets: Secrets, leftover: BytesMut) -> Self {
-        let local_id = node_id(&PublicKey::from_secret_key(SECP256K1, secret_key));
+    pub(crate) fn new(io: S, local_id: NodeId, secrets: Secrets, leftover: BytesMut) -> Self {
         let remote_id = *secrets.remote_id();
         let (encoder, decoder) = secrets.into_codec(MAX_HELLO_FRAME_SIZE);
         Self {

@@ -11,6 +11,8 @@ use tokio::{
 };
 
 use super::*;
+use secp256k1::{Keypair, SECP256K1};
+
 use crate::{ecies::random_secret_key, handshake::tests as vectors, node_id_of_secret};
 
 const STEP: Duration = Duration::from_secs(10);
@@ -28,8 +30,12 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
     (client.unwrap(), server.unwrap().0)
 }
 
-fn key() -> SecretKey {
-    random_secret_key(&mut thread_rng())
+fn key() -> Keypair {
+    Keypair::from_secret_key(SECP256K1, &random_secret_key(&mut thread_rng()))
+}
+
+fn id(key: &Keypair) -> NodeId {
+    node_id(&key.public_key())
 }
 
 fn eth_snap() -> SessionConfig {
@@ -40,12 +46,9 @@ fn eth_snap() -> SessionConfig {
 }
 
 /// Initiator and responder stages on a fresh socket pair.
-async fn ecies_pair(
-    a: &SecretKey,
-    b: &SecretKey,
-) -> (EciesStream<TcpStream>, EciesStream<TcpStream>) {
+async fn ecies_pair(a: &Keypair, b: &Keypair) -> (EciesStream<TcpStream>, EciesStream<TcpStream>) {
     let (client, server) = tcp_pair().await;
-    let b_id = node_id_of_secret(b);
+    let b_id = id(b);
     let (ea, eb) = within(async {
         tokio::join!(
             EciesStream::connect(client, a, &b_id),
@@ -271,7 +274,7 @@ async fn garbage_auth_is_refused() {
 #[tokio::test]
 async fn garbage_ack_is_refused() {
     let (client, mut server) = tcp_pair().await;
-    let remote = node_id_of_secret(&key());
+    let remote = id(&key());
     let responder = async move {
         let mut auth = [0u8; 400];
         let _ = tokio::io::AsyncReadExt::read(&mut server, &mut auth).await;
@@ -290,7 +293,7 @@ async fn garbage_ack_is_refused() {
 async fn dialing_the_wrong_key_fails_both_sides() {
     let (client, server) = tcp_pair().await;
     let (a, b, c) = (key(), key(), key());
-    let wrong = node_id_of_secret(&c);
+    let wrong = id(&c);
     let (ra, rb) = within(async {
         tokio::join!(
             async {
@@ -326,6 +329,7 @@ async fn pre_eip8_auth_over_socket() {
     let mut initiator = Initiator::with_parts(
         &mut thread_rng(),
         &key_a,
+        node_id_of_secret(&key_a),
         &node_id_of_secret(&key_b),
         vectors::key(vectors::EPHEMERAL_A),
         nonce_a,
@@ -343,10 +347,11 @@ async fn pre_eip8_auth_over_socket() {
             }
             read_handshake_bytes(&mut client, &mut buf).await.unwrap();
         };
-        EciesStream::new(client, &key_a, secrets, buf)
+        EciesStream::new(client, node_id_of_secret(&key_a), secrets, buf)
     };
+    let keypair_b = Keypair::from_secret_key(SECP256K1, &key_b);
     let (ea, eb) =
-        within(async { tokio::join!(legacy, EciesStream::accept(server, &key_b)) }).await;
+        within(async { tokio::join!(legacy, EciesStream::accept(server, &keypair_b)) }).await;
     let eb = eb.unwrap();
     assert_eq!(eb.remote_id(), &node_id_of_secret(&key_a));
     let cfg = eth_snap();
@@ -411,7 +416,7 @@ async fn hello_with_foreign_id_is_refused() {
     let (mut ea, eb) = ecies_pair(&a, &b).await;
     // A proved key `a` in ECIES but claims `c` in its Hello.
     let forged = async {
-        let hello = eth_snap().hello(node_id_of_secret(&c));
+        let hello = eth_snap().hello(id(&c));
         let mut payload = Vec::new();
         hello.encode(&mut payload);
         ea.write
@@ -419,7 +424,7 @@ async fn hello_with_foreign_id_is_refused() {
             .await
             .unwrap();
         let theirs = ea.read_hello().await.unwrap();
-        assert_eq!(theirs.id, node_id_of_secret(&b));
+        assert_eq!(theirs.id, id(&b));
         // Next: B's Disconnect.
         ea.read_hello().await
     };
@@ -607,7 +612,7 @@ async fn p2p_v4_peer_is_uncompressed() {
     let (a, b) = (key(), key());
     let (mut ea, eb) = ecies_pair(&a, &b).await;
     let old = async {
-        let mut hello = eth_snap().hello(node_id_of_secret(&a));
+        let mut hello = eth_snap().hello(id(&a));
         hello.protocol_version = 4;
         let mut payload = Vec::new();
         hello.encode(&mut payload);
