@@ -22,7 +22,8 @@
 //! `tokio::time::timeout` ([`DEFAULT_HANDSHAKE_TIMEOUT`]).
 //!
 //! Peers are named by their node id ([`NodeId`]): the 64-byte uncompressed
-//! secp256k1 public key. The local key is a [`secp256k1::SecretKey`].
+//! secp256k1 public key. The local key is a [`secp256k1::Keypair`], made once: the
+//! handshake needs both halves and deriving the public one costs a multiplication.
 //!
 //! # Errors
 //!
