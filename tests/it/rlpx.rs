@@ -506,3 +506,100 @@ async fn peer_limit_and_duplicate_sessions_are_refused_with_reasons() {
     assert_eq!(server.peers().len(), 1);
     assert_eq!(server.peers()[0].peer_id, first_key.peer_id());
 }
+
+/// Incompressible bytes (xorshift), so Snappy leaves the wire size as it is.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A peer that floods a handler which is not reading can make the node buffer at
+/// most the handler queue's byte budget (16 MiB) plus socket buffers, not 64 large
+/// messages; once the handler reads, every message arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_bounds_what_a_flooding_peer_can_queue_in_bytes() {
+    const SIZE: usize = 4 * 1024 * 1024;
+    const TOTAL: usize = 30;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<Message>();
+    let mut registrar = Registrar::new();
+    let gate = release.clone();
+    registrar
+        .session(
+            [SessionProtocol::new("/stall/1/1.0.0", 4).unwrap()],
+            move |_peer: PeerCtx, mut stream: MessageStream| {
+                let (gate, got) = (gate.clone(), got_tx.clone());
+                async move {
+                    gate.notified().await;
+                    while let Some(msg) = stream.next().await {
+                        let _ = got.send(msg?);
+                    }
+                    Ok::<_, devmux_network::Error>(())
+                }
+            },
+        )
+        .unwrap();
+    let server = start(false, registrar).await;
+    let client = raw_connect(&server, Capability::new("stall", 1, 4))
+        .await
+        .unwrap();
+
+    // The peer sends as fast as the server takes the bytes.
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let mut writer = client.writer;
+    let flood = tokio::spawn(async move {
+        for i in 0..TOTAL {
+            writer
+                .send_capability(0, 1, &noise(SIZE, i as u64 + 1))
+                .await
+                .unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        writer
+    });
+    // Stalled: no progress for 3 s.
+    let mut last = usize::MAX;
+    let stalled = loop {
+        let now = sent.load(Ordering::SeqCst);
+        if now == last || now == TOTAL {
+            break now;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    eprintln!("server pushed back after {stalled} messages of 4 MiB");
+    // 16 MiB queued, one message being read and one waiting for room, plus what the
+    // two sockets buffer (here up to 32 + 4 MiB): about 15 messages of 4 MiB. A queue
+    // bounded only by its 64 messages would take all 30.
+    assert!(
+        (4..=24).contains(&stalled),
+        "{stalled} messages of 4 MiB went out before the server pushed back"
+    );
+
+    // The handler starts reading: the rest goes through and nothing was lost.
+    release.notify_one();
+    let _writer = tokio::time::timeout(SECS * 3, flood)
+        .await
+        .expect("the server reads again once the handler does")
+        .unwrap();
+    for i in 0..TOTAL {
+        let msg = tokio::time::timeout(SECS, got_rx.recv())
+            .await
+            .expect("message delivered")
+            .unwrap();
+        assert_eq!(msg.code, 1);
+        assert!(
+            msg.payload[..] == noise(SIZE, i as u64 + 1)[..],
+            "message {i} changed on the way"
+        );
+    }
+    let _ = client.reader;
+}

@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::Error;
 
@@ -103,6 +103,14 @@ pub(crate) trait RawStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawStream for T {}
 pub(crate) type BoxedRaw = Pin<Box<dyn RawStream>>;
 
+/// A message from an RLPx peer on its way to its capability's handler, holding
+/// its share of the handler queue's byte budget until the handler takes it.
+#[derive(Debug)]
+pub(crate) struct InboundFrame {
+    pub(crate) msg: Message,
+    pub(crate) _budget: OwnedSemaphorePermit,
+}
+
 /// A message on its way to an RLPx connection's writer task.
 #[derive(Debug)]
 pub(crate) struct OutboundFrame {
@@ -154,7 +162,7 @@ enum ReaderImpl {
         done: bool,
     },
     Channel {
-        rx: mpsc::Receiver<Message>,
+        rx: mpsc::Receiver<InboundFrame>,
     },
 }
 
@@ -209,7 +217,7 @@ impl MessageStream {
 
     /// A stream backed by an RLPx connection's reader and writer tasks.
     pub(crate) fn from_channels(
-        rx: mpsc::Receiver<Message>,
+        rx: mpsc::Receiver<InboundFrame>,
         tx: mpsc::Sender<OutboundFrame>,
         slot: usize,
         message_count: u8,
@@ -257,7 +265,7 @@ impl MessageReader {
     /// The next message; `None` when the peer closed its side cleanly.
     pub async fn next(&mut self) -> Option<Result<Message, Error>> {
         match &mut self.inner {
-            ReaderImpl::Channel { rx } => rx.recv().await.map(Ok),
+            ReaderImpl::Channel { rx } => rx.recv().await.map(|frame| Ok(frame.msg)),
             ReaderImpl::Stream { io, buf, max, done } => {
                 if *done {
                     return None;

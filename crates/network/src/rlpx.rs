@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::message::{MessageStream, OutboundFrame};
+use crate::message::{InboundFrame, MessageStream, OutboundFrame};
 use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
@@ -40,6 +40,11 @@ use crate::{
 
 /// Messages queued per capability before the session task waits for the handler.
 const HANDLER_QUEUE: usize = 64;
+/// Bytes queued per capability before the session task waits for the handler (and
+/// stops reading the socket): what a peer can make us buffer for a slow handler,
+/// as the yamux receive window bounds it on the stream stack. One message larger
+/// than this still passes, alone.
+const HANDLER_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Capability messages queued for the writer before handlers wait.
 const WRITER_QUEUE: usize = 64;
 /// How long after our Disconnect we wait for the peer to close.
@@ -395,7 +400,7 @@ impl RlpxServer {
         let (frames_tx, frames_rx) = mpsc::channel::<OutboundFrame>(WRITER_QUEUE);
 
         // One handler per shared capability.
-        let mut routes: Vec<Option<mpsc::Sender<Message>>> = Vec::new();
+        let mut routes: Vec<Option<(mpsc::Sender<InboundFrame>, Arc<Semaphore>)>> = Vec::new();
         let handlers = TaskTracker::new();
         for (slot, cap) in shared_caps.iter().enumerate() {
             let registration = ProtocolId::from_capability(&cap.name, cap.version)
@@ -412,7 +417,7 @@ impl RlpxServer {
                 continue;
             };
             let (tx, rx) = mpsc::channel(HANDLER_QUEUE);
-            routes.push(Some(tx));
+            routes.push(Some((tx, Arc::new(Semaphore::new(HANDLER_QUEUE_BYTES)))));
             let stream = MessageStream::from_channels(
                 rx,
                 frames_tx.clone(),
@@ -504,8 +509,20 @@ impl RlpxServer {
                     }
                     Ok(Incoming::Capability { index, id, payload }) => {
                         // A handler that is gone has ended its protocol: drop its messages.
-                        if let Some(Some(tx)) = routes.get(index) {
-                            if tx.send(Message { code: id, payload }).await.is_err() {
+                        if let Some(Some((tx, budget))) = routes.get(index) {
+                            // Bounded by HANDLER_QUEUE_BYTES, which fits in u32.
+                            let cost = payload.len().min(HANDLER_QUEUE_BYTES) as u32;
+                            let delivered = match budget.clone().acquire_many_owned(cost).await {
+                                Ok(permit) => {
+                                    let frame = InboundFrame {
+                                        msg: Message { code: id, payload },
+                                        _budget: permit,
+                                    };
+                                    tx.send(frame).await.is_ok()
+                                }
+                                Err(_) => false, // Never closed.
+                            };
+                            if !delivered {
                                 routes[index] = None;
                             }
                         }
