@@ -201,7 +201,13 @@ async fn sync_from_two_peers_one_killed(use_p2p_server: bool) {
         s.sync.status()
     );
     let elapsed = started.elapsed();
+    // The head moves inside the chain's insert; the counter follows a moment later.
+    let counted = eventually(SECS, || {
+        s.sync.stats().blocks_imported >= SYNC_BLOCKS as u64
+    })
+    .await;
     let stats = s.sync.stats();
+    assert!(counted, "{stats:?}");
     eprintln!(
         "{}: {SYNC_BLOCKS} blocks in {elapsed:?}; header peer killed at head {} (status {at:?}), \
          {killed_at} when it was gone; {stats:?}",
