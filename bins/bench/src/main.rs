@@ -386,15 +386,16 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
                 .with_context(|| format!("{stack}: echo channel"))?;
                 channels.push(channel);
             }
-            let samples = deadline(echo::interleaved(
-                &mut channels,
-                plan.rtt_warmup,
-                plan.rtt_rounds,
-                plan.rtt_size,
-            ))
+            // The client loop runs as a task on a worker thread, where an
+            // application's handler runs (not on the thread inside `block_on`, from
+            // which every wake-up of a connection task crosses threads).
+            let (w, n, size) = (plan.rtt_warmup, plan.rtt_rounds, plan.rtt_size);
+            let samples = deadline(async move {
+                tokio::spawn(async move { echo::interleaved(&mut channels, w, n, size).await })
+                    .await?
+            })
             .await
             .context("round trips")?;
-            drop(channels);
             for (&stack, lat) in order.iter().zip(samples) {
                 let r = stats::RttResult::from_samples(lat);
                 eprintln!(
