@@ -185,7 +185,11 @@ impl P2pServer {
         }
         let conn = self.shared.upgrader.dial(socket, expected).await?;
         let peer = conn.info.peer_id;
+        let shutting_down = self.shared.shutdown.is_cancelled();
         self.clone().run_connection(conn);
+        if shutting_down {
+            return Err(Error::ShuttingDown);
+        }
         Ok(peer)
     }
 
@@ -198,7 +202,8 @@ impl P2pServer {
         let peer = info.peer_id;
         if self.shared.shutdown.is_cancelled() {
             // A dial or upgrade that was under way when shutdown began.
-            tokio::spawn(async move {
+            let tasks = self.shared.tasks.clone();
+            tasks.spawn(async move {
                 self.goodbye(&control, DisconnectReason::ClientQuitting)
                     .await
             });
@@ -283,11 +288,11 @@ impl P2pServer {
                                 server.goodbye(&control, DisconnectReason::ClientQuitting).await;
                             }.in_current_span());
                         }
-                        _ = keepalive.tick() => {
+                        _ = keepalive.tick(), if !quitting => {
                             let server = self.clone();
                             self.shared.tasks.spawn(async move { server.keepalive(peer).await }.in_current_span());
                         }
-                        _ = idle_check.tick() => {
+                        _ = idle_check.tick(), if !quitting => {
                             if active.load(Ordering::Relaxed) > 0 {
                                 idle_since = Instant::now();
                             } else if idle_since.elapsed() >= config.idle_timeout {
@@ -612,7 +617,8 @@ impl P2pServer {
         // Every connection's task sees this and says goodbye (ClientQuitting).
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(3), self.shared.tasks.wait())
+        // A goodbye takes at most 3 × GOODBYE_LINGER (negotiate and send, then close).
+        if tokio::time::timeout(GOODBYE_LINGER * 4, self.shared.tasks.wait())
             .await
             .is_err()
         {

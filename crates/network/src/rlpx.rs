@@ -464,13 +464,13 @@ impl RlpxServer {
         let mut awaiting_pong = false;
         // Set once we queued a Disconnect: the writer then ends the session itself.
         let mut closing = false;
+        // Whether the reader may still be read while the peer takes in our Disconnect
+        // (not after a read error: the reader is done then).
+        let mut readable = true;
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
-                _ = handle.closed.cancelled() => {
-                    closing = true;
-                    break;
-                }
+                _ = handle.closed.cancelled() => break,
                 _ = handlers.wait() => {
                     // No capability left to serve: the connection is useless now.
                     debug!("all handlers ended");
@@ -510,20 +510,35 @@ impl RlpxServer {
                     Ok(Incoming::Capability { index, id, payload }) => {
                         // A handler that is gone has ended its protocol: drop its messages.
                         if let Some(Some((tx, budget))) = routes.get(index) {
+                            let (tx, budget) = (tx.clone(), budget.clone());
                             // Bounded by HANDLER_QUEUE_BYTES, which fits in u32.
                             let cost = payload.len().min(HANDLER_QUEUE_BYTES) as u32;
-                            let delivered = match budget.clone().acquire_many_owned(cost).await {
-                                Ok(permit) => {
-                                    let frame = InboundFrame {
-                                        msg: Message { code: id, payload },
-                                        _budget: permit,
-                                    };
-                                    tx.send(frame).await.is_ok()
+                            let queue = async move {
+                                match budget.acquire_many_owned(cost).await {
+                                    Ok(permit) => {
+                                        let frame = InboundFrame {
+                                            msg: Message { code: id, payload },
+                                            _budget: permit,
+                                        };
+                                        tx.send(frame).await.is_ok()
+                                    }
+                                    Err(_) => false, // Never closed.
                                 }
-                                Err(_) => false, // Never closed.
                             };
-                            if !delivered {
-                                routes[index] = None;
+                            // A handler that stopped taking messages must not keep the
+                            // session from ending.
+                            tokio::select! {
+                                delivered = queue => {
+                                    if !delivered {
+                                        routes[index] = None;
+                                    }
+                                }
+                                _ = handle.closed.cancelled() => break,
+                                _ = shutdown.cancelled() => {
+                                    self.close_with(&peer, &handle, DisconnectReason::ClientQuitting);
+                                    closing = true;
+                                    break;
+                                }
                             }
                         }
                     }
@@ -532,6 +547,7 @@ impl RlpxServer {
                         if e.is_peer_fault() {
                             self.penalize(peer, Penalty::Major, e.to_string());
                         }
+                        readable = false;
                         if let Some(reason) = e.disconnect_reason() {
                             self.close_with(&peer, &handle, reason);
                             closing = true;
@@ -544,7 +560,7 @@ impl RlpxServer {
         // Handlers see their streams end. A queued Disconnect is the writer's to
         // send; otherwise there is nothing left to write.
         drop(routes);
-        if closing {
+        if closing && readable {
             // Our Disconnect is queued: a peer that reads it closes the socket, and
             // seeing that here ends the session without sitting out the grace.
             let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
@@ -552,13 +568,21 @@ impl RlpxServer {
             })
             .await;
         }
-        handle.closed.cancel();
-        if tokio::time::timeout(DISCONNECT_GRACE * 2, writer_task)
+        if !closing || readable {
+            // Nothing (more) to wait for: the writer stops, after its Disconnect if
+            // one is queued.
+            handle.closed.cancel();
+        }
+        let mut writer_task = writer_task;
+        if tokio::time::timeout(DISCONNECT_GRACE * 2, &mut writer_task)
             .await
             .is_err()
         {
-            handle.closed.cancel();
+            // Stuck writing to a peer that does not read: dropping the handle would
+            // leave the task and its socket behind.
+            writer_task.abort();
         }
+        handle.closed.cancel();
         let _ = tokio::time::timeout(DISCONNECT_GRACE, handlers.wait()).await;
     }
 

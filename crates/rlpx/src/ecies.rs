@@ -74,7 +74,6 @@ pub(crate) fn random_secret_key<R: RngCore + CryptoRng>(rng: &mut R) -> SecretKe
 
 /// The random key `r` of one `ecies.encrypt`, with `R = r·G` already computed:
 /// made ahead of time, it keeps a scalar multiplication off the handshake's path.
-#[derive(Clone)]
 pub(crate) struct EphemeralKey {
     secret: SecretKey,
     public: [u8; PUBKEY_LEN],

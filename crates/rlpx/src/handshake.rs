@@ -429,7 +429,6 @@ fn sign_auth(
 /// public half) and nonce, and the random key that encrypts its ack. None depends
 /// on the auth, so they are made while its bytes are on their way: two scalar
 /// multiplications off the handshake's path.
-#[derive(Clone)]
 pub struct ResponderKeys {
     ephemeral: SecretKey,
     ephemeral_id: NodeId,
@@ -490,11 +489,12 @@ impl Responder {
     /// Tries to take an auth packet (either encoding) off the front of `buf`;
     /// on success the ack is ready to send and the secrets are derived.
     /// `Ok(None)`: not all of it has arrived. `keys` are this handshake's own,
-    /// made before the auth arrives ([`ResponderKeys::generate`]).
+    /// made before the auth arrives ([`ResponderKeys::generate`]); the answer takes
+    /// them, so they serve one handshake only (fresh ones are made if there are none).
     pub fn read_auth(
         secret: &SecretKey,
         buf: &mut BytesMut,
-        keys: &ResponderKeys,
+        keys: &mut Option<ResponderKeys>,
     ) -> Result<Option<Self>, Error> {
         let Some(packet) = read_packet(buf, secret, AUTH_PRE_EIP8_SIZE)? else {
             return Ok(None);
@@ -504,6 +504,7 @@ impl Responder {
         let remote_ephemeral = recover_ephemeral(secret, &remote, &auth)?;
         tracing::trace!(eip8 = packet.eip8, "rlpx: auth received");
 
+        let keys = keys.take().unwrap_or_else(ResponderKeys::generate);
         let ack = AckMessage {
             ephemeral_id: keys.ephemeral_id,
             nonce: keys.nonce,
@@ -514,7 +515,7 @@ impl Responder {
         Ok(Some(Self {
             remote_id: auth.initiator_id,
             ack,
-            keys: keys.clone(),
+            keys,
             remote_ephemeral,
             initiator_nonce: auth.nonce,
             auth: packet.raw,
@@ -762,8 +763,12 @@ pub(crate) mod tests {
         let auth_raw = unhex(AUTH_2);
         let mut buf = BytesMut::from(&auth_raw[..]);
         let nonce_b: [u8; 32] = unhex(NONCE_B).try_into().unwrap();
-        let keys = ResponderKeys::with_parts(&mut thread_rng(), key(EPHEMERAL_B), nonce_b);
-        let responder = Responder::read_auth(&key(STATIC_B), &mut buf, &keys)
+        let mut keys = Some(ResponderKeys::with_parts(
+            &mut thread_rng(),
+            key(EPHEMERAL_B),
+            nonce_b,
+        ));
+        let responder = Responder::read_auth(&key(STATIC_B), &mut buf, &mut keys)
             .unwrap()
             .unwrap();
         assert_eq!(responder.remote_id(), &id_of(&key(STATIC_A)));
@@ -865,7 +870,7 @@ pub(crate) mod tests {
 
         let mut buf = BytesMut::from(auth);
         buf.extend_from_slice(b"first frame bytes");
-        let responder = Responder::read_auth(&b, &mut buf, &ResponderKeys::generate())
+        let responder = Responder::read_auth(&b, &mut buf, &mut None)
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..], b"first frame bytes");
@@ -899,7 +904,7 @@ pub(crate) mod tests {
         // Auth₂ sent to the wrong node.
         let mut buf = BytesMut::from(&unhex(AUTH_2)[..]);
         assert!(matches!(
-            Responder::read_auth(&key(STATIC_A), &mut buf, &ResponderKeys::generate()),
+            Responder::read_auth(&key(STATIC_A), &mut buf, &mut None),
             Err(Error::EciesDecrypt)
         ));
         // A pre-EIP-8-sized blob of garbage starting with 0x04 is then read as an
@@ -907,22 +912,18 @@ pub(crate) mod tests {
         let mut garbage = vec![0x04u8; 2048];
         garbage[1] = 0x10;
         let mut buf = BytesMut::from(&garbage[..AUTH_PRE_EIP8_SIZE]);
-        assert!(
-            Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate())
-                .unwrap()
-                .is_none()
-        );
+        assert!(Responder::read_auth(&key(STATIC_B), &mut buf, &mut None)
+            .unwrap()
+            .is_none());
         let mut buf = BytesMut::from(&garbage[..]);
-        assert!(
-            Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate()).is_err()
-        );
+        assert!(Responder::read_auth(&key(STATIC_B), &mut buf, &mut None).is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2100)) {
             let mut buf = BytesMut::from(&data[..]);
-            let _ = Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate());
+            let _ = Responder::read_auth(&key(STATIC_B), &mut buf, &mut None);
             let initiator = Initiator::new(&Keypair::from_secret_key(SECP256K1, &key(STATIC_A)), &id_of(&key(STATIC_B))).unwrap();
             let mut buf = BytesMut::from(&data[..]);
             let _ = initiator.read_ack(&mut buf);
@@ -934,7 +935,7 @@ pub(crate) mod tests {
             let index = index % raw.len();
             raw[index] ^= 1 << bit;
             let mut buf = BytesMut::from(&raw[..]);
-            let result = Responder::read_auth(&key(STATIC_B), &mut buf, &ResponderKeys::generate());
+            let result = Responder::read_auth(&key(STATIC_B), &mut buf, &mut None);
             // Either an error or (prefix grew) still waiting: never a success.
             proptest::prop_assert!(!matches!(result, Ok(Some(_))));
         }

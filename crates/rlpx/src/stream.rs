@@ -289,11 +289,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EciesStream<S> {
     /// static key.
     pub async fn accept(mut io: S, key: &Keypair) -> Result<Self, Error> {
         // Made before the auth arrives: the dialer is still building it.
-        let keys = ResponderKeys::generate();
+        let mut keys = Some(ResponderKeys::generate());
         let secret = key.secret_key();
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ_CHUNK);
         let responder = loop {
-            if let Some(responder) = Responder::read_auth(&secret, &mut buf, &keys)? {
+            if let Some(responder) = Responder::read_auth(&secret, &mut buf, &mut keys)? {
                 break responder;
             }
             read_handshake_bytes(&mut io, &mut buf).await?;

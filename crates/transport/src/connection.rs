@@ -24,20 +24,19 @@ use crate::Error;
 /// connection for good.
 pub struct Stream {
     inner: yamux::Stream,
-    connection_ended: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// One per direction: a stream's halves may wait in different tasks, and a
+    /// waiting future keeps only the last waker that polled it.
+    read_ended: Pin<Box<WaitForCancellationFutureOwned>>,
+    write_ended: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Stream {
     fn new(inner: yamux::Stream, connection_ended: &CancellationToken) -> Self {
         Self {
             inner,
-            connection_ended: Box::pin(connection_ended.clone().cancelled_owned()),
+            read_ended: Box::pin(connection_ended.clone().cancelled_owned()),
+            write_ended: Box::pin(connection_ended.clone().cancelled_owned()),
         }
-    }
-
-    /// After the inner stream returned `Pending`: whether it never will be woken.
-    fn connection_gone(&mut self, cx: &mut Context<'_>) -> bool {
-        self.connection_ended.as_mut().poll(cx).is_ready()
     }
 
     /// What a write on a stream of an ended connection gets.
@@ -52,6 +51,24 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+/// Polls `op` on the inner stream; if it waits and the connection has ended (as
+/// `ended` says, registering the waker), polls it once more, so whatever the driver
+/// delivered before it ended is still returned, and only then gives `gone`.
+fn poll_or_gone<T>(
+    cx: &mut Context<'_>,
+    ended: &mut Pin<Box<WaitForCancellationFutureOwned>>,
+    mut op: impl FnMut(&mut Context<'_>) -> Poll<std::io::Result<T>>,
+    gone: impl FnOnce() -> std::io::Result<T>,
+) -> Poll<std::io::Result<T>> {
+    match op(cx) {
+        Poll::Pending if ended.as_mut().poll(cx).is_ready() => match op(cx) {
+            Poll::Pending => Poll::Ready(gone()),
+            ready => ready,
+        },
+        other => other,
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -59,10 +76,13 @@ impl AsyncRead for Stream {
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Ok(0)),
-            other => other,
-        }
+        let inner = &mut this.inner;
+        poll_or_gone(
+            cx,
+            &mut this.read_ended,
+            |cx| Pin::new(&mut *inner).poll_read(cx, buf),
+            || Ok(0),
+        )
     }
 }
 
@@ -73,27 +93,36 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Err(Self::ended_error())),
-            other => other,
-        }
+        let inner = &mut this.inner;
+        poll_or_gone(
+            cx,
+            &mut this.write_ended,
+            |cx| Pin::new(&mut *inner).poll_write(cx, buf),
+            || Err(Self::ended_error()),
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Err(Self::ended_error())),
-            other => other,
-        }
+        let inner = &mut this.inner;
+        poll_or_gone(
+            cx,
+            &mut this.write_ended,
+            |cx| Pin::new(&mut *inner).poll_flush(cx),
+            || Err(Self::ended_error()),
+        )
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_close(cx) {
-            // Closing a stream whose connection is gone has nothing left to do.
-            Poll::Pending if this.connection_gone(cx) => Poll::Ready(Ok(())),
-            other => other,
-        }
+        let inner = &mut this.inner;
+        // The connection is gone: what was written but not sent is lost, say so.
+        poll_or_gone(
+            cx,
+            &mut this.write_ended,
+            |cx| Pin::new(&mut *inner).poll_close(cx),
+            || Err(Self::ended_error()),
+        )
     }
 }
 
@@ -220,11 +249,13 @@ impl Connection {
         let closed_done = closed.clone();
         tokio::spawn(
             async move {
+                // Cancelled however the driver ends, a panic included: streams and
+                // `Control::closed` wait on it.
+                let _ended = closed_done.drop_guard();
                 match driver.await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => debug!(error = %e, "connection ended"),
                 }
-                closed_done.cancel();
             }
             .instrument(span),
         );
@@ -369,6 +400,37 @@ mod tests {
         assert!(!matches!(ours_read, Ok(n) if n > 0), "{ours_read:?}");
         let theirs_read = theirs_read.expect("their read outlived our close").unwrap();
         assert!(!matches!(theirs_read, Ok(n) if n > 0), "{theirs_read:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_a_connection_ends_both_halves_waiting_in_different_tasks() {
+        let (ours, mut theirs) = pair().await;
+        let stream = ours.control.open_stream().await.unwrap();
+        let (mut reader, mut writer) = stream.split();
+        let read = tokio::spawn(async move { reader.read(&mut [0u8; 16]).await });
+        let write = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            // The remote never reads, so this stops at the stream's receive window.
+            for _ in 0..1024 {
+                writer.write_all(&chunk).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let _unread = theirs.incoming.next().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!read.is_finished() && !write.is_finished());
+
+        ours.control.close();
+        let read = tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("the read half outlived the connection")
+            .unwrap();
+        assert!(!matches!(read, Ok(n) if n > 0), "{read:?}");
+        let write = tokio::time::timeout(DEADLINE, write)
+            .await
+            .expect("the write half outlived the connection")
+            .unwrap();
+        assert!(write.is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
