@@ -22,7 +22,6 @@ use devmux_network::{
 };
 use devmux_transport::{Connection, Listener, Upgrader};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use futures::StreamExt;
 use multistream_select::{dialer_select_proto, listener_select_proto, Version};
 
 use crate::pattern::{self, Verifier, CHUNK};
@@ -162,7 +161,8 @@ pub(crate) async fn bridged_client(
     Ok((client, stream))
 }
 
-/// The sink over a session stream (no close: the session stays).
+/// Sends `len` pattern bytes as 64 KiB messages and checks the acknowledgement;
+/// the stream stays open (a session keeps it).
 pub(crate) async fn message_sink_session(
     stream: &mut MessageStream,
     seed: u64,
@@ -183,9 +183,11 @@ pub(crate) async fn message_sink_session(
     pattern::check_ack(&ack.payload, len)
 }
 
-/// Echo round trips over a session stream (no close).
-pub(crate) async fn message_echo_session(
+/// `n` echo round trips of `size`-byte messages with `code` after `warmup`
+/// unmeasured ones; the stream stays open.
+async fn message_echo_rounds(
     stream: &mut MessageStream,
+    code: u8,
     warmup: usize,
     n: usize,
     size: usize,
@@ -194,13 +196,11 @@ pub(crate) async fn message_echo_session(
     for i in 0..(warmup + n) {
         let payload = Bytes::from_static(pattern::slice(5, (i * size) as u64, size));
         let t = Instant::now();
-        stream
-            .send(Message::new(CODE_ECHO, payload.clone()))
-            .await?;
-        let back = stream.next().await.context("session ended")??;
+        stream.send(Message::new(code, payload.clone())).await?;
+        let back = stream.next().await.context("echo stream ended")??;
         let dt = t.elapsed();
         ensure!(
-            back.code == CODE_ECHO && back.payload == payload,
+            back.code == code && back.payload == payload,
             "echo came back different"
         );
         if i >= warmup {
@@ -210,51 +210,35 @@ pub(crate) async fn message_echo_session(
     Ok(out)
 }
 
-/// Sends `len` pattern bytes as 64 KiB messages and checks the acknowledgement.
+/// Echo round trips over a session stream (no close).
+pub(crate) async fn message_echo_session(
+    stream: &mut MessageStream,
+    warmup: usize,
+    n: usize,
+    size: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    message_echo_rounds(stream, CODE_ECHO, warmup, n, size).await
+}
+
+/// [`message_sink_session`] on a request stream, which it then closes.
 pub(crate) async fn message_sink(
     stream: &mut MessageStream,
     seed: u64,
     len: u64,
 ) -> anyhow::Result<()> {
-    let mut header = seed.to_be_bytes().to_vec();
-    header.extend_from_slice(&len.to_be_bytes());
-    stream.send(Message::new(CODE_HEADER, header)).await?;
-    let mut off = 0u64;
-    while off < len {
-        let n = (len - off).min(CHUNK as u64) as usize;
-        let payload = Bytes::from_static(pattern::slice(seed, off, n));
-        stream.send(Message::new(CODE_DATA, payload)).await?;
-        off += n as u64;
-    }
-    let ack = stream.next().await.context("no acknowledgement")??;
-    ensure!(ack.code == CODE_ACK, "unexpected code {}", ack.code);
-    pattern::check_ack(&ack.payload, len)?;
+    message_sink_session(stream, seed, len).await?;
     stream.close().await?;
     Ok(())
 }
 
-/// `n` echo round trips of `size`-byte messages after `warmup` unmeasured ones.
+/// Echo round trips (code 1) on a request stream, which it then closes.
 pub(crate) async fn message_echo(
     stream: &mut MessageStream,
     warmup: usize,
     n: usize,
     size: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..(warmup + n) {
-        let payload = Bytes::from_static(pattern::slice(5, (i * size) as u64, size));
-        let t = Instant::now();
-        stream.send(Message::new(1, payload.clone())).await?;
-        let back = stream.next().await.context("echo stream ended")??;
-        let dt = t.elapsed();
-        ensure!(
-            back.code == 1 && back.payload == payload,
-            "echo came back different"
-        );
-        if i >= warmup {
-            out.push(dt);
-        }
-    }
+    let out = message_echo_rounds(stream, 1, warmup, n, size).await?;
     stream.close().await?;
     Ok(out)
 }
@@ -504,16 +488,7 @@ impl RawEnv {
             raw::sink_start(&mut s, i as u64, per).await?;
             opened.push(s);
         }
-        let t = Instant::now();
-        let tasks: Vec<_> = opened
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut s)| tokio::spawn(async move { raw::sink(&mut s, i as u64, per).await }))
-            .collect();
-        for task in tasks {
-            task.await??;
-        }
-        Ok(mib_per_s(per * streams as u64, t.elapsed()))
+        raw::sink_all(opened, per).await
     }
 
     pub(crate) async fn rtt(
@@ -545,12 +520,10 @@ pub(crate) async fn idle_connections(
     let (addr, peer) = (server.listen_addr(), server.local_peer_id());
     let dialers = fresh_upgraders(n)?;
     crate::mem::mark_baseline();
-    let results: Vec<anyhow::Result<Connection>> = futures::stream::iter(dialers)
-        .map(|up| async move { Ok(up.dial(addr, Some(peer)).await?) })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let conns = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let conns: Vec<Connection> = crate::mem::open_all(dialers, concurrency, |up| async move {
+        Ok(up.dial(addr, Some(peer)).await?)
+    })
+    .await?;
     let s = server.clone();
     crate::mem::wait_until(Duration::from_secs(30), move || s.peers().len() >= n).await?;
     Ok(Box::new((server, conns)))
@@ -577,12 +550,10 @@ pub(crate) async fn idle_connections_raw(
     });
     let dialers = fresh_upgraders(n)?;
     crate::mem::mark_baseline();
-    let results: Vec<anyhow::Result<Connection>> = futures::stream::iter(dialers)
-        .map(|up| async move { Ok(up.dial(addr, Some(peer)).await?) })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let conns = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let conns: Vec<Connection> = crate::mem::open_all(dialers, concurrency, |up| async move {
+        Ok(up.dial(addr, Some(peer)).await?)
+    })
+    .await?;
     let count = accepted.clone();
     crate::mem::wait_until(Duration::from_secs(30), move || {
         count.lock().map(|v| v.len()).unwrap_or(0) >= n

@@ -18,7 +18,7 @@ use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::raw;
-use crate::stats::{mib_per_s, RttResult, SetupResult};
+use crate::stats::{RttResult, SetupResult};
 
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/1.0.0");
 
@@ -236,16 +236,7 @@ impl Libp2pEnv {
         for i in 0..streams {
             opened.push(self.ready_stream(i as u64, per).await?);
         }
-        let t = Instant::now();
-        let tasks: Vec<_> = opened
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut s)| tokio::spawn(async move { raw::sink(&mut s, i as u64, per).await }))
-            .collect();
-        for task in tasks {
-            task.await??;
-        }
-        Ok(mib_per_s(per * streams as u64, t.elapsed()))
+        raw::sink_all(opened, per).await
     }
 
     /// A stream with a sink announced and the receiver ready. libp2p-stream drops
@@ -342,14 +333,7 @@ pub(crate) async fn idle_connections(
     let client = Client::start()?;
     crate::mem::mark_baseline();
     let (addr, peer) = (server.addr.clone(), server.peer);
-    let results: Vec<anyhow::Result<ConnectionId>> = futures::stream::iter(0..n)
-        .map(|_| client.dial(&addr, peer))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
+    crate::mem::open_all(0..n, concurrency, |_| client.dial(&addr, peer)).await?;
     let count = server.established.clone();
     crate::mem::wait_until(Duration::from_secs(30), move || {
         count.load(Ordering::Relaxed) >= n

@@ -33,6 +33,29 @@ pub(crate) fn mark_baseline() {
     }
 }
 
+/// Runs `open` on every item, at most `concurrency` at once, and returns what they
+/// opened (in completion order) or the first error: the memory children's way of
+/// making their idle connections.
+pub(crate) async fn open_all<I, F, Fut, T>(
+    items: I,
+    concurrency: usize,
+    open: F,
+) -> anyhow::Result<Vec<T>>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use futures::StreamExt;
+    futures::stream::iter(items)
+        .map(open)
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
 pub(crate) async fn wait_until(
     timeout: Duration,

@@ -76,6 +76,25 @@ pub(crate) async fn sink_start<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Runs [`sink`] of `per` bytes on every stream at once (stream `i` with seed `i`;
+/// each already started with [`sink_start`]) and returns the combined MiB/s.
+pub(crate) async fn sink_all<S>(streams: Vec<S>, per: u64) -> anyhow::Result<f64>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let count = streams.len() as u64;
+    let t = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| tokio::spawn(async move { sink(&mut s, i as u64, per).await }))
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(crate::stats::mib_per_s(per * count, t.elapsed()))
+}
+
 /// Sends `len` bytes of stream `seed` in 64 KiB writes (after [`sink_start`])
 /// and waits for the receiver's acknowledgement; fails unless the receiver saw
 /// exactly the data.

@@ -15,7 +15,6 @@ use devmux_rlpx::secp256k1::{Keypair, SECP256K1};
 use devmux_rlpx::{
     node_id, Capability, EciesStream, Incoming, NodeId, SessionConfig, SessionReader, SessionWriter,
 };
-use futures::StreamExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -427,20 +426,14 @@ async fn idle_sessions(
     keys: Vec<Keypair>,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(keys)
-        .map(|key| async move {
-            let (mut r, mut w) = session(addr, &key, &id).await?;
-            tokio::spawn(async move {
-                let _ = serve_session(&mut r, &mut w).await;
-            });
-            Ok(())
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
+    crate::mem::open_all(keys, concurrency, |key| async move {
+        let (mut r, mut w) = session(addr, &key, &id).await?;
+        tokio::spawn(async move {
+            let _ = serve_session(&mut r, &mut w).await;
+        });
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::raw;
-use crate::stats::{mib_per_s, RttResult, SetupResult};
+use crate::stats::{RttResult, SetupResult};
 
 pub(crate) struct TcpEnv {
     addr: SocketAddr,
@@ -55,16 +55,7 @@ impl TcpEnv {
             raw::sink_start(&mut s, i as u64, per).await?;
             conns.push(s);
         }
-        let t = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut s)| tokio::spawn(async move { raw::sink(&mut s, i as u64, per).await }))
-            .collect();
-        for task in tasks {
-            task.await??;
-        }
-        Ok(mib_per_s(per * streams as u64, t.elapsed()))
+        raw::sink_all(conns, per).await
     }
 
     pub(crate) async fn setup(&self, parallel: usize, per: usize) -> anyhow::Result<SetupResult> {
@@ -117,20 +108,13 @@ pub(crate) async fn idle_connections(
         }
     });
     crate::mem::mark_baseline();
-    use futures::StreamExt;
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
-        .map(|_| async move {
-            let s = TcpStream::connect(addr).await?;
-            s.set_nodelay(true)?;
-            tokio::spawn(idle(s));
-            Ok(())
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
+    crate::mem::open_all(0..n, concurrency, |_| async move {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        tokio::spawn(idle(s));
+        Ok(())
+    })
+    .await?;
     crate::mem::wait_until(Duration::from_secs(30), || {
         accepted.load(Ordering::Relaxed) >= n
     })
