@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 
 use devmux_identity::{PeerId, PublicKey};
 use futures::io::{AsyncRead, AsyncWrite};
@@ -126,6 +128,79 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// The connection's byte stream as yamux sees it, with its flushes batched.
+///
+/// yamux flushes after every frame it writes, and flushing the Noise stream
+/// seals the message being filled and hands it to the kernel. So a message sent
+/// as a length write and a body write went out as two Noise messages and two
+/// `sendto`s, and every window update as one more, each waking the peer. Here a
+/// flush from yamux only marks the stream due; the driver flushes once yamux
+/// has nothing more to write ([`BatchedShared::poll_flush_due`]), so frames
+/// queued together share Noise messages and system calls. Closing flushes at
+/// once. Only the connection's driver task touches it, so the lock is never
+/// contended: it is there because yamux owns one handle and the driver another.
+struct Batched<T> {
+    shared: Arc<BatchedShared<T>>,
+}
+
+struct BatchedShared<T> {
+    io: Mutex<T>,
+    flush_due: AtomicBool,
+}
+
+impl<T> BatchedShared<T> {
+    fn io(&self) -> MutexGuard<'_, T> {
+        // A panic while holding it ends the driver task, the only user.
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T: AsyncWrite + Unpin> BatchedShared<T> {
+    /// Flushes if yamux asked for a flush since the last one.
+    fn poll_flush_due(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.flush_due.swap(false, Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        let result = Pin::new(&mut *self.io()).poll_flush(cx);
+        if result.is_pending() {
+            self.flush_due.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Batched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.shared.io()).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Batched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.shared.io()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.shared.flush_due.store(true, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut io = self.shared.io();
+        ready!(Pin::new(&mut *io).poll_flush(cx))?;
+        self.shared.flush_due.store(false, Ordering::Relaxed);
+        Pin::new(&mut *io).poll_close(cx)
+    }
+}
+
 /// Which side opened the TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -222,15 +297,29 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Spawns the task that drives `conn` and returns the handles.
+    /// Runs yamux over `io` (in `mode`, with `config`) in a task of its own and
+    /// returns the handles.
     pub(crate) fn spawn<T>(
-        conn: yamux::Connection<T>,
+        io: T,
+        config: yamux::Config,
+        mode: yamux::Mode,
         info: ConnectionInfo,
         inbound_queue: usize,
     ) -> Self
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let shared = Arc::new(BatchedShared {
+            io: Mutex::new(io),
+            flush_due: AtomicBool::new(false),
+        });
+        let conn = yamux::Connection::new(
+            Batched {
+                shared: shared.clone(),
+            },
+            config,
+            mode,
+        );
         let (open_tx, open_rx) = mpsc::channel(16);
         let (in_tx, in_rx) = mpsc::channel(inbound_queue.max(1));
         let close = CancellationToken::new();
@@ -238,6 +327,7 @@ impl Connection {
         let span = tracing::debug_span!("conn", peer = %info.peer_id, addr = %info.remote_addr, dir = %info.direction);
         let driver = Driver {
             conn,
+            io: shared,
             open_rx,
             open_rx_done: false,
             pending_open: None,
@@ -272,7 +362,9 @@ impl Connection {
 }
 
 struct Driver<T> {
-    conn: yamux::Connection<T>,
+    conn: yamux::Connection<Batched<T>>,
+    /// The stream under `conn`, to flush what yamux wrote once it is done.
+    io: Arc<BatchedShared<T>>,
     open_rx: mpsc::Receiver<OpenRequest>,
     open_rx_done: bool,
     pending_open: Option<OpenRequest>,
@@ -340,7 +432,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // yamux has written all it can for now: send it. If the socket
+                    // is full, its readiness wakes this task to finish.
+                    if let Poll::Ready(Err(e)) = this.io.poll_flush_due(cx) {
+                        return Poll::Ready(Err(yamux::ConnectionError::Io(e)));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -375,6 +474,50 @@ mod tests {
     }
 
     const DEADLINE: Duration = Duration::from_secs(5);
+
+    /// Frames queued together go out in shared Noise messages: yamux flushes
+    /// after each frame, and each flush used to seal a message (18 bytes of
+    /// length and tag) and make a system call of its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn frames_queued_together_share_noise_messages() {
+        let server = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), server)
+            .await
+            .unwrap();
+        let client = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
+        let (dialed, accepted) =
+            tokio::join!(client.dial(listener.local_addr(), None), listener.accept());
+        let (ours, mut theirs) = (dialed.unwrap(), accepted.unwrap().unwrap());
+        let mut stream = ours.control.open_stream().await.unwrap();
+        stream.write_all(b"open").await.unwrap();
+        let mut their_stream = theirs.incoming.next().await.unwrap();
+        their_stream.read_exact(&mut [0u8; 4]).await.unwrap();
+
+        // On this one-thread runtime the driver runs only when this task waits:
+        // when yamux's command queue (10 frames) is full, and at the end.
+        const WRITES: usize = 40;
+        const FRAME: usize = 12 + 10; // yamux header + payload
+        let before = client.stats().snapshot().bytes_out;
+        for i in 0..WRITES {
+            stream.write_all(&[i as u8; 10]).await.unwrap();
+        }
+        stream.flush().await.unwrap();
+        let mut got = vec![0u8; WRITES * 10];
+        tokio::time::timeout(DEADLINE, their_stream.read_exact(&mut got))
+            .await
+            .expect("the frames arrived")
+            .unwrap();
+        for (i, chunk) in got.chunks(10).enumerate() {
+            assert_eq!(chunk, &[i as u8; 10]);
+        }
+        let sent = (client.stats().snapshot().bytes_out - before) as usize;
+        // One Noise message per frame would be WRITES × (FRAME + 18) = 1600 bytes;
+        // batched, about one per ten frames.
+        assert!(
+            sent < WRITES * FRAME + WRITES / 2 * 18,
+            "{sent} bytes for {WRITES} frames of {FRAME}"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn closing_a_connection_ends_waiting_reads_on_both_ends() {

@@ -289,7 +289,6 @@ impl Upgrader {
             dialer_select_proto(secure, [YAMUX_PROTOCOL_ID], Version::V1Lazy),
         )
         .await?;
-        let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Client);
         self.inner.stats.record_handshake(started.elapsed());
         let info = ConnectionInfo {
             peer_id: public_key.to_peer_id(),
@@ -298,7 +297,13 @@ impl Upgrader {
             local_addr,
             direction: Direction::Outbound,
         };
-        Ok(Connection::spawn(conn, info, cfg.inbound_stream_queue))
+        Ok(Connection::spawn(
+            muxed,
+            cfg.yamux(),
+            yamux::Mode::Client,
+            info,
+            cfg.inbound_stream_queue,
+        ))
     }
 
     /// Upgrades a socket we accepted.
@@ -331,7 +336,6 @@ impl Upgrader {
             listener_select_proto(secure, [YAMUX_PROTOCOL_ID]),
         )
         .await?;
-        let conn = yamux::Connection::new(muxed, cfg.yamux(), yamux::Mode::Server);
         self.inner.stats.record_handshake(started.elapsed());
         let info = ConnectionInfo {
             peer_id,
@@ -340,7 +344,13 @@ impl Upgrader {
             local_addr,
             direction: Direction::Inbound,
         };
-        Ok(Connection::spawn(conn, info, cfg.inbound_stream_queue))
+        Ok(Connection::spawn(
+            muxed,
+            cfg.yamux(),
+            yamux::Mode::Server,
+            info,
+            cfg.inbound_stream_queue,
+        ))
     }
 }
 
