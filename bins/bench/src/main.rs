@@ -14,6 +14,7 @@
 
 mod devmux;
 mod echo;
+mod floor;
 mod libp2p_stack;
 mod mem;
 mod pattern;
@@ -45,7 +46,7 @@ struct Args {
     /// Runs per figure (default 5, quick 3).
     #[arg(long)]
     runs: Option<usize>,
-    /// Sections to run, comma-separated: thr1, thr8, setup, mem, rtt, ecies (default all).
+    /// Sections to run, comma-separated: thr1, thr8, setup, mem, rtt, ecies, floor (default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Stacks to run, comma-separated: devmux, devmux-raw, libp2p, tcp, rlpx (default all).
@@ -77,6 +78,9 @@ struct Args {
 }
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The column of figures that belong to no stack (floor.rs).
+const FLOOR: &str = "alone";
 
 const STACKS: [&str; 6] = ["devmux", "devmux-raw", "libp2p", "tcp", "rlpx", "rlpx-net"];
 
@@ -145,7 +149,7 @@ struct Results {
 
 impl Results {
     fn new() -> Self {
-        let defs: [(&str, &str, &str, bool); 18] = [
+        let defs: [(&str, &str, &str, bool); 20] = [
             (
                 "thr1",
                 "throughput, 1 stream (1 GiB / quick 64 MiB)",
@@ -232,6 +236,18 @@ impl Results {
                 "ecies_par_p99",
                 "  ECIES handshake p99, 16 parallel",
                 "ms",
+                false,
+            ),
+            (
+                "floor_chacha",
+                "ChaCha20-Poly1305 seal + open (ring), CPU per GiB",
+                "s",
+                false,
+            ),
+            (
+                "floor_keccak",
+                "keccak256 absorb (one RLPx MAC), CPU per GiB",
+                "s",
                 false,
             ),
         ];
@@ -372,6 +388,19 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
         let n = order.len().max(1);
         order.rotate_left(run % n);
         eprintln!("run {}/{}", run + 1, plan.runs);
+        if section("floor") {
+            // Enough bytes for the 10 ms CPU clock to resolve 1 %, even with --quick.
+            let bytes = (plan.thr_bytes / 2).max(256 << 20);
+            let (chacha, keccak) = tokio::task::spawn_blocking(move || {
+                anyhow::Ok((floor::chacha_seal_open(bytes)?, floor::keccak_absorb(bytes)))
+            })
+            .await??;
+            eprintln!(
+                "  floor      ChaCha20-Poly1305 seal + open {chacha:.2} s, keccak256 {keccak:.2} s CPU per GiB"
+            );
+            results.push("floor_chacha", FLOOR, chacha);
+            results.push("floor_keccak", FLOOR, keccak);
+        }
         if section("rtt") && !args.rtt_separate {
             let mut channels: Vec<Box<dyn echo::Echo>> = Vec::new();
             for &stack in &order {
@@ -536,7 +565,7 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
     let mut machine = machine;
     machine.load_end = load_average();
 
-    let targets = targets(&results);
+    let targets = targets(&results, machine.nproc as f64);
     print_table(&results, &stacks, &plan, &machine, &targets);
     if let Some(path) = &args.json {
         let report = serde_json::json!({
@@ -623,71 +652,98 @@ struct Target {
     goal: String,
     value: Option<f64>,
     met: Option<bool>,
+    /// The best value any implementation of the same wire format could reach
+    /// on this machine (floor.rs), where the run measured it.
+    ceiling: Option<f64>,
 }
 
 fn ratio(r: &Results, key: &str, a: &str, b: &str) -> Option<f64> {
     Some(r.median(key, a)? / r.median(key, b)?)
 }
 
-fn targets(r: &Results) -> Vec<Target> {
+fn targets(r: &Results, cores: f64) -> Vec<Target> {
+    let chacha = r.median("floor_chacha", FLOOR);
+    let keccak = r.median("floor_keccak", FLOOR);
+    let noise_ceiling = |cpu_key: &str| {
+        Some(floor::noise_ceiling(
+            r.median(cpu_key, "libp2p")?,
+            r.median(cpu_key, "tcp")?,
+            chacha?,
+        ))
+    };
+    let rlpx_ceiling = (|| {
+        let mib_s = floor::rlpx_ceiling_mib_s(cores, keccak?, r.median("thr1_cpu", "tcp")?);
+        Some(mib_s / r.median("thr1", "libp2p")?)
+    })();
     let mut out = Vec::new();
-    let mut at_least = |what: &str, goal: f64, value: Option<f64>| {
+    let mut at_least = |what: &str, goal: f64, value: Option<f64>, ceiling: Option<f64>| {
         out.push(Target {
             what: what.to_string(),
             goal: format!(">= {goal}x"),
             value,
             met: value.map(|v| v >= goal),
+            ceiling,
         })
     };
     at_least(
         "stream throughput, 1 stream, devmux / rust-libp2p",
         1.5,
         ratio(r, "thr1", "devmux", "libp2p"),
+        noise_ceiling("thr1_cpu"),
     );
     at_least(
         "stream throughput, 8 streams, devmux / rust-libp2p",
         1.5,
         ratio(r, "thr8", "devmux", "libp2p"),
+        noise_ceiling("thr8_cpu"),
     );
     at_least(
         "setup rate, sequential, devmux / rust-libp2p",
         1.3,
         ratio(r, "setup_seq_rate", "devmux", "libp2p"),
+        None,
     );
     at_least(
         "setup rate, 16 parallel, devmux / rust-libp2p",
         1.3,
         ratio(r, "setup_par_rate", "devmux", "libp2p"),
+        None,
     );
     at_least(
         "RLPx setup rate, sequential, RLPx / rust-libp2p",
         2.0,
         ratio(r, "setup_seq_rate", "rlpx", "libp2p"),
+        None,
     );
     at_least(
         "RLPx setup rate, 16 parallel, RLPx / rust-libp2p",
         2.0,
         ratio(r, "setup_par_rate", "rlpx", "libp2p"),
+        None,
     );
     at_least(
         "RLPx session throughput / rust-libp2p stream throughput",
         0.75,
         ratio(r, "thr1", "rlpx", "libp2p"),
+        rlpx_ceiling,
     );
     at_least(
         "RLPx (Network) setup rate, sequential / rust-libp2p",
         2.0,
         ratio(r, "setup_seq_rate", "rlpx-net", "libp2p"),
+        None,
     );
     at_least(
         "RLPx (Network) setup rate, 16 parallel / rust-libp2p",
         2.0,
         ratio(r, "setup_par_rate", "rlpx-net", "libp2p"),
+        None,
     );
     at_least(
         "RLPx (Network) session throughput / rust-libp2p",
         0.75,
         ratio(r, "thr1", "rlpx-net", "libp2p"),
+        rlpx_ceiling,
     );
     let mem = ratio(r, "mem", "devmux", "libp2p");
     out.push(Target {
@@ -695,6 +751,7 @@ fn targets(r: &Results) -> Vec<Target> {
         goal: "<= 0.75x".into(),
         value: mem,
         met: mem.map(|v| v <= 0.75),
+        ceiling: None,
     });
     let p99 = ratio(r, "rtt_p99", "devmux", "libp2p");
     out.push(Target {
@@ -702,6 +759,7 @@ fn targets(r: &Results) -> Vec<Target> {
         goal: "<= 1.0x".into(),
         value: p99,
         met: p99.map(|v| v <= 1.0),
+        ceiling: None,
     });
     let p50 = r
         .median("rtt_p50", "devmux")
@@ -712,6 +770,7 @@ fn targets(r: &Results) -> Vec<Target> {
         goal: "<= 10 µs".into(),
         value: p50,
         met: p50.map(|v| v <= 10.0),
+        ceiling: None,
     });
     out
 }
@@ -762,7 +821,7 @@ fn print_table(r: &Results, stacks: &[&str], plan: &Plan, m: &Machine, targets: 
     }
     println!("{header}");
     for row in &r.rows {
-        if row.values.is_empty() {
+        if row.values.is_empty() || row.key.starts_with("floor_") {
             continue;
         }
         let mut line = format!("{:<label_w$} {:<7}", row.label, row.unit);
@@ -776,8 +835,29 @@ fn print_table(r: &Results, stacks: &[&str], plan: &Plan, m: &Machine, targets: 
         }
         println!("{line}");
     }
+    let floors: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|row| row.key.starts_with("floor_") && !row.values.is_empty())
+        .collect();
+    if !floors.is_empty() {
+        println!();
+        println!("per-byte cryptography the wire formats fix, alone on one core (floor.rs):");
+        for row in floors {
+            let runs = row.values.get(FLOOR).map_or(0, Vec::len);
+            println!(
+                "{:<label_w$} {:<7} {:>col_w$}",
+                row.label,
+                row.unit,
+                cell(r.summary(row.key, FLOOR), runs)
+            );
+        }
+    }
     println!();
-    println!("targets (ratios of the medians above):");
+    println!(
+        "targets (ratios of the medians above; ceiling: the best any implementation of the same \
+         wire format could reach here, from the floors and raw TCP's CPU per GiB):"
+    );
     for t in targets {
         let verdict = match t.met {
             Some(true) => "MET    ",
@@ -785,8 +865,11 @@ fn print_table(r: &Results, stacks: &[&str], plan: &Plan, m: &Machine, targets: 
             None => "n/a    ",
         };
         let value = t.value.map_or("–".into(), |v| format!("{v:.2}"));
+        let ceiling = t
+            .ceiling
+            .map_or(String::new(), |c| format!("   ceiling {c:.2}"));
         println!(
-            "  {verdict} {:<58} goal {:<9} value {value}",
+            "  {verdict} {:<58} goal {:<9} value {value}{ceiling}",
             t.what, t.goal
         );
     }
