@@ -134,10 +134,10 @@ impl AsyncWrite for Stream {
 /// seals the message being filled and hands it to the kernel. So a message sent
 /// as a length write and a body write went out as two Noise messages and two
 /// `sendto`s, and every window update as one more, each waking the peer. Here a
-/// flush from yamux only marks the stream due ([`BatchedShared::poll_flush_due`]
-/// sends it): before yamux reads, which it does only once no stream has a frame
-/// ready, and when the driver has nothing more to do. Frames queued together
-/// share Noise messages and system calls. Closing flushes at once. Only the connection's driver task touches it, so the lock is never
+/// flush from yamux only marks the stream due; the driver flushes once yamux
+/// has nothing more to write ([`BatchedShared::poll_flush_due`]), so frames
+/// queued together share Noise messages and system calls. Closing flushes at
+/// once. Only the connection's driver task touches it, so the lock is never
 /// contended: it is there because yamux owns one handle and the driver another.
 struct Batched<T> {
     shared: Arc<BatchedShared<T>>,
@@ -169,17 +169,12 @@ impl<T: AsyncWrite + Unpin> BatchedShared<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Batched<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Batched<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
-        // yamux reads only once no stream has a frame ready: what it wrote is
-        // complete, so send it before reading, as a per-frame flush would have.
-        if let Poll::Ready(Err(e)) = self.shared.poll_flush_due(cx) {
-            return Poll::Ready(Err(e));
-        }
         Pin::new(&mut *self.shared.io()).poll_read(cx, buf)
     }
 }
