@@ -19,12 +19,12 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_L
 
 use crate::pattern;
 use crate::stats::cpu_time;
+use crate::GIB;
 
 /// Plaintext of one full Noise message (65535 bytes with its 16-byte tag).
 const NOISE_PLAINTEXT: usize = 65535 - 16;
 /// Bytes per MAC update: one 64 KiB RLPx message.
 const MAC_CHUNK: usize = 64 * 1024;
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Process CPU seconds per GiB to seal and then open `bytes` in full Noise
 /// messages with ring's ChaCha20-Poly1305. Fails if a message does not open
