@@ -463,6 +463,12 @@ mod tests {
 
     /// A connection pair on 127.0.0.1: (dialer's, listener's).
     async fn pair() -> (super::Connection, super::Connection) {
+        let (_, dialed, accepted) = pair_with_dialer().await;
+        (dialed, accepted)
+    }
+
+    /// Like [`pair`], with the dialer's upgrader (for its wire statistics).
+    async fn pair_with_dialer() -> (Upgrader, super::Connection, super::Connection) {
         let server = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
         let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), server)
             .await
@@ -470,7 +476,7 @@ mod tests {
         let client = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
         let (dialed, accepted) =
             tokio::join!(client.dial(listener.local_addr(), None), listener.accept());
-        (dialed.unwrap(), accepted.unwrap().unwrap())
+        (client, dialed.unwrap(), accepted.unwrap().unwrap())
     }
 
     const DEADLINE: Duration = Duration::from_secs(5);
@@ -480,14 +486,7 @@ mod tests {
     /// length and tag) and make a system call of its own.
     #[tokio::test(flavor = "current_thread")]
     async fn frames_queued_together_share_noise_messages() {
-        let server = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
-        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), server)
-            .await
-            .unwrap();
-        let client = Upgrader::new(NodeKey::generate(), Config::default()).unwrap();
-        let (dialed, accepted) =
-            tokio::join!(client.dial(listener.local_addr(), None), listener.accept());
-        let (ours, mut theirs) = (dialed.unwrap(), accepted.unwrap().unwrap());
+        let (client, ours, mut theirs) = pair_with_dialer().await;
         let mut stream = ours.control.open_stream().await.unwrap();
         stream.write_all(b"open").await.unwrap();
         let mut their_stream = theirs.incoming.next().await.unwrap();
