@@ -544,20 +544,28 @@ mod tests {
         assert!(!matches!(theirs_read, Ok(n) if n > 0), "{theirs_read:?}");
     }
 
+    /// Writes 64 MiB in a task; a remote that never reads stops it at the
+    /// stream's receive window.
+    fn write_until_window_full<W>(mut w: W) -> tokio::task::JoinHandle<std::io::Result<()>>
+    where
+        W: futures::AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            for _ in 0..1024 {
+                w.write_all(&chunk).await?;
+            }
+            Ok(())
+        })
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn closing_a_connection_ends_both_halves_waiting_in_different_tasks() {
         let (ours, mut theirs) = pair().await;
         let stream = ours.control.open_stream().await.unwrap();
-        let (mut reader, mut writer) = stream.split();
+        let (mut reader, writer) = stream.split();
         let read = tokio::spawn(async move { reader.read(&mut [0u8; 16]).await });
-        let write = tokio::spawn(async move {
-            let chunk = vec![7u8; 64 * 1024];
-            // The remote never reads, so this stops at the stream's receive window.
-            for _ in 0..1024 {
-                writer.write_all(&chunk).await?;
-            }
-            Ok::<_, std::io::Error>(())
-        });
+        let write = write_until_window_full(writer);
         let _unread = theirs.incoming.next().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!read.is_finished() && !write.is_finished());
@@ -578,15 +586,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn closing_a_connection_fails_a_write_waiting_for_window() {
         let (ours, mut theirs) = pair().await;
-        let mut stream = ours.control.open_stream().await.unwrap();
-        let writer = tokio::spawn(async move {
-            let chunk = vec![7u8; 64 * 1024];
-            // The remote never reads, so this stops at the stream's receive window.
-            for _ in 0..1024 {
-                stream.write_all(&chunk).await?;
-            }
-            Ok::<_, std::io::Error>(())
-        });
+        let stream = ours.control.open_stream().await.unwrap();
+        let writer = write_until_window_full(stream);
         let _unread = theirs.incoming.next().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
