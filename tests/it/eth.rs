@@ -304,7 +304,14 @@ async fn fetch_and_check_chain(peer: &EthPeer, genesis: B256) -> Vec<BlockWithRe
             receipts,
         };
         // Transactions root, ommers hash, receipts root, bloom and gas against the header.
-        validate_block(&block, hash, &parent_header).unwrap();
+        validate_block(
+            &ChainSpec::devnet().header_rules,
+            &block,
+            hash,
+            &parent_header,
+            devmux_chain::validate::now_secs(),
+        )
+        .unwrap();
         parent_hash = hash;
         parent_header = block.header.clone();
         blocks.push(block);

@@ -13,9 +13,9 @@ use devmux_chain::devnet::Devnet;
 use devmux_chain::{BlockWithReceipts, Chain, ChainSpec, Pool, PoolConfig};
 use devmux_eth::alloy_primitives::{keccak256, B256, U256};
 use devmux_eth::{
-    protocols, protocols_for, BlockBodies, BlockHashOrNumber, BlockHeaders, ChainStatus, EthConfig,
-    EthEvent, EthHandler, EthMessage, EthPeers, EthVersion, Head, Header, PooledTransaction,
-    Receipts, RequestPair, Status,
+    protocols_for, BlockBodies, BlockHashOrNumber, BlockHeaders, ChainStatus, EthConfig, EthEvent,
+    EthHandler, EthMessage, EthPeers, EthVersion, Head, Header, PooledTransaction, Receipts,
+    RequestPair, Status,
 };
 use devmux_network::{
     DisconnectReason, Message, MessageStream, Network, NetworkEvent, PeerCtx, PeerId, Registrar,
@@ -257,6 +257,8 @@ struct Forged {
     bodies: HashMap<B256, (devmux_eth::BlockBody, Vec<devmux_eth::Receipt>)>,
     /// Never answers body requests: a peer that stalls.
     stalls: bool,
+    /// Pushed as `NewBlock`s right after Status (eth/66–68 only).
+    push: Vec<devmux_eth::NewBlock>,
 }
 
 impl Forged {
@@ -295,6 +297,7 @@ impl Forged {
             headers,
             bodies,
             stalls: false,
+            push: Vec::new(),
         }
     }
 
@@ -337,16 +340,28 @@ impl Forged {
 
 /// A hand-driven eth peer serving `forged`.
 async fn forger(use_p2p_server: bool, forged: Arc<Forged>) -> Network {
+    forger_speaking(use_p2p_server, forged, &EthVersion::ALL).await
+}
+
+/// [`forger`] speaking only `versions`.
+async fn forger_speaking(
+    use_p2p_server: bool,
+    forged: Arc<Forged>,
+    versions: &[EthVersion],
+) -> Network {
     let mut registrar = Registrar::new();
     registrar
-        .session(protocols(), move |peer: PeerCtx, stream: MessageStream| {
-            let forged = forged.clone();
-            async move {
-                let version = EthVersion::from_protocol_id(peer.protocol.as_str()).unwrap();
-                serve_forged(version, stream, &forged).await;
-                Ok::<_, devmux_network::Error>(())
-            }
-        })
+        .session(
+            protocols_for(versions),
+            move |peer: PeerCtx, stream: MessageStream| {
+                let forged = forged.clone();
+                async move {
+                    let version = EthVersion::from_protocol_id(peer.protocol.as_str()).unwrap();
+                    serve_forged(version, stream, &forged).await;
+                    Ok::<_, devmux_network::Error>(())
+                }
+            },
+        )
         .unwrap();
     start(use_p2p_server, registrar).await
 }
@@ -378,6 +393,12 @@ async fn serve_forged(version: EthVersion, mut stream: MessageStream, forged: &F
         .is_err()
     {
         return;
+    }
+    for block in &forged.push {
+        let msg = EthMessage::NewBlock(Box::new(block.clone()));
+        if stream.send(send(msg)).await.is_err() {
+            return;
+        }
     }
     while let Some(Ok(msg)) = stream.next().await {
         let Ok(msg) = EthMessage::decode(version, msg.code, &msg.payload) else {
@@ -510,6 +531,205 @@ async fn forged_chains_lose_on_rlpx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_chains_lose_on_the_stream_stack() {
     forged_chains_lose(true).await;
+}
+
+// ---- a stranger cannot rewrite the chain ---------------------------------------------
+
+/// A hostile peer that pushes one `NewBlock` with `header` (and an empty body) and
+/// claims it as its head.
+fn pushing(header: Header) -> Forged {
+    let block = devmux_eth::Block {
+        header: header.clone(),
+        body: Default::default(),
+    };
+    let td = U256::from(header.number + 1).saturating_add(header.difficulty);
+    let mut bodies = HashMap::new();
+    bodies.insert(header.hash_slow(), (Default::default(), Vec::new()));
+    Forged {
+        headers: vec![header],
+        bodies,
+        stalls: false,
+        push: vec![devmux_eth::NewBlock { block, td }],
+    }
+}
+
+/// Issue 14's attacks on the header rules (WIRE.md §7.1), each from a fresh key against a
+/// node holding 64 devnet blocks that relays to a third node: the forged heavy child of
+/// genesis (difficulty 10^6, as in the report that rewrote a chain), a block 65 from
+/// 1 h in the future, and one with the wrong base fee. Each is refused on its header with
+/// a major penalty naming the rule; the head and every canonical hash stay; nothing
+/// reaches the third node.
+async fn forged_headers_are_refused(use_p2p_server: bool) {
+    const HEAD: usize = 64;
+    let eth68 = [EthVersion::Eth68];
+    let all = EthVersion::ALL;
+    let victim = node(
+        use_p2p_server,
+        HEAD,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let witness = node(
+        use_p2p_server,
+        HEAD,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    connect(&witness, &victim).await;
+    let canonical = |n: &Node| {
+        let chain = n.chain.clone();
+        async move {
+            let mut out = Vec::new();
+            for i in 0..=HEAD as u64 + 1 {
+                out.push(
+                    chain
+                        .header_by_number(i)
+                        .await
+                        .unwrap()
+                        .map(|h| h.hash_slow()),
+                );
+            }
+            out
+        }
+    };
+    let before = canonical(&victim).await;
+    assert_eq!(before[HEAD], Some(devnet_blocks()[HEAD - 1].hash()));
+
+    let mut heavy = devnet_blocks()[0].header.clone();
+    heavy.difficulty = U256::from(1_000_000u64);
+    let mut future = devnet_blocks()[HEAD].header.clone();
+    future.timestamp = devmux_chain::validate::now_secs() + 3600;
+    let mut base_fee = devnet_blocks()[HEAD].header.clone();
+    base_fee.base_fee_per_gas = Some(2_000_000_000);
+    for (header, rule) in [
+        (heavy, "difficulty rule"),
+        (future, "timestamp rule"),
+        (base_fee, "base fee rule"),
+    ] {
+        let forged_hash = header.hash_slow();
+        let hostile = forger_speaking(use_p2p_server, Arc::new(pushing(header)), &eth68).await;
+        let mut events = victim.net.events();
+        victim.net.dial(&hostile.local_addr()).await.unwrap();
+        assert!(
+            penalised(&mut events, hostile.local_peer_id(), rule).await,
+            "{}: no penalty naming the {rule}",
+            victim.net.server_kind()
+        );
+        assert!(
+            eventually(SECS, || victim.eth.get(&hostile.local_peer_id()).is_none()).await,
+            "the {rule} breaker was not disconnected"
+        );
+        assert_eq!(canonical(&victim).await, before, "after the {rule} breaker");
+        for n in [&victim, &witness] {
+            assert_eq!(n.chain.header_by_hash(forged_hash).await.unwrap(), None);
+        }
+        assert_eq!(witness.chain.head().hash, before[HEAD].unwrap());
+        hostile.shutdown().await;
+    }
+    victim.stop().await;
+    witness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_headers_are_refused_on_rlpx() {
+    forged_headers_are_refused(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_headers_are_refused_on_the_stream_stack() {
+    forged_headers_are_refused(true).await;
+}
+
+/// A peer whose valid chain branches off 65 blocks below our head of 100 and is longer
+/// (so heavier): refused before its blocks are fetched, without a penalty, and the peer
+/// stays connected, since an honest node on another branch looks just like it.
+async fn a_reorg_deeper_than_64_is_refused_without_penalty(use_p2p_server: bool) {
+    const HEAD: usize = 100;
+    let victim = node(
+        use_p2p_server,
+        HEAD,
+        &EthVersion::ALL,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    // Blocks 36..=101 on devnet block 35, each valid on its own.
+    let mut parent = devnet_blocks()[34].header.clone();
+    let mut headers = devnet_blocks()[..35]
+        .iter()
+        .map(|b| b.header.clone())
+        .collect::<Vec<_>>();
+    let mut bodies = HashMap::new();
+    for _ in 0..66 {
+        let mut template =
+            devmux_chain::devnet::BlockTemplate::devnet(parent.number + 1, Default::default());
+        template.extra_data = vec![0xd0].into();
+        let block = devmux_chain::devnet::seal_block(&parent, template, Vec::new());
+        bodies.insert(block.hash(), (block.body.clone(), block.receipts.clone()));
+        parent = block.header.clone();
+        headers.push(block.header);
+    }
+    for b in &devnet_blocks()[..35] {
+        bodies.insert(b.hash(), (b.body.clone(), b.receipts.clone()));
+    }
+    let branch = Forged {
+        headers,
+        bodies,
+        stalls: false,
+        push: Vec::new(),
+    };
+    let branch_head = branch.head().hash_slow();
+    let hostile = forger(use_p2p_server, Arc::new(branch)).await;
+    let mut events = victim.net.events();
+    let head = victim.chain.head();
+    victim.net.dial(&hostile.local_addr()).await.unwrap();
+    assert!(
+        eventually(SECS, || victim.eth.get(&hostile.local_peer_id()).is_some()).await,
+        "no eth session with the peer on another branch"
+    );
+    // Long enough for several sync rounds against it (poll interval 200 ms).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(victim.chain.head(), head, "the head moved");
+    assert_eq!(
+        victim.chain.header_by_hash(branch_head).await.unwrap(),
+        None
+    );
+    for b in &devnet_blocks()[..HEAD] {
+        assert_eq!(
+            victim
+                .chain
+                .header_by_number(b.number())
+                .await
+                .unwrap()
+                .map(|h| h.hash_slow()),
+            Some(b.hash())
+        );
+    }
+    while let Ok(event) = events.try_recv() {
+        if let NetworkEvent::PeerPenalized { peer, reason, .. } = event {
+            assert_ne!(peer, hostile.local_peer_id(), "penalised: {reason}");
+        }
+    }
+    assert!(
+        victim.eth.get(&hostile.local_peer_id()).is_some(),
+        "the peer on another branch was disconnected"
+    );
+    victim.stop().await;
+    hostile.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_64_is_refused_without_penalty_on_rlpx() {
+    a_reorg_deeper_than_64_is_refused_without_penalty(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_64_is_refused_without_penalty_on_the_stream_stack() {
+    a_reorg_deeper_than_64_is_refused_without_penalty(true).await;
 }
 
 // ---- five nodes: transactions and blocks ------------------------------------------------

@@ -39,7 +39,7 @@ use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
-use crate::{validate, BlockWithReceipts, ChainSpec, Error};
+use crate::{validate, BlockWithReceipts, ChainSpec, Error, MAX_REORG_DEPTH};
 
 const HEADERS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("headers");
 const BODIES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("bodies");
@@ -254,6 +254,8 @@ impl Chain {
         // Any early return drops `txn` uncommitted, which rolls the whole batch back.
         let txn = self.inner.db.begin_write()?;
         let old_head = self.head();
+        let rules = &self.inner.spec.header_rules;
+        let now = validate::now_secs();
         let outcome = {
             let mut headers = txn.open_table(HEADERS)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -285,7 +287,7 @@ impl Chain {
                         })
                     }
                 };
-                validate::validate_block(block, hash, &parent_header)?;
+                validate::validate_block(rules, block, hash, &parent_header, now)?;
                 let parent_td = tds
                     .get(&parent.0)?
                     .map(|td| U256::from_be_bytes(*td.value()))
@@ -335,6 +337,14 @@ impl Chain {
                 }
                 let ancestor = number;
                 reorg_depth = old_head.number.saturating_sub(ancestor);
+                if reorg_depth > MAX_REORG_DEPTH {
+                    // Dropping `txn` rolls the whole batch back.
+                    return Err(Error::ReorgTooDeep {
+                        depth: reorg_depth,
+                        ancestor,
+                        max: MAX_REORG_DEPTH,
+                    });
+                }
                 for (n, h) in path {
                     canonical.insert(n, &h.0)?;
                 }
@@ -354,6 +364,57 @@ impl Chain {
         txn.commit()?;
         *self.inner.head.write().unwrap_or_else(|e| e.into_inner()) = outcome.head;
         Ok(outcome)
+    }
+
+    /// Whether a block with `header` may be imported, judged on the header alone and
+    /// before its body is fetched: its parent must be stored, the header must pass
+    /// [`validate::validate_header`], and the block must not branch off our canonical
+    /// chain more than [`MAX_REORG_DEPTH`] blocks below the head (such a block could only
+    /// count through a reorg we refuse). `Ok(false)`: the parent is unknown (sync fetches
+    /// it). The errors are those of the checks, plus [`Error::ReorgTooDeep`].
+    pub async fn check_header(&self, header: Header) -> Result<bool, Error> {
+        self.blocking(move |chain| chain.check_header_blocking(&header))
+            .await
+    }
+
+    /// [`Chain::check_header`] on the calling thread.
+    pub fn check_header_blocking(&self, header: &Header) -> Result<bool, Error> {
+        let head = self.head();
+        let read = self.read()?;
+        let Some(parent) = read.header(&header.parent_hash)? else {
+            return Ok(false);
+        };
+        let hash = header.hash_slow();
+        validate::validate_header(
+            &self.inner.spec.header_rules,
+            header,
+            hash,
+            &parent,
+            validate::now_secs(),
+        )?;
+        // Walk back to the canonical chain, but no further than the bound allows.
+        let mut ancestor = parent;
+        loop {
+            if read.canonical(ancestor.number)? == Some(ancestor.hash_slow()) {
+                break;
+            }
+            if head.number.saturating_sub(ancestor.number) > MAX_REORG_DEPTH {
+                break;
+            }
+            match read.header(&ancestor.parent_hash)? {
+                Some(h) => ancestor = h,
+                None => return Err(missing("ancestor header")),
+            }
+        }
+        let depth = head.number.saturating_sub(ancestor.number);
+        if depth > MAX_REORG_DEPTH {
+            return Err(Error::ReorgTooDeep {
+                depth,
+                ancestor: ancestor.number,
+                max: MAX_REORG_DEPTH,
+            });
+        }
+        Ok(true)
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -917,28 +978,81 @@ mod tests {
             Some(main[9].hash())
         );
 
-        // A shorter chain with more work wins too, and the canonical numbers above it go.
+        // A block claiming more work than the header rules allow is refused on its header,
+        // and nothing of it is stored: one heavy block must not outweigh the chain.
+        let head_before = chain.head();
         let heavy = fork_block(&main[14].header, 0xaa, 100);
-        let outcome = chain
+        let err = chain
             .insert_blocks_blocking(std::slice::from_ref(&heavy))
-            .unwrap();
-        assert_eq!(outcome.head.number, 16);
-        assert_eq!(outcome.reorg_depth, 21 - 10);
-        assert_eq!(
-            chain.canonical_hash_blocking(15).unwrap(),
-            Some(main[14].hash())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidHeader {
+                    rule: "difficulty",
+                    ..
+                }
+            ),
+            "{err}"
         );
-        assert_eq!(
-            chain.canonical_hash_blocking(16).unwrap(),
-            Some(heavy.hash())
-        );
-        assert_eq!(chain.canonical_hash_blocking(17).unwrap(), None);
-        assert_eq!(chain.header_by_number_blocking(21).unwrap(), None);
+        assert_eq!(chain.head(), head_before);
+        assert_eq!(chain.header_by_hash_blocking(heavy.hash()).unwrap(), None);
+        assert!(chain.check_header_blocking(&heavy.header).is_err());
 
         // The head survives a reopen.
         let head = chain.head();
         drop(chain);
         assert_eq!(open(&dir).head(), head);
+    }
+
+    /// WIRE.md §7.1: a reorg deeper than 64 blocks is refused, whether it arrives as a
+    /// header to check or as a batch to insert; 64 deep is still adopted.
+    #[test]
+    fn reorgs_deeper_than_the_bound_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = open(&dir);
+        let main: Vec<_> = Devnet::new().unwrap().blocks(100).collect();
+        chain.insert_blocks_blocking(&main).unwrap();
+        let head = chain.head();
+
+        // Branching at block 35: the head (100) would go back 65 blocks.
+        let deep = fork_chain(&main[34].header, 66, 0xd0);
+        assert!(matches!(
+            chain.check_header_blocking(&deep[0].header),
+            Err(Error::ReorgTooDeep {
+                depth: 65,
+                ancestor: 35,
+                ..
+            })
+        ));
+        let err = chain.insert_blocks_blocking(&deep).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReorgTooDeep {
+                    depth: 65,
+                    ancestor: 35,
+                    max: 64
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(chain.head(), head, "the head did not move");
+        for (n, b) in (1u64..).zip(&main) {
+            assert_eq!(chain.canonical_hash_blocking(n).unwrap(), Some(b.hash()));
+        }
+        assert_eq!(chain.header_by_hash_blocking(deep[0].hash()).unwrap(), None);
+
+        // Branching at block 36: 64 blocks back, within the bound.
+        let allowed = fork_chain(&main[35].header, 65, 0xd1);
+        assert!(chain.check_header_blocking(&allowed[0].header).unwrap());
+        let outcome = chain.insert_blocks_blocking(&allowed).unwrap();
+        assert_eq!(outcome.reorg_depth, 64);
+        assert_eq!(chain.head().hash, allowed[64].hash());
+
+        // A header whose parent we lack is not judged: sync fetches the parent.
+        let orphan = fork_block(&deep[0].header, 0xd2, 1);
+        assert!(!chain.check_header_blocking(&orphan.header).unwrap());
     }
 
     #[test]

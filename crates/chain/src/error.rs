@@ -103,6 +103,32 @@ pub enum Error {
         /// Transactions in the body.
         transactions: usize,
     },
+    /// The header breaks one of the chain's header rules (WIRE.md §7.1): checked on the
+    /// header alone, before its body is fetched. A peer that sent it earns a major
+    /// penalty; the block is never stored or relayed.
+    #[error("block {number} ({hash}): {rule} rule broken: {detail}")]
+    InvalidHeader {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Which rule: `difficulty`, `timestamp`, `gas limit`, `base fee`, `ommers hash`.
+        rule: &'static str,
+        /// What the header has instead.
+        detail: String,
+    },
+    /// Adopting the blocks would take the head back further than
+    /// [`crate::MAX_REORG_DEPTH`] blocks. Refused, and nothing is stored, but it is not
+    /// the sender's fault: an honest node on another branch sends such blocks.
+    #[error("reorg of {depth} blocks (to ancestor {ancestor}) refused: at most {max} allowed")]
+    ReorgTooDeep {
+        /// Head number minus the common ancestor's.
+        depth: u64,
+        /// The common ancestor's number.
+        ancestor: u64,
+        /// The bound.
+        max: u64,
+    },
 
     /// The pool already holds this transaction.
     #[error("transaction {0} already pooled")]

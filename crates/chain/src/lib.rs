@@ -38,4 +38,4 @@ pub mod validate;
 pub use chain::{Chain, ChainHead, InsertOutcome};
 pub use error::Error;
 pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig};
-pub use spec::{BlockWithReceipts, ChainSpec};
+pub use spec::{BlockWithReceipts, ChainSpec, HeaderRules, MAX_FUTURE_SECS, MAX_REORG_DEPTH};

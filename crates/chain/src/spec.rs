@@ -1,6 +1,6 @@
 //! Chain specifications: what makes one chain different from another.
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, U256};
 use devmux_eth::{BlockBody, ForkFilter, Head, Header, Receipt};
 
 /// A block ready to be imported: header, body and the receipts its `receipts_root`
@@ -40,7 +40,48 @@ pub struct ChainSpec {
     pub block_forks: Vec<u64>,
     /// Forks activated by timestamp (those at or before genesis are part of genesis).
     pub time_forks: Vec<u64>,
+    /// What every header after genesis must satisfy on its own
+    /// ([`crate::validate::validate_header`]).
+    pub header_rules: HeaderRules,
 }
+
+/// The rules a header is checked against before anything else is done for its block
+/// (WIRE.md §7.1, "Header rules"): cheap to check, so a block that breaks them costs us
+/// one header decode and nothing more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// The difficulty of every block. A fixed difficulty is what keeps a stranger from
+    /// outweighing the honest chain with one heavy block.
+    pub difficulty: U256,
+    /// The gas limit of every block.
+    pub gas_limit: u64,
+    /// The base fee of every block.
+    pub base_fee: u64,
+    /// How far ahead of our clock a timestamp may be, in seconds.
+    pub max_future_secs: u64,
+}
+
+impl HeaderRules {
+    /// The devnet's rules (WIRE.md §7.1): difficulty 1, gas limit 30 000 000, base fee
+    /// 1 gwei, timestamps at most 15 s ahead of local time.
+    pub fn devnet() -> Self {
+        Self {
+            difficulty: U256::from(1),
+            gas_limit: crate::devnet::GAS_LIMIT,
+            base_fee: crate::devnet::BASE_FEE,
+            max_future_secs: MAX_FUTURE_SECS,
+        }
+    }
+}
+
+/// How far a header's timestamp may run ahead of local time: 15 s (WIRE.md §7.1, the
+/// bound go-ethereum's clique uses for future blocks as well).
+pub const MAX_FUTURE_SECS: u64 = 15;
+
+/// The deepest reorganisation a node adopts, in blocks (head minus common ancestor):
+/// 64 (WIRE.md §7.1). Deeper ones are refused without a penalty: an honest node that
+/// was partitioned from us for a while sends them.
+pub const MAX_REORG_DEPTH: u64 = 64;
 
 impl ChainSpec {
     /// The devnet chain of WIRE.md §7.
@@ -53,6 +94,7 @@ impl ChainSpec {
             // the fork id is [CRC32(genesis hash), 0].
             block_forks: Vec::new(),
             time_forks: Vec::new(),
+            header_rules: HeaderRules::devnet(),
         }
     }
 

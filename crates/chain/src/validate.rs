@@ -1,26 +1,49 @@
-//! Block validation on insert: what a block must satisfy to be stored, without executing
-//! it (devmux has no EVM). These are the data-validity checks of `devp2p/caps/eth.md`
-//! that need no state.
+//! Block validation, without executing anything (devmux has no EVM), in two steps that
+//! every path into the chain takes in this order (import of pushed blocks, sync, and the
+//! store's own insert):
+//!
+//! 1. [`validate_header`]: the header alone against its parent and the chain's
+//!    [`HeaderRules`] (WIRE.md §7.1). It is cheap, so it runs before a body is requested
+//!    or decoded and before anything is stored: a header that fails costs us nothing
+//!    more, and is never relayed.
+//! 2. [`validate_body`]: the body and receipts against the roots the header commits to
+//!    (the data-validity checks of `devp2p/caps/eth.md` that need no state).
+//!
+//! [`validate_block`] runs both.
 
-use alloy_consensus::proofs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy_consensus::{proofs, EMPTY_OMMER_ROOT_HASH};
 use alloy_primitives::B256;
 use devmux_eth::Header;
 
-use crate::{BlockWithReceipts, Error};
+use crate::{BlockWithReceipts, Error, HeaderRules};
 
-/// Checks `block` (whose hash is `hash`) against its `parent`: number, timestamp, gas,
-/// and every root the header commits to.
-pub fn validate_block(block: &BlockWithReceipts, hash: B256, parent: &Header) -> Result<(), Error> {
-    let header = &block.header;
+/// Seconds since the Unix epoch on our clock, for the future-timestamp rule.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks `header` (whose hash is `hash`) against its `parent` and `rules`, on the header
+/// alone: number = parent + 1; the rules' difficulty; timestamp after the parent's and at
+/// most [`HeaderRules::max_future_secs`] after `now` (seconds since the epoch); the rules'
+/// gas limit; gas used within it; the rules' base fee; no ommers.
+pub fn validate_header(
+    rules: &HeaderRules,
+    header: &Header,
+    hash: B256,
+    parent: &Header,
+    now: u64,
+) -> Result<(), Error> {
     let number = header.number;
-    let mismatch = |field: &'static str, got: String, expected: String| Error::RootMismatch {
+    let broken = |rule: &'static str, detail: String| Error::InvalidHeader {
         number,
         hash,
-        field,
-        got,
-        expected,
+        rule,
+        detail,
     };
-
     let expected = parent.number.saturating_add(1);
     if number != expected {
         return Err(Error::WrongNumber {
@@ -45,6 +68,71 @@ pub fn validate_block(block: &BlockWithReceipts, hash: B256, parent: &Header) ->
             reason: "above the gas limit",
         });
     }
+    if header.difficulty != rules.difficulty {
+        return Err(broken(
+            "difficulty",
+            format!("{} instead of {}", header.difficulty, rules.difficulty),
+        ));
+    }
+    let latest = now.saturating_add(rules.max_future_secs);
+    if header.timestamp > latest {
+        return Err(broken(
+            "timestamp",
+            format!(
+                "{} is more than {} s ahead of our clock ({now})",
+                header.timestamp, rules.max_future_secs
+            ),
+        ));
+    }
+    if header.gas_limit != rules.gas_limit {
+        return Err(broken(
+            "gas limit",
+            format!("{} instead of {}", header.gas_limit, rules.gas_limit),
+        ));
+    }
+    if header.base_fee_per_gas != Some(rules.base_fee) {
+        return Err(broken(
+            "base fee",
+            format!(
+                "{:?} instead of {}",
+                header.base_fee_per_gas, rules.base_fee
+            ),
+        ));
+    }
+    if header.ommers_hash != EMPTY_OMMER_ROOT_HASH {
+        return Err(broken(
+            "ommers hash",
+            format!("{} instead of the empty list's", header.ommers_hash),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `block` (whose hash is `hash`) against `parent` and `rules`: the header first
+/// ([`validate_header`]), then the body ([`validate_body`]).
+pub fn validate_block(
+    rules: &HeaderRules,
+    block: &BlockWithReceipts,
+    hash: B256,
+    parent: &Header,
+    now: u64,
+) -> Result<(), Error> {
+    validate_header(rules, &block.header, hash, parent, now)?;
+    validate_body(block, hash)
+}
+
+/// Checks the body and receipts of `block` (whose hash is `hash`) against every root and
+/// total its header commits to.
+pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error> {
+    let header = &block.header;
+    let number = header.number;
+    let mismatch = |field: &'static str, got: String, expected: String| Error::RootMismatch {
+        number,
+        hash,
+        field,
+        got,
+        expected,
+    };
 
     let body = &block.body;
     let ommers_hash = body.calculate_ommers_root();
@@ -107,4 +195,74 @@ pub fn validate_block(block: &BlockWithReceipts, hash: B256, parent: &Header) ->
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devnet::{genesis_header, Devnet};
+    use alloy_primitives::U256;
+
+    /// Each rule of WIRE.md §7.1 that a header alone can break, broken one at a time on
+    /// an otherwise valid devnet block 1.
+    #[test]
+    fn every_header_rule_is_checked_on_the_header_alone() {
+        let rules = HeaderRules::devnet();
+        let genesis = genesis_header();
+        let block = Devnet::new().unwrap().blocks(1).next().unwrap();
+        let now = now_secs();
+        let check = |h: &Header| validate_header(&rules, h, h.hash_slow(), &genesis, now);
+        check(&block.header).unwrap();
+
+        let rule_of = |mutate: &dyn Fn(&mut Header)| {
+            let mut h = block.header.clone();
+            mutate(&mut h);
+            match check(&h) {
+                Err(Error::InvalidHeader { rule, .. }) => rule,
+                other => panic!("expected a broken header rule, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            rule_of(&|h| h.difficulty = U256::from(1_000_000)),
+            "difficulty"
+        );
+        assert_eq!(rule_of(&|h| h.difficulty = U256::ZERO), "difficulty");
+        assert_eq!(rule_of(&|h| h.timestamp = now + 16), "timestamp");
+        assert_eq!(rule_of(&|h| h.gas_limit = 30_000_001), "gas limit");
+        assert_eq!(rule_of(&|h| h.base_fee_per_gas = Some(7)), "base fee");
+        assert_eq!(rule_of(&|h| h.base_fee_per_gas = None), "base fee");
+        assert_eq!(
+            rule_of(&|h| h.ommers_hash = B256::repeat_byte(1)),
+            "ommers hash"
+        );
+
+        // 15 s ahead is still allowed.
+        let mut h = block.header.clone();
+        h.timestamp = now + 15;
+        check(&h).unwrap();
+
+        let mut h = block.header.clone();
+        h.number = 2;
+        assert!(matches!(check(&h), Err(Error::WrongNumber { .. })));
+        let mut h = block.header.clone();
+        h.timestamp = genesis.timestamp;
+        assert!(matches!(
+            check(&h),
+            Err(Error::TimestampNotIncreasing { .. })
+        ));
+        let mut h = block.header.clone();
+        h.gas_used = h.gas_limit + 1;
+        assert!(matches!(check(&h), Err(Error::BadGasUsed { .. })));
+    }
+
+    /// The blocks the devnet derives pass both steps, one after the other.
+    #[test]
+    fn devnet_blocks_validate() {
+        let rules = HeaderRules::devnet();
+        let mut parent = genesis_header();
+        for block in Devnet::new().unwrap().blocks(40) {
+            validate_block(&rules, &block, block.hash(), &parent, now_secs()).unwrap();
+            parent = block.header;
+        }
+    }
 }

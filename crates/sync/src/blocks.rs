@@ -20,7 +20,7 @@ use devmux_eth::{
 use devmux_network::PeerId;
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::checks::{check_body, check_receipts, needs_receipts, sqrt_count};
 use crate::download::is_block_fault;
@@ -149,6 +149,26 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
             return Ok(());
         }
     };
+    // The header alone first: a block that breaks a header rule costs us no body check,
+    // no receipts request and no store write, and is never relayed.
+    match shared.chain.check_header(header.clone()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            shared.nudge.notify_one();
+            return Ok(());
+        }
+        Err(devmux_chain::Error::ReorgTooDeep { depth, .. }) => {
+            info!(peer = %from, number = header.number, depth, "NewBlock refused: it branches off deeper than the reorg bound");
+            return Ok(());
+        }
+        Err(e) if is_block_fault(&e) => {
+            return Err(Error::InvalidHeaders {
+                peer: from,
+                why: e.to_string(),
+            })
+        }
+        Err(e) => return Err(Error::Chain(e)),
+    }
     let body = new_block.block.body.clone();
     check_body(header, &body).map_err(|why| Error::InvalidBodies { peer: from, why })?;
     let receipts = if needs_receipts(header) {

@@ -2,6 +2,7 @@
 //! parents, bodies and receipts against their headers. Pure functions, so that faults
 //! are pinned on the peer that sent the data.
 
+use devmux_chain::HeaderRules;
 use devmux_eth::alloy_consensus::{proofs, EMPTY_ROOT_HASH};
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::{BlockBody, Header, Receipt};
@@ -30,13 +31,17 @@ pub(crate) enum LinkError {
     Invalid(String),
 }
 
-/// Checks that `headers` extend `parent` one by one: each names the previous as its
-/// parent, has the next number and a later timestamp, and uses no more gas than its
-/// limit. Returns them with their hashes.
+/// Links `headers` to `parent` and to each other, and checks each against the chain's
+/// header rules ([`devmux_chain::validate::validate_header`], the one place those rules
+/// live), all before any body is requested. A first header that does not follow
+/// `parent` is [`LinkError::Detached`] (the peer's chain moved); anything else wrong is
+/// [`LinkError::Invalid`].
 pub(crate) fn link_headers(
+    rules: &HeaderRules,
     parent: &Sealed,
     headers: Vec<Header>,
 ) -> Result<Vec<Sealed>, LinkError> {
+    let now = devmux_chain::validate::now_secs();
     let mut out: Vec<Sealed> = Vec::with_capacity(headers.len());
     for header in headers {
         let prev = out.last().unwrap_or(parent);
@@ -49,25 +54,16 @@ pub(crate) fn link_headers(
                 header.number, prev.header.number
             )));
         }
-        if Some(header.number) != prev.header.number.checked_add(1) {
-            return Err(LinkError::Invalid(format!(
-                "header {} follows header {}",
-                header.number, prev.header.number
-            )));
-        }
-        if header.timestamp <= prev.header.timestamp {
-            return Err(LinkError::Invalid(format!(
-                "header {}: timestamp {} not after its parent's {}",
-                header.number, header.timestamp, prev.header.timestamp
-            )));
-        }
-        if header.gas_used > header.gas_limit {
-            return Err(LinkError::Invalid(format!(
-                "header {}: gas used {} above the limit {}",
-                header.number, header.gas_used, header.gas_limit
-            )));
-        }
-        out.push(Sealed::new(header));
+        let sealed = Sealed::new(header);
+        devmux_chain::validate::validate_header(
+            rules,
+            &sealed.header,
+            sealed.hash,
+            &prev.header,
+            now,
+        )
+        .map_err(|e| LinkError::Invalid(e.to_string()))?;
+        out.push(sealed);
     }
     Ok(out)
 }
@@ -146,42 +142,56 @@ mod tests {
     #[test]
     fn headers_must_link() {
         let (genesis, blocks) = chain(8);
-        let linked = link_headers(&genesis, headers(&blocks)).unwrap();
+        let rules = HeaderRules::devnet();
+        let linked = link_headers(&rules, &genesis, headers(&blocks)).unwrap();
         assert_eq!(linked.len(), 8);
         assert_eq!(linked[7].hash, blocks[7].hash());
 
         // Not after the parent asked for: the peer moved, not a lie.
         assert_eq!(
-            link_headers(&linked[2], headers(&blocks[4..])),
+            link_headers(&rules, &linked[2], headers(&blocks[4..])),
             Err(LinkError::Detached)
         );
         // A forged header in the middle breaks the links after it.
         let mut forged = headers(&blocks);
         forged[3].extra_data = b"forged".to_vec().into();
         assert!(matches!(
-            link_headers(&genesis, forged),
+            link_headers(&rules, &genesis, forged),
             Err(LinkError::Invalid(why)) if why.contains("header 5 does not link")
         ));
         // Linked, but numbered or timed wrong.
         let mut bad = headers(&blocks[..1]);
         bad[0].number = 2;
         assert!(matches!(
-            link_headers(&genesis, bad),
+            link_headers(&rules, &genesis, bad),
             Err(LinkError::Invalid(_))
         ));
         let mut bad = headers(&blocks[..1]);
         bad[0].timestamp = genesis.header.timestamp;
         assert!(matches!(
-            link_headers(&genesis, bad),
+            link_headers(&rules, &genesis, bad),
             Err(LinkError::Invalid(_))
         ));
         let mut bad = headers(&blocks[..1]);
         bad[0].gas_used = bad[0].gas_limit + 1;
         assert!(matches!(
-            link_headers(&genesis, bad),
+            link_headers(&rules, &genesis, bad),
             Err(LinkError::Invalid(_))
         ));
-        assert_eq!(link_headers(&genesis, vec![]), Ok(vec![]));
+        // Linked, but breaking a header rule: the forged heavy block, a far-future time.
+        let mut bad = headers(&blocks[..1]);
+        bad[0].difficulty = devmux_eth::alloy_primitives::U256::from(1_000_000);
+        assert!(matches!(
+            link_headers(&rules, &genesis, bad),
+            Err(LinkError::Invalid(why)) if why.contains("difficulty")
+        ));
+        let mut bad = headers(&blocks[..1]);
+        bad[0].timestamp = devmux_chain::validate::now_secs() + 60;
+        assert!(matches!(
+            link_headers(&rules, &genesis, bad),
+            Err(LinkError::Invalid(why)) if why.contains("timestamp")
+        ));
+        assert_eq!(link_headers(&rules, &genesis, vec![]), Ok(vec![]));
     }
 
     #[test]

@@ -32,6 +32,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use devmux_chain::MAX_REORG_DEPTH;
+
 use crate::checks::{check_body, check_receipts, link_headers, needs_receipts, LinkError, Sealed};
 use crate::shared::Shared;
 use crate::status::add;
@@ -109,6 +111,17 @@ pub(crate) async fn run_round(
             find_ancestor(shared, peer, ours.min(target_number.saturating_sub(1))).await?
         }
     };
+    // Check before cost: a branch that leaves our chain too far below the head could
+    // only win through a reorg we refuse, so fetch none of it.
+    let head = shared.chain.head().number;
+    let depth = head.saturating_sub(ancestor.header.number);
+    if depth > MAX_REORG_DEPTH {
+        return Err(Error::ReorgTooDeep {
+            peer: id,
+            depth,
+            ancestor: ancestor.header.number,
+        });
+    }
     tracing::debug!(
         peer = %id,
         from = ancestor.header.number,
@@ -229,7 +242,7 @@ async fn header_stage(
             });
         }
         let bytes: usize = headers.iter().map(Encodable::length).sum();
-        let linked = match link_headers(&parent, headers) {
+        let linked = match link_headers(&shared.chain.spec().header_rules, &parent, headers) {
             Ok(linked) => linked,
             Err(LinkError::Detached) => return Err(Error::Reorged { peer: id }),
             Err(LinkError::Invalid(why)) => return Err(Error::InvalidHeaders { peer: id, why }),
@@ -504,6 +517,7 @@ pub(crate) fn is_block_fault(e: &devmux_chain::Error) -> bool {
     matches!(
         e,
         E::UnknownParent { .. }
+            | E::InvalidHeader { .. }
             | E::WrongNumber { .. }
             | E::TimestampNotIncreasing { .. }
             | E::RootMismatch { .. }

@@ -45,6 +45,19 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// The peer's chain leaves ours more than [`devmux_chain::MAX_REORG_DEPTH`] blocks
+    /// below our head: refused before anything of it is fetched, logged, and the peer is
+    /// left out of the sync for a cooldown, without a penalty (an honest node on another
+    /// branch sends this).
+    #[error("peer {peer}: its chain branches off {depth} blocks below our head (at {ancestor}); deeper than the reorg bound")]
+    ReorgTooDeep {
+        /// The peer.
+        peer: PeerId,
+        /// Our head number minus the common ancestor's.
+        depth: u64,
+        /// The common ancestor's number.
+        ancestor: u64,
+    },
     /// A request passed its deadline. Minor penalty.
     #[error("peer {peer}: no answer within {timeout:?}")]
     Stalled {
@@ -116,6 +129,7 @@ impl Error {
             | Self::Lacking { peer, .. }
             | Self::Reorged { peer } => Some(*peer),
             Self::Chain(_)
+            | Self::ReorgTooDeep { .. }
             | Self::HeadMissing(_)
             | Self::NoPeerServes { .. }
             | Self::Task(_)

@@ -153,6 +153,14 @@ async fn sync_loop(shared: Arc<Shared>) {
                     debug!(peer = %peer.peer_id(), inserted, head = after.number, "sync round done");
                 }
                 Err(Error::ShuttingDown) => return,
+                Err(e @ Error::ReorgTooDeep { .. }) => {
+                    info!("sync refused: {e}");
+                    shared.bench(peer.peer_id(), shared.config.bad_peer_cooldown);
+                }
+                Err(Error::Chain(devmux_chain::Error::ReorgTooDeep { depth, .. })) => {
+                    info!(peer = %peer.peer_id(), depth, "sync refused: the reorg is deeper than the bound");
+                    shared.bench(peer.peer_id(), shared.config.bad_peer_cooldown);
+                }
                 Err(Error::Chain(e)) => {
                     warn!(error = %e, "sync stopped: the chain store failed");
                     shared.bench(peer.peer_id(), shared.config.retry_cooldown);
