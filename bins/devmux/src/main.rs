@@ -123,6 +123,9 @@ struct NodeArgs {
     /// Serve the admin JSON-RPC over HTTP [default: off; --http alone: 127.0.0.1:8545]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8545")]
     http: Option<SocketAddr>,
+    /// Allow --http on a non-loopback address, serving admin_* to the network [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    http_allow_remote_admin: Option<bool>,
     /// Serve Prometheus metrics at /metrics [default: off; --metrics alone: 127.0.0.1:9001]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9001")]
     metrics: Option<SocketAddr>,
@@ -208,6 +211,10 @@ impl NodeArgs {
         set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.produce_blocks, self.produce_blocks.map(Some));
         set(&mut config.http, self.http.map(Some));
+        set(
+            &mut config.http_allow_remote_admin,
+            self.http_allow_remote_admin,
+        );
         set(&mut config.metrics, self.metrics.map(Some));
         set(&mut config.log_level, self.log_level);
         set(&mut config.log_format, self.log_format);

@@ -304,6 +304,11 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
         ),
         "different",
     );
+    // The admin methods are not served to the network unless asked for.
+    refused(
+        &with(datadir, &["--http", "0.0.0.0:0"]),
+        "--http-allow-remote-admin",
+    );
     refused(&["--datadir", datadir], "--dev");
     refused(&["keygen"], "--out");
     refused(&["identity", "--datadir", datadir], "devmux keygen");
@@ -548,6 +553,30 @@ fn rpc_and_metrics(stream_stack: bool) {
             .unwrap()
             .contains("EIP-2718"),
         "{bad}"
+    );
+
+    // Batches: 100 calls are answered, 101 are refused whole.
+    let batch = |n: usize| {
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "net_peerCount", "params": []}))
+            .collect();
+        let (_, body) = http(&rpc, "POST", "/", &Value::Array(calls).to_string());
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let answered = batch(100);
+    let answers = answered.as_array().expect("a batch answer is an array");
+    assert_eq!(answers.len(), 100);
+    assert!(
+        answers.iter().all(|a| a.get("result").is_some()),
+        "{answered}"
+    );
+    let refused_batch = batch(101);
+    assert!(
+        refused_batch.get("error").is_some()
+            && !refused_batch
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x.get("result").is_some())),
+        "a batch of 101 was served: {refused_batch}"
     );
 
     // A request naming another host is refused (DNS rebinding).

@@ -102,6 +102,10 @@ pub struct NodeConfig {
     pub outbound_target: Option<usize>,
     /// Serve the admin JSON-RPC over HTTP here (port 0 picks a free one). Unset: off.
     pub http: Option<SocketAddr>,
+    /// Allow `http` on a non-loopback address, which serves the `admin_*` methods (who
+    /// the node talks to) to whoever reaches it. Without it such an address is refused at
+    /// start.
+    pub http_allow_remote_admin: bool,
     /// Serve Prometheus metrics at `/metrics` here (port 0 picks a free one).
     /// Unset: off.
     pub metrics: Option<SocketAddr>,
@@ -135,6 +139,7 @@ impl Default for NodeConfig {
             max_inbound: None,
             outbound_target: None,
             http: None,
+            http_allow_remote_admin: false,
             metrics: None,
             log_level: "info".to_string(),
             log_format: LogFormat::Human,
@@ -300,6 +305,13 @@ impl NodeConfig {
                 )));
             }
         }
+        if let Some(http) = self.http.filter(|a| !a.ip().is_loopback()) {
+            if !self.http_allow_remote_admin {
+                return Err(bad(format!(
+                    "http {http} is not a loopback address and would serve admin_* to the network: bind 127.0.0.1 or pass --http-allow-remote-admin (http-allow-remote-admin = true)"
+                )));
+            }
+        }
         for (flag, addr) in [("http", self.http), ("metrics", self.metrics)] {
             if let Some(addr) = addr.filter(|a| *a == self.listen_addr() && a.port() != 0) {
                 return Err(bad(format!(
@@ -333,6 +345,28 @@ fn check_peer_addr(addr: &str, p2p: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_admin_rpc_needs_its_flag() {
+        let mut config = NodeConfig {
+            dev: true,
+            http: Some("0.0.0.0:8545".parse().unwrap()),
+            ..NodeConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("--http-allow-remote-admin"), "{err}");
+        config.http_allow_remote_admin = true;
+        config.validate().unwrap();
+        config.http = Some("127.0.0.1:8545".parse().unwrap());
+        config.http_allow_remote_admin = false;
+        config.validate().unwrap();
+        let parsed = NodeConfig::from_toml_str(
+            "dev = true\nhttp = \"0.0.0.0:8545\"\nhttp-allow-remote-admin = true\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert!(parsed.http_allow_remote_admin);
+    }
 
     #[test]
     fn toml_round_trip_and_kebab_keys() {

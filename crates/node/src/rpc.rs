@@ -16,10 +16,15 @@
 //! for text that does not parse, `-32000` for a dial that failed or a transaction
 //! the pool refused, with a message saying why.
 //!
-//! The server is HTTP only (no WebSocket), at most 32 connections and 1 MiB per
-//! request. The admin methods change who the node talks to: serve them on loopback,
-//! where requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`) in
-//! their `Host` header, so that a web page cannot reach them by DNS rebinding.
+//! The server is HTTP only (no WebSocket), at most 32 connections, 1 MiB per request,
+//! at most 100 calls per batch (a larger batch is refused whole) and 10 s per call
+//! (a call still running then answers `-32000`). `eth_sendRawTransaction` decodes and
+//! recovers the sender on tokio's blocking pool, not on the workers that serve every
+//! other call. The admin methods change who the node talks to: they are served on
+//! loopback, where requests must name a loopback host (`localhost`, `127.0.0.1`,
+//! `[::1]`) in their `Host` header so that a web page cannot reach them by DNS
+//! rebinding; a non-loopback `--http` is refused at start unless
+//! `--http-allow-remote-admin` says so.
 
 use std::net::SocketAddr;
 use std::sync::Weak;
@@ -35,7 +40,7 @@ use devmux_network::{
     PING_PROTOCOL,
 };
 use jsonrpsee::server::middleware::http::HostFilterLayer;
-use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::error::{ErrorObjectOwned, INVALID_PARAMS_CODE};
 use serde::Serialize;
 
@@ -44,8 +49,12 @@ use crate::Error;
 /// JSON-RPC error code for a request that was understood but failed (geth's choice
 /// for refused transactions and failed admin actions).
 const SERVER_ERROR_CODE: i32 = -32000;
-/// How long `admin_addPeer` waits for the connection.
-const ADD_PEER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest any call may take before it is answered with an error.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most calls in one batch; a larger batch is refused whole.
+const MAX_BATCH_CALLS: u32 = 100;
+/// How long `admin_addPeer` waits for the connection: within [`CALL_TIMEOUT`].
+const ADD_PEER_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long stopping waits for requests in flight (an `admin_addPeer` dial, say).
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent HTTP connections served.
@@ -175,6 +184,7 @@ impl RpcServer {
             .http_only()
             .max_connections(MAX_CONNECTIONS)
             .max_request_body_size(MAX_REQUEST_BYTES)
+            .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_CALLS))
             .build();
         // On loopback, only requests naming a loopback host: a web page that rebinds
         // its own DNS name to 127.0.0.1 cannot reach the admin methods.
@@ -216,6 +226,15 @@ impl RpcServer {
             tracing::warn!("admin RPC requests still running at stop");
         }
     }
+}
+
+/// Runs a call's work within [`CALL_TIMEOUT`]; past it the caller gets `-32000`.
+async fn within_deadline<T>(
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, ErrorObjectOwned> {
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .map_err(|_| server_error(format!("call took longer than {CALL_TIMEOUT:?}")))
 }
 
 fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
@@ -430,9 +449,11 @@ pub(crate) fn module(view: NodeView) -> Result<RpcModule<NodeView>, Error> {
             if !view.network.is_connected(&peer) {
                 return Ok::<_, ErrorObjectOwned>(false);
             }
-            view.network
-                .disconnect(&peer, DisconnectReason::DisconnectRequested)
-                .await;
+            within_deadline(
+                view.network
+                    .disconnect(&peer, DisconnectReason::DisconnectRequested),
+            )
+            .await?;
             tracing::info!(%peer, "admin_removePeer: disconnected");
             Ok(true)
         })
@@ -459,21 +480,27 @@ pub(crate) fn module(view: NodeView) -> Result<RpcModule<NodeView>, Error> {
         })
         .map_err(register_error)?;
     module
-        .register_method("eth_sendRawTransaction", |params, view, _| {
+        .register_async_method("eth_sendRawTransaction", |params, view, _| async move {
             let text: String = params.one()?;
             let bytes = decode_hex(&text)?;
             if bytes.is_empty() {
                 return Err(invalid_params("transaction is empty"));
             }
-            let tx = PooledTransaction::decode_2718_exact(&bytes).map_err(|e| {
-                invalid_params(format!(
-                    "not an EIP-2718 transaction in its network form: {e}"
-                ))
-            })?;
-            let hash = view
-                .pool
-                .add(tx)
-                .map_err(|e| server_error(format!("transaction refused: {e}")))?;
+            // Decoding and sender recovery cost CPU: keep them off the workers that
+            // serve every other call.
+            let pool = view.pool.clone();
+            let added = tokio::task::spawn_blocking(move || {
+                let tx = PooledTransaction::decode_2718_exact(&bytes).map_err(|e| {
+                    invalid_params(format!(
+                        "not an EIP-2718 transaction in its network form: {e}"
+                    ))
+                })?;
+                pool.add(tx)
+                    .map_err(|e| server_error(format!("transaction refused: {e}")))
+            });
+            let hash = within_deadline(added)
+                .await?
+                .map_err(|e| server_error(format!("transaction check failed: {e}")))??;
             tracing::debug!(%hash, "eth_sendRawTransaction: pooled");
             Ok::<_, ErrorObjectOwned>(hash.to_string())
         })
