@@ -136,23 +136,16 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
     if shared.chain.header_by_hash(hash).await?.is_some() {
         return Ok(());
     }
-    let parent_known = shared
-        .chain
-        .header_by_hash(header.parent_hash)
-        .await?
-        .is_some();
-    let peer = match shared.peers.get(&from) {
-        Some(peer) if parent_known => peer,
+    let Some(peer) = shared.peers.get(&from) else {
         // Sync fetches what is missing, from whichever peer is ahead.
-        _ => {
-            shared.nudge.notify_one();
-            return Ok(());
-        }
+        shared.nudge.notify_one();
+        return Ok(());
     };
     // The header alone first: a block that breaks a header rule costs us no body check,
     // no receipts request and no store write, and is never relayed.
     match shared.chain.check_header(header.clone()).await {
         Ok(true) => {}
+        // The parent is unknown: sync fetches it, from whichever peer is ahead.
         Ok(false) => {
             shared.nudge.notify_one();
             return Ok(());
