@@ -18,7 +18,8 @@ use devmux_eth::{
     RequestPair, Status,
 };
 use devmux_network::{
-    DisconnectReason, Message, MessageStream, Network, NetworkEvent, PeerCtx, PeerId, Registrar,
+    DisconnectReason, Message, MessageStream, Network, NetworkEvent, PeerCtx, PeerId, Penalty,
+    Registrar,
 };
 use devmux_sync::{Producer, SyncConfig, SyncHandle, Syncer};
 use devmux_tests::{eventually, start};
@@ -262,29 +263,28 @@ struct Forged {
 }
 
 impl Forged {
-    /// Devnet headers 1..=`n` with header 150 changed: the chain no longer links there.
+    /// Devnet headers 1..=`n` with header 150 changed (and sealed again by the signer,
+    /// whose dev key is public): the chain no longer links there.
     fn broken_link(n: usize) -> Self {
         let mut headers: Vec<Header> = devnet_blocks()[..n]
             .iter()
             .map(|b| b.header.clone())
             .collect();
-        headers[149].extra_data = b"forged".to_vec().into();
+        headers[149].beneficiary = Default::default();
+        reseal(&mut headers[149]);
         Self::with_real_bodies(headers, n)
     }
 
-    /// A chain of `n` headers that links, but whose transaction roots no body matches;
-    /// the forger answers with the real devnet bodies.
+    /// A chain of `n` sealed headers that links, but whose transaction roots no body
+    /// matches; the forger answers with the real devnet bodies.
     fn false_bodies(n: usize) -> Self {
-        let mut parent = ChainSpec::devnet().genesis.hash_slow();
-        let mut headers = Vec::with_capacity(n);
-        for block in &devnet_blocks()[..n] {
-            let mut h = block.header.clone();
-            h.parent_hash = parent;
-            h.transactions_root = keccak256(h.number.to_be_bytes());
-            parent = h.hash_slow();
-            headers.push(h);
-        }
-        Self::with_real_bodies(headers, n)
+        Self::with_real_bodies(
+            relinked(n, |h| {
+                h.transactions_root = keccak256(h.number.to_be_bytes());
+                reseal(h);
+            }),
+            n,
+        )
     }
 
     fn with_real_bodies(headers: Vec<Header>, n: usize) -> Self {
@@ -336,6 +336,27 @@ impl Forged {
             .cloned()
             .collect()
     }
+}
+
+/// Seals `header` again with the devnet signer's key (dev key 0, public like every dev
+/// key): a forger that holds it can still not break a header rule.
+fn reseal(header: &mut Header) {
+    devmux_chain::seal::seal(header, &devmux_chain::devnet::dev_key(0).unwrap());
+}
+
+/// Devnet headers 1..=`n`, each changed by `change` after its parent hash is set to the
+/// changed parent's, so that the changed chain links.
+fn relinked(n: usize, change: impl Fn(&mut Header)) -> Vec<Header> {
+    let mut parent = ChainSpec::devnet().genesis.hash_slow();
+    let mut headers = Vec::with_capacity(n);
+    for block in &devnet_blocks()[..n] {
+        let mut h = block.header.clone();
+        h.parent_hash = parent;
+        change(&mut h);
+        parent = h.hash_slow();
+        headers.push(h);
+    }
+    headers
 }
 
 /// A hand-driven eth peer serving `forged`.
@@ -553,12 +574,15 @@ fn pushing(header: Header) -> Forged {
     }
 }
 
-/// Issue 14's attacks on the header rules (WIRE.md §7.1), each from a fresh key against a
-/// node holding 64 devnet blocks that relays to a third node: the forged heavy child of
-/// genesis (difficulty 10^6, as in the report that rewrote a chain), a block 65 from
-/// 1 h in the future, and one with the wrong base fee. Each is refused on its header with
-/// a major penalty naming the rule; the head and every canonical hash stay; nothing
-/// reaches the third node.
+/// Issue 14's attacks on the header rules and seals (WIRE.md §7.1), each from a fresh key
+/// against a node holding 64 devnet blocks that relays to a third node. Pushed as
+/// `NewBlock`: the forged heavy child of genesis (difficulty 10^6, as in the report that
+/// rewrote a chain), a block 65 from 1 h in the future, one with the wrong base fee
+/// (those three sealed by the signer, so only the rule is broken), one sealed by a dev
+/// key that is not a signer, and an honest block 65 re-sealed with the high-`s` twin of
+/// its seal. Served to sync: an unsealed chain longer than ours. Each is refused on its
+/// header, with a major penalty naming the rule or a fatal one for the seal; the head and
+/// every canonical hash stay; nothing reaches the third node.
 async fn forged_headers_are_refused(use_p2p_server: bool) {
     const HEAD: usize = 64;
     let eth68 = [EthVersion::Eth68];
@@ -599,31 +623,81 @@ async fn forged_headers_are_refused(use_p2p_server: bool) {
     let before = canonical(&victim).await;
     assert_eq!(before[HEAD], Some(devnet_blocks()[HEAD - 1].hash()));
 
-    let mut heavy = devnet_blocks()[0].header.clone();
-    heavy.difficulty = U256::from(1_000_000u64);
-    let mut future = devnet_blocks()[HEAD].header.clone();
-    future.timestamp = devmux_chain::validate::now_secs() + 3600;
-    let mut base_fee = devnet_blocks()[HEAD].header.clone();
-    base_fee.base_fee_per_gas = Some(2_000_000_000);
-    for (header, rule) in [
-        (heavy, "difficulty rule"),
-        (future, "timestamp rule"),
-        (base_fee, "base fee rule"),
+    let changed = |n: usize, change: &dyn Fn(&mut Header)| {
+        let mut h = devnet_blocks()[n - 1].header.clone();
+        change(&mut h);
+        reseal(&mut h);
+        h
+    };
+    let heavy = changed(1, &|h| h.difficulty = U256::from(1_000_000u64));
+    let future = changed(HEAD + 1, &|h| {
+        h.timestamp = devmux_chain::validate::now_secs() + 3600
+    });
+    let base_fee = changed(HEAD + 1, &|h| h.base_fee_per_gas = Some(2_000_000_000));
+    let mut by_stranger = devnet_blocks()[HEAD].header.clone();
+    devmux_chain::seal::seal(&mut by_stranger, &devmux_chain::devnet::dev_key(5).unwrap());
+    let mut high_s = devnet_blocks()[HEAD].header.clone();
+    let mut seal = high_s.extra_data.to_vec();
+    let order = U256::from_be_bytes(devmux_eth::alloy_primitives::hex!(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+    ));
+    let s = U256::from_be_slice(&seal[32..64]);
+    seal[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+    seal[64] ^= 1;
+    high_s.extra_data = seal.into();
+    let unsealed_chain = {
+        let headers = relinked(HEAD + 10, |h| h.extra_data = Default::default());
+        let mut forged = Forged::with_real_bodies(headers, HEAD + 10);
+        forged.push.clear();
+        forged
+    };
+    let unsealed_head = unsealed_chain.head().hash_slow();
+
+    let mut attacks = Vec::new();
+    for (header, needle, penalty) in [
+        (heavy, "difficulty rule", Penalty::Major),
+        (future, "timestamp rule", Penalty::Major),
+        (base_fee, "base fee rule", Penalty::Major),
+        (by_stranger, "not a signer", Penalty::Fatal),
+        (high_s, "upper half of the curve order", Penalty::Fatal),
     ] {
-        let forged_hash = header.hash_slow();
-        let hostile = forger_speaking(use_p2p_server, Arc::new(pushing(header)), &eth68).await;
+        attacks.push((header.hash_slow(), pushing(header), needle, penalty));
+    }
+    attacks.push((
+        unsealed_head,
+        unsealed_chain,
+        "65-byte seal",
+        Penalty::Fatal,
+    ));
+    for (forged_hash, forged, needle, penalty) in attacks {
+        let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &eth68).await;
         let mut events = victim.net.events();
         victim.net.dial(&hostile.local_addr()).await.unwrap();
-        assert!(
-            penalised(&mut events, hostile.local_peer_id(), rule).await,
-            "{}: no penalty naming the {rule}",
+        let peer = hostile.local_peer_id();
+        let got = devmux_tests::wait_for(&mut events, SECS, |e| match e {
+            NetworkEvent::PeerPenalized {
+                peer: p,
+                reason,
+                penalty,
+            } if *p == peer && reason.contains(needle) => Some(*penalty),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            got,
+            Some(penalty),
+            "{}: the penalty for {needle:?}",
             victim.net.server_kind()
         );
         assert!(
-            eventually(SECS, || victim.eth.get(&hostile.local_peer_id()).is_none()).await,
-            "the {rule} breaker was not disconnected"
+            eventually(SECS, || victim.eth.get(&peer).is_none()).await,
+            "the {needle:?} forger was not disconnected"
         );
-        assert_eq!(canonical(&victim).await, before, "after the {rule} breaker");
+        assert_eq!(
+            canonical(&victim).await,
+            before,
+            "after the {needle:?} forger"
+        );
         for n in [&victim, &witness] {
             assert_eq!(n.chain.header_by_hash(forged_hash).await.unwrap(), None);
         }
@@ -664,11 +738,11 @@ async fn a_reorg_deeper_than_64_is_refused_without_penalty(use_p2p_server: bool)
         .map(|b| b.header.clone())
         .collect::<Vec<_>>();
     let mut bodies = HashMap::new();
+    let signer = devmux_chain::devnet::dev_key(0).unwrap();
     for _ in 0..66 {
-        let mut template =
+        let template =
             devmux_chain::devnet::BlockTemplate::devnet(parent.number + 1, Default::default());
-        template.extra_data = vec![0xd0].into();
-        let block = devmux_chain::devnet::seal_block(&parent, template, Vec::new());
+        let block = devmux_chain::devnet::seal_block(&parent, template, Vec::new(), &signer);
         bodies.insert(block.hash(), (block.body.clone(), block.receipts.clone()));
         parent = block.header.clone();
         headers.push(block.header);
@@ -933,7 +1007,8 @@ async fn produced_blocks_reach_every_node(use_p2p_server: bool) {
         .await
     );
 
-    let producer = Producer::new(&nodes[0].sync).unwrap();
+    let producer =
+        Producer::new(&nodes[0].sync, devmux_chain::devnet::dev_key(0).unwrap()).unwrap();
     let block = producer.produce().await.unwrap();
     let hash = block.hash();
     assert_eq!(block.number(), 11);

@@ -120,6 +120,12 @@ struct NodeArgs {
     /// Build a devnet block from the pool every SECS seconds and relay it [default: off]
     #[arg(long, value_name = "SECS")]
     produce_blocks: Option<u64>,
+    /// Addresses that may seal devnet blocks (comma list) [default: dev key 0, whose key is public]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    dev_signers: Option<Vec<String>>,
+    /// Key file a producer seals with (64 hex digits, not the node key) [default: dev key 0]
+    #[arg(long, value_name = "FILE")]
+    signer_key: Option<PathBuf>,
     /// Serve the admin JSON-RPC over HTTP [default: off; --http alone: 127.0.0.1:8545]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8545")]
     http: Option<SocketAddr>,
@@ -210,6 +216,8 @@ impl NodeArgs {
         set(&mut config.outbound_target, self.outbound_target.map(Some));
         set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.produce_blocks, self.produce_blocks.map(Some));
+        set(&mut config.dev_signers, list(self.dev_signers));
+        set(&mut config.signer_key, self.signer_key.map(Some));
         set(&mut config.http, self.http.map(Some));
         set(
             &mut config.http_allow_remote_admin,

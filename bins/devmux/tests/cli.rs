@@ -309,6 +309,50 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
         &with(datadir, &["--http", "0.0.0.0:0"]),
         "--http-allow-remote-admin",
     );
+    // Sealing (WIRE.md §7.1): signers, the producer's key, and --dev-blocks (sealed by
+    // dev key 0) must agree.
+    let key_1 = dir.path().join("signer-1.key");
+    let secret_1 = hex_encode(devmux_chain::devnet::dev_secret(1).as_slice());
+    std::fs::write(&key_1, format!("{secret_1}\n")).unwrap();
+    let key_1 = key_1.to_str().unwrap();
+    let signer_1 = devmux_chain::devnet::dev_key(1)
+        .unwrap()
+        .address()
+        .to_string();
+    refused(
+        &with(datadir, &["--dev-signers", "0x1234"]),
+        "not an address",
+    );
+    refused(
+        &with(datadir, &["--dev-signers", &signer_1, "--dev-blocks", "5"]),
+        "dev-blocks are sealed by dev key 0",
+    );
+    refused(&with(datadir, &["--signer-key", key_1]), "--produce-blocks");
+    refused(
+        &with(datadir, &["--produce-blocks", "2", "--signer-key", key_1]),
+        "not in dev-signers",
+    );
+    refused(
+        &with(
+            datadir,
+            &["--produce-blocks", "2", "--dev-signers", &signer_1],
+        ),
+        "dev key 0, as no signer-key is given",
+    );
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "abcd\n").unwrap();
+    refused(
+        &with(
+            datadir,
+            &[
+                "--produce-blocks",
+                "2",
+                "--signer-key",
+                short_key.to_str().unwrap(),
+            ],
+        ),
+        "64 hex digits",
+    );
     refused(&["--datadir", datadir], "--dev");
     refused(&["keygen"], "--out");
     refused(&["identity", "--datadir", datadir], "devmux keygen");
@@ -466,6 +510,77 @@ fn two_processes_with_static_peers_exchange_status_over_rlpx() {
 #[test]
 fn two_processes_with_static_peers_exchange_status_over_the_stream_stack() {
     two_processes_exchange_status(true);
+}
+
+/// A network with its own signer (WIRE.md §7.1): a producer sealing with dev key 1 and a
+/// follower that names dev key 1 as the only signer, from flags; a third node left on the
+/// default signer (dev key 0). The follower takes every produced block; the third node
+/// refuses them all as forgeries and stays at genesis.
+#[test]
+fn a_network_with_its_own_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_1 = dir.path().join("signer.key");
+    let secret_1 = hex_encode(devmux_chain::devnet::dev_secret(1).as_slice());
+    std::fs::write(&key_1, format!("{secret_1}\n")).unwrap();
+    let signer_1 = devmux_chain::devnet::dev_key(1)
+        .unwrap()
+        .address()
+        .to_string();
+    let datadir = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let common = [
+        "--dev",
+        "--port",
+        "0",
+        "--no-discovery",
+        "--http",
+        "127.0.0.1:0",
+    ];
+
+    let (p_dir, f_dir, d_dir) = (datadir("p"), datadir("f"), datadir("d"));
+    let mut p_args = common.to_vec();
+    p_args.extend([
+        "--datadir",
+        &p_dir,
+        "--dev-signers",
+        &signer_1,
+        "--signer-key",
+        key_1.to_str().unwrap(),
+        "--produce-blocks",
+        "1",
+    ]);
+    let producer = Proc::start(&p_args);
+    let mut f_args = common.to_vec();
+    f_args.extend([
+        "--datadir",
+        &f_dir,
+        "--dev-signers",
+        &signer_1,
+        "--static-peers",
+        &producer.addr,
+    ]);
+    let follower = Proc::start(&f_args);
+    let mut d_args = common.to_vec();
+    d_args.extend(["--datadir", &d_dir, "--static-peers", &producer.addr]);
+    let default_signer = Proc::start(&d_args);
+
+    let number = |node: &Proc| {
+        let hex = result(&node.rpc(), "eth_blockNumber", json!([]));
+        u64::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    eventually("the follower to take 3 blocks sealed by dev key 1", || {
+        number(&follower) >= 3
+    });
+    assert!(
+        default_signer.wait_for_log("not a signer", Duration::from_secs(20)),
+        "the default-signer node did not refuse the seal:\n{}",
+        default_signer.logs.lock().unwrap()
+    );
+    assert_eq!(number(&default_signer), 0);
+    let head = number(&producer);
+    assert!(head >= 3, "producer at {head}");
+    for node in [default_signer, follower, producer] {
+        assert_eq!(node.interrupt(), Some(0));
+    }
 }
 
 /// A signed devnet transfer in its EIP-2718 form, and its hash.

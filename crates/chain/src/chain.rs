@@ -676,19 +676,20 @@ impl ChainReader for Chain {
 mod tests {
     use super::*;
     use crate::devnet::{self, BlockTemplate, Devnet};
-    use alloy_primitives::{Bytes, U256};
+    use alloy_primitives::U256;
     use devmux_eth::{BlockHashOrNumber, ForkHash};
 
     fn open(dir: &tempfile::TempDir) -> Chain {
         Chain::open(dir.path().join("chain.redb"), ChainSpec::devnet()).unwrap()
     }
 
-    /// A block on top of `parent` that differs from the devnet block at that height.
+    /// A block on top of `parent`, sealed by the signer, that differs from the devnet
+    /// block at that height (its beneficiary is `tag`).
     fn fork_block(parent: &Header, tag: u8, difficulty: u64) -> BlockWithReceipts {
-        let mut template = BlockTemplate::devnet(parent.number + 1, Default::default());
-        template.extra_data = Bytes::from(vec![tag]);
+        let beneficiary = alloy_primitives::Address::with_last_byte(tag);
+        let mut template = BlockTemplate::devnet(parent.number + 1, beneficiary);
         template.difficulty = U256::from(difficulty);
-        devnet::seal_block(parent, template, Vec::new())
+        devnet::seal_block(parent, template, Vec::new(), &devnet::dev_key(0).unwrap())
     }
 
     fn fork_chain(parent: &Header, len: usize, tag: u8) -> Vec<BlockWithReceipts> {
@@ -706,11 +707,11 @@ mod tests {
         let devnet = Devnet::new().unwrap();
         let blocks: Vec<_> = devnet.blocks(10_000).collect();
         let head_hash = blocks[9_999].hash();
-        // Regression pin of devnet block 10000 (see devnet::tests::block_hashes_are_pinned).
+        // Regression pin of devnet block 10000, sealed (see devnet::tests::block_hashes_are_pinned).
         assert_eq!(
             head_hash,
             alloy_primitives::b256!(
-                "39951a78338898471870c6b9b93a8ad70d64d8663ed1e70df2f19cf72ad9b4c5"
+                "83c562297a3a172305557891438325dd61d4cb0c49d8702b41c782f80d5f6461"
             )
         );
         {
@@ -916,9 +917,11 @@ mod tests {
         let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
         assert!(matches!(err, Error::TimestampNotIncreasing { .. }), "{err}");
 
-        // Gas used that the receipts do not add up to.
+        // Gas used that the receipts do not add up to (in a header sealed again, so that
+        // the seal is not what fails).
         let mut bad = good.clone();
         bad.header.gas_used += 1;
+        crate::seal::seal(&mut bad.header, &devnet.keys()[0]);
         let err = chain.insert_blocks_blocking(&[bad]).unwrap_err();
         assert!(matches!(err, Error::BadGasUsed { .. }), "{err}");
 

@@ -16,8 +16,9 @@
 //!   sent `(n mod 4)` transactions in each earlier block with the same residue, so block
 //!   `n` starts at nonce `((n-1) / 16) · (n mod 4)`. (Restarting at 0 in every block
 //!   would make blocks `n` and `n+16` carry identical transactions.)
-//! - Header fields §7 does not name take their zero value: empty extra data after
-//!   genesis, zero mix hash and nonce, no ommers.
+//! - Header fields §7 does not name take their zero value: zero mix hash and nonce, no
+//!   ommers. The extra data of every block after genesis is its seal (§7.1,
+//!   [`crate::seal`]); blocks 1…N are sealed by dev key 0.
 //! - Signatures are RFC 6979 deterministic, low-`s` (see [`crate::signing`]).
 //! - A produced block ([`seal_block`]) charges 21 000 gas per transaction, whatever
 //!   its gas limit, since nothing is executed; at most [`MAX_TXS_PER_BLOCK`] fit.
@@ -64,6 +65,14 @@ pub fn dev_key(i: usize) -> Result<SecretKey, Error> {
     SecretKey::from_bytes(&dev_secret(i))
 }
 
+/// The address of dev key 0: the devnet's default signer (WIRE.md §7.1) and the
+/// beneficiary of its blocks. Public like every dev key, so it suits local development
+/// only: a network strangers can reach configures signers whose keys are secret.
+pub fn dev_signer() -> Address {
+    static ADDRESS: std::sync::OnceLock<Address> = std::sync::OnceLock::new();
+    *ADDRESS.get_or_init(|| dev_key(0).expect("dev key 0 is a valid scalar").address())
+}
+
 /// The devnet genesis header (WIRE.md §7).
 pub fn genesis_header() -> Header {
     Header {
@@ -96,8 +105,6 @@ pub struct BlockTemplate {
     pub difficulty: U256,
     /// Timestamp.
     pub timestamp: u64,
-    /// Extra data.
-    pub extra_data: Bytes,
 }
 
 impl BlockTemplate {
@@ -107,7 +114,6 @@ impl BlockTemplate {
             beneficiary,
             difficulty: U256::from(1),
             timestamp: GENESIS_TIMESTAMP + BLOCK_TIME * number,
-            extra_data: Bytes::new(),
         }
     }
 }
@@ -127,17 +133,19 @@ pub fn receipts_for(transactions: &[TransactionSigned]) -> Vec<Receipt> {
         .collect()
 }
 
-/// Builds the block after `parent` with these transactions, by the devnet rules: roots,
-/// gas used and bloom computed, state root carried over, base fee and gas limit constant.
-/// The caller keeps `transactions` within [`MAX_TXS_PER_BLOCK`].
+/// Builds the block after `parent` with these transactions by the devnet rules (roots,
+/// gas used and bloom computed, state root carried over, base fee and gas limit
+/// constant) and seals it with `signer` ([`crate::seal::seal`]). The caller keeps
+/// `transactions` within [`MAX_TXS_PER_BLOCK`].
 pub fn seal_block(
     parent: &Header,
     template: BlockTemplate,
     transactions: Vec<TransactionSigned>,
+    signer: &SecretKey,
 ) -> BlockWithReceipts {
     let receipts = receipts_for(&transactions);
     let gas_used = receipts.last().map_or(0, |r| r.cumulative_gas_used);
-    let header = Header {
+    let mut header = Header {
         parent_hash: parent.hash_slow(),
         ommers_hash: EMPTY_OMMER_ROOT_HASH,
         beneficiary: template.beneficiary,
@@ -150,12 +158,13 @@ pub fn seal_block(
         gas_limit: GAS_LIMIT,
         gas_used,
         timestamp: template.timestamp,
-        extra_data: template.extra_data,
+        extra_data: Bytes::new(),
         mix_hash: B256::ZERO,
         nonce: B64::ZERO,
         base_fee_per_gas: Some(BASE_FEE),
         ..Default::default()
     };
+    crate::seal::seal(&mut header, signer);
     let body = BlockBody {
         transactions,
         ommers: Vec::new(),
@@ -233,13 +242,14 @@ impl Devnet {
             .collect()
     }
 
-    /// Devnet block `parent.number + 1` on top of `parent`.
+    /// Devnet block `parent.number + 1` on top of `parent`, sealed by dev key 0.
     pub fn block(&self, parent: &Header) -> BlockWithReceipts {
         let n = parent.number + 1;
         seal_block(
             parent,
             BlockTemplate::devnet(n, self.beneficiary()),
             self.transactions(n),
+            &self.keys[0],
         )
     }
 
@@ -272,21 +282,23 @@ mod tests {
 
     /// Regression pins, computed by this code (not external vectors): any change to how
     /// devnet blocks are derived changes these, and would split nodes running different
-    /// builds. Change them only together with WIRE.md §7.
+    /// builds. Change them only together with WIRE.md §7. They changed once, when blocks
+    /// gained their seal (§7.1): the extra data of every block after genesis became dev
+    /// key 0's 65-byte signature, so every hash after genesis moved; the genesis did not.
     #[test]
     fn block_hashes_are_pinned() {
         let blocks: Vec<_> = Devnet::new().unwrap().blocks(16).collect();
         assert_eq!(
             blocks[0].hash(),
-            b256!("16147b5d0a9ca7b5f29a0afba6c20506f037e6c8d5494ce9e7e2521c9174f1d4")
+            b256!("dd2e05d12d6df48c6c88f87030f1d21ca759a0528c26a16d5fbe8187351a2e8b")
         );
         assert_eq!(
             blocks[2].hash(),
-            b256!("d30994909863d16a19788397b49fe3cb602cec7cdc87182f5fb7d539a0b9571d")
+            b256!("04adbe765cd314443815300fd2a65b775ca30ab855aa87109639420c44f4e292")
         );
         assert_eq!(
             blocks[15].hash(),
-            b256!("93ef4f1d1cd4b54c089fa16f7952522d14f1ed53c0ea4f71ba6a13c62563b560")
+            b256!("beff926c5831c15f1460842400dd842cb37fe84f2a30df990cc4769b3799dc63")
         );
     }
 

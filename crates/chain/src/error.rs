@@ -117,6 +117,18 @@ pub enum Error {
         /// What the header has instead.
         detail: String,
     },
+    /// The header's seal is malformed, high-`s`, or recovers to an address outside the
+    /// chain's signers (WIRE.md §7.1). Fatal for the peer that sent it: an honest node
+    /// relays only sealed blocks, so this is a forgery, not a disagreement.
+    #[error("block {number} ({hash}): bad seal: {detail}")]
+    BadSeal {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// What is wrong with the seal.
+        detail: String,
+    },
     /// Adopting the blocks would take the head back further than
     /// [`crate::MAX_REORG_DEPTH`] blocks. Refused, and nothing is stored, but it is not
     /// the sender's fault: an honest node on another branch sends such blocks.

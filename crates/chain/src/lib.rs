@@ -31,6 +31,7 @@ mod chain;
 pub mod devnet;
 mod error;
 mod pool;
+pub mod seal;
 pub mod signing;
 mod spec;
 pub mod validate;

@@ -1,6 +1,6 @@
 //! Chain specifications: what makes one chain different from another.
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use devmux_eth::{BlockBody, ForkFilter, Head, Header, Receipt};
 
 /// A block ready to be imported: header, body and the receipts its `receipts_root`
@@ -59,18 +59,28 @@ pub struct HeaderRules {
     pub base_fee: u64,
     /// How far ahead of our clock a timestamp may be, in seconds.
     pub max_future_secs: u64,
+    /// Who may seal a block ([`crate::seal`]): a block sealed by anyone else, or not
+    /// sealed, is refused and its sender earns a fatal penalty.
+    pub signers: Vec<Address>,
 }
 
 impl HeaderRules {
     /// The devnet's rules (WIRE.md §7.1): difficulty 1, gas limit 30 000 000, base fee
-    /// 1 gwei, timestamps at most 15 s ahead of local time.
+    /// 1 gwei, timestamps at most 15 s ahead of local time, sealed by dev key 0
+    /// ([`crate::devnet::dev_signer`]).
     pub fn devnet() -> Self {
         Self {
             difficulty: U256::from(1),
             gas_limit: crate::devnet::GAS_LIMIT,
             base_fee: crate::devnet::BASE_FEE,
             max_future_secs: MAX_FUTURE_SECS,
+            signers: vec![crate::devnet::dev_signer()],
         }
+    }
+
+    /// Whether `address` may seal blocks.
+    pub fn is_signer(&self, address: &Address) -> bool {
+        self.signers.contains(address)
     }
 }
 

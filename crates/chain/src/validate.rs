@@ -17,7 +17,7 @@ use alloy_consensus::{proofs, EMPTY_OMMER_ROOT_HASH};
 use alloy_primitives::B256;
 use devmux_eth::Header;
 
-use crate::{BlockWithReceipts, Error, HeaderRules};
+use crate::{seal, BlockWithReceipts, Error, HeaderRules};
 
 /// Seconds since the Unix epoch on our clock, for the future-timestamp rule.
 pub fn now_secs() -> u64 {
@@ -29,7 +29,9 @@ pub fn now_secs() -> u64 {
 /// Checks `header` (whose hash is `hash`) against its `parent` and `rules`, on the header
 /// alone: number = parent + 1; the rules' difficulty; timestamp after the parent's and at
 /// most [`HeaderRules::max_future_secs`] after `now` (seconds since the epoch); the rules'
-/// gas limit; gas used within it; the rules' base fee; no ommers.
+/// gas limit; gas used within it; the rules' base fee; no ommers; and last, as the one
+/// check that costs a signature recovery, a well-formed seal by one of the rules'
+/// signers ([`Error::BadSeal`] otherwise).
 pub fn validate_header(
     rules: &HeaderRules,
     header: &Header,
@@ -104,6 +106,16 @@ pub fn validate_header(
             "ommers hash",
             format!("{} instead of the empty list's", header.ommers_hash),
         ));
+    }
+    // Last, as the one rule that costs a signature recovery.
+    let bad_seal = |detail: String| Error::BadSeal {
+        number,
+        hash,
+        detail,
+    };
+    let sealer = seal::sealer(header).map_err(|fault| bad_seal(fault.to_string()))?;
+    if !rules.is_signer(&sealer) {
+        return Err(bad_seal(format!("sealed by {sealer}, not a signer")));
     }
     Ok(())
 }
@@ -213,10 +225,18 @@ mod tests {
         let now = now_secs();
         let check = |h: &Header| validate_header(&rules, h, h.hash_slow(), &genesis, now);
         check(&block.header).unwrap();
-
-        let rule_of = |mutate: &dyn Fn(&mut Header)| {
+        let signer = crate::devnet::dev_key(0).unwrap();
+        // A changed header is sealed again by the signer, so that only the rule under
+        // test is broken.
+        let changed = |mutate: &dyn Fn(&mut Header)| {
             let mut h = block.header.clone();
             mutate(&mut h);
+            seal::seal(&mut h, &signer);
+            h
+        };
+
+        let rule_of = |mutate: &dyn Fn(&mut Header)| {
+            let h = changed(mutate);
             match check(&h) {
                 Err(Error::InvalidHeader { rule, .. }) => rule,
                 other => panic!("expected a broken header rule, got {other:?}"),
@@ -237,22 +257,67 @@ mod tests {
         );
 
         // 15 s ahead is still allowed.
-        let mut h = block.header.clone();
-        h.timestamp = now + 15;
-        check(&h).unwrap();
+        check(&changed(&|h| h.timestamp = now + 15)).unwrap();
 
-        let mut h = block.header.clone();
-        h.number = 2;
+        let h = changed(&|h| h.number = 2);
         assert!(matches!(check(&h), Err(Error::WrongNumber { .. })));
-        let mut h = block.header.clone();
-        h.timestamp = genesis.timestamp;
+        let h = changed(&|h| h.timestamp = genesis.timestamp);
         assert!(matches!(
             check(&h),
             Err(Error::TimestampNotIncreasing { .. })
         ));
-        let mut h = block.header.clone();
-        h.gas_used = h.gas_limit + 1;
+        let h = changed(&|h| h.gas_used = h.gas_limit + 1);
         assert!(matches!(check(&h), Err(Error::BadGasUsed { .. })));
+    }
+
+    /// A block is refused unless sealed by a signer: unsealed, sealed by a dev key that
+    /// is not a signer, re-sealed with the high-`s` twin of an honest seal, or changed
+    /// after sealing. And the signer set is the rules', not dev key 0 by fiat.
+    #[test]
+    fn only_a_signers_seal_is_accepted() {
+        let mut rules = HeaderRules::devnet();
+        let genesis = genesis_header();
+        let block = Devnet::new().unwrap().blocks(1).next().unwrap();
+        let now = now_secs();
+        let seal_fault = |rules: &HeaderRules, h: &Header| match validate_header(
+            rules,
+            h,
+            h.hash_slow(),
+            &genesis,
+            now,
+        ) {
+            Err(Error::BadSeal { detail, .. }) => detail,
+            other => panic!("expected a bad seal, got {other:?}"),
+        };
+
+        let mut unsealed = block.header.clone();
+        unsealed.extra_data = Default::default();
+        assert!(seal_fault(&rules, &unsealed).contains("65-byte"));
+
+        let stranger = crate::devnet::dev_key(1).unwrap();
+        let mut by_stranger = block.header.clone();
+        seal::seal(&mut by_stranger, &stranger);
+        assert!(seal_fault(&rules, &by_stranger).contains("not a signer"));
+
+        let n = U256::from_be_bytes(alloy_primitives::hex!(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+        ));
+        let mut high_s = block.header.clone();
+        let mut extra = high_s.extra_data.to_vec();
+        let s = U256::from_be_slice(&extra[32..64]);
+        extra[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());
+        extra[64] ^= 1;
+        high_s.extra_data = extra.into();
+        assert!(seal_fault(&rules, &high_s).contains("upper half"));
+
+        let mut tampered = block.header.clone();
+        tampered.beneficiary = stranger.address();
+        assert!(seal_fault(&rules, &tampered).contains("not a signer"));
+
+        // With dev key 1 as the only signer, dev key 0's blocks are the forgeries.
+        rules.signers = vec![stranger.address()];
+        validate_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
+        assert!(seal_fault(&rules, &block.header).contains("not a signer"));
     }
 
     /// The blocks the devnet derives pass both steps, one after the other.

@@ -3,6 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use devmux_chain::devnet;
+use devmux_chain::signing::SecretKey;
+use devmux_eth::alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -95,6 +98,13 @@ pub struct NodeConfig {
     pub eth_request_rate: u32,
     /// Build a devnet block from the pool every this many seconds (WIRE.md §7).
     pub produce_blocks: Option<u64>,
+    /// Who may seal devnet blocks (WIRE.md §7.1): `0x`-prefixed addresses. Empty: the
+    /// default, dev key 0 alone, whose key is public (local development only; a network
+    /// strangers can reach configures signers whose keys are secret).
+    pub dev_signers: Vec<String>,
+    /// The key a producer seals with (64 hex digits, like `devmux keygen` writes; never
+    /// the node key). Unset: dev key 0. Its address must be one of `dev-signers`.
+    pub signer_key: Option<PathBuf>,
     /// Most inbound peers; defaults to two thirds of `max-peers`.
     pub max_inbound: Option<usize>,
     /// Outbound peers the dialer keeps from discovery; defaults to a third of
@@ -135,6 +145,8 @@ impl Default for NodeConfig {
             discovery_lookup_secs: 30,
             eth_request_rate: 100,
             produce_blocks: None,
+            dev_signers: Vec::new(),
+            signer_key: None,
             nodekey: None,
             max_inbound: None,
             outbound_target: None,
@@ -165,7 +177,7 @@ impl NodeConfig {
         })
     }
 
-    /// Reads and parses a TOML file. Relative `datadir` and `nodekey` paths in it
+    /// Reads and parses a TOML file. Relative `datadir`, `nodekey` and `signer-key` paths in it
     /// are taken relative to the file's directory.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -180,8 +192,10 @@ impl NodeConfig {
         if set.contains_key("datadir") && config.datadir.is_relative() {
             config.datadir = base.join(&config.datadir);
         }
-        if let Some(key) = config.nodekey.as_mut().filter(|k| k.is_relative()) {
-            *key = base.join(&*key);
+        for key in [&mut config.nodekey, &mut config.signer_key] {
+            if let Some(key) = key.as_mut().filter(|k| k.is_relative()) {
+                *key = base.join(&*key);
+            }
         }
         Ok(config)
     }
@@ -201,6 +215,51 @@ impl NodeConfig {
     /// The UDP address discovery listens on.
     pub fn discovery_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.discovery_port.unwrap_or(self.port))
+    }
+
+    /// The devnet's signers (WIRE.md §7.1): `dev-signers`, or dev key 0's address when
+    /// that is empty.
+    pub fn signers(&self) -> Result<Vec<Address>, Error> {
+        if self.dev_signers.is_empty() {
+            return Ok(vec![devnet::dev_signer()]);
+        }
+        self.dev_signers
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                let hex = text.strip_prefix("0x").unwrap_or_default();
+                if hex.len() != 40 {
+                    return Err(Error::Config {
+                        origin: "configuration".into(),
+                        problem: format!(
+                            "dev-signers: {text:?} is not an address (0x and 40 hex digits)"
+                        ),
+                    });
+                }
+                text.parse::<Address>().map_err(|e| Error::Config {
+                    origin: "configuration".into(),
+                    problem: format!("dev-signers: {text:?} is not an address: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// The key a producer seals with: `signer-key`, or dev key 0.
+    pub fn load_signer_key(&self) -> Result<SecretKey, Error> {
+        let Some(path) = &self.signer_key else {
+            return Ok(devnet::dev_key(0)?);
+        };
+        let bad = |problem: String| Error::Config {
+            origin: format!("signer-key {}", path.display()),
+            problem,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut secret)
+            .map_err(|_| bad("must hold 64 hex digits (a secp256k1 secret)".into()))?;
+        SecretKey::from_bytes(&secret.into())
+            .map_err(|_| bad("is not a valid secp256k1 secret".into()))
     }
 
     /// The TCP address to listen on.
@@ -274,6 +333,28 @@ impl NodeConfig {
         }
         if self.produce_blocks == Some(0) {
             return Err(bad("produce-blocks must be at least 1 second".into()));
+        }
+        let signers = self.signers()?;
+        if self.dev_blocks > 0 && !signers.contains(&devnet::dev_signer()) {
+            return Err(bad(format!(
+                "dev-blocks are sealed by dev key 0 ({}), which is not in dev-signers: drop --dev-blocks or add it",
+                devnet::dev_signer()
+            )));
+        }
+        if self.signer_key.is_some() && self.produce_blocks.is_none() {
+            return Err(bad(
+                "signer-key is only used to produce blocks: add --produce-blocks SECS or drop it"
+                    .into(),
+            ));
+        }
+        if self.produce_blocks.is_some() {
+            let signer = self.load_signer_key()?.address();
+            if !signers.contains(&signer) {
+                return Err(bad(format!(
+                    "the producer's key ({signer}, {}) is not in dev-signers: every block it sealed would be refused; pass --signer-key with a signer's key, or add {signer} to dev-signers",
+                    if self.signer_key.is_some() { "signer-key" } else { "dev key 0, as no signer-key is given" }
+                )));
+            }
         }
         if self.discovery_lookup_secs == 0 {
             return Err(bad("discovery-lookup-secs must be at least 1".into()));

@@ -145,7 +145,25 @@ impl Node {
             Some(path) => NodeKey::load(path)?,
             None => NodeKey::load_or_generate(&config.nodekey_path())?,
         };
-        let chain = Chain::open_async(datadir.join("chain.redb"), ChainSpec::devnet()).await?;
+        // The producer's key, read before anything starts so a bad one stops nothing.
+        let signer = match config.produce_blocks {
+            Some(_) => Some(config.load_signer_key()?),
+            None => None,
+        };
+        if let (Some(signer), Some(_)) = (&signer, &config.signer_key) {
+            let node_secret = key.secret_bytes().into();
+            if devmux_chain::signing::SecretKey::from_bytes(&node_secret)?.address()
+                == signer.address()
+            {
+                return Err(Error::Config {
+                    origin: "configuration".into(),
+                    problem: "signer-key is the node key: the key that seals blocks must not be the node's identity on the network; create another with `devmux keygen`".into(),
+                });
+            }
+        }
+        let mut spec = ChainSpec::devnet();
+        spec.header_rules.signers = config.signers()?;
+        let chain = Chain::open_async(datadir.join("chain.redb"), spec).await?;
         build_dev_blocks(&chain, config.dev_blocks).await?;
         let pool = Pool::new(PoolConfig::devnet());
 
@@ -170,11 +188,12 @@ impl Node {
             eth.clone(),
             devmux_sync::SyncConfig::default(),
         );
-        let producer = match config.produce_blocks {
-            Some(secs) => {
-                Some(devmux_sync::Producer::new(&syncer)?.spawn(Duration::from_secs(secs)))
+        let producer = match (config.produce_blocks, signer) {
+            (Some(secs), Some(signer)) => {
+                let producer = devmux_sync::Producer::new(&syncer, signer)?;
+                Some(producer.spawn(Duration::from_secs(secs)))
             }
-            None => None,
+            _ => None,
         };
         let mut registrar = Registrar::new();
         registrar.session(devmux_eth::protocols(), eth_handler)?;

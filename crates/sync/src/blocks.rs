@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::checks::{check_body, check_receipts, needs_receipts, sqrt_count};
-use crate::download::is_block_fault;
+use crate::download::block_refusal;
 use crate::shared::Shared;
 use crate::status::add;
 use crate::Error;
@@ -154,13 +154,7 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
             info!(peer = %from, number = header.number, depth, "NewBlock refused: it branches off deeper than the reorg bound");
             return Ok(());
         }
-        Err(e) if is_block_fault(&e) => {
-            return Err(Error::InvalidHeaders {
-                peer: from,
-                why: e.to_string(),
-            })
-        }
-        Err(e) => return Err(Error::Chain(e)),
+        Err(e) => return Err(block_refusal(from, e)),
     }
     let body = new_block.block.body.clone();
     check_body(header, &body).map_err(|why| Error::InvalidBodies { peer: from, why })?;
@@ -184,13 +178,7 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
     };
     let outcome = match shared.chain.insert_blocks(vec![block.clone()]).await {
         Ok(outcome) => outcome,
-        Err(e) if is_block_fault(&e) => {
-            return Err(Error::InvalidHeaders {
-                peer: from,
-                why: e.to_string(),
-            })
-        }
-        Err(e) => return Err(Error::Chain(e)),
+        Err(e) => return Err(block_refusal(from, e)),
     };
     add(&shared.counters.blocks_imported, outcome.inserted as u64);
     shared.pool.remove_block(&block.body);

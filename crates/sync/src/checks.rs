@@ -9,12 +9,12 @@ use devmux_eth::{BlockBody, Header, Receipt};
 
 /// A header and its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Sealed {
+pub(crate) struct Hashed {
     pub(crate) header: Header,
     pub(crate) hash: B256,
 }
 
-impl Sealed {
+impl Hashed {
     pub(crate) fn new(header: Header) -> Self {
         let hash = header.hash_slow();
         Self { header, hash }
@@ -22,27 +22,31 @@ impl Sealed {
 }
 
 /// How a header response fails to extend the chain.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum LinkError {
     /// The first header does not link to the parent we asked after: the peer's chain
     /// changed since (not a lie by itself).
     Detached,
-    /// The headers do not link among themselves, or break a header rule: a lie.
+    /// The headers do not link among themselves: a lie.
     Invalid(String),
+    /// A header breaks one of the chain's header rules, its seal included: a lie, whose
+    /// cost the chain's error says ([`crate::download::block_refusal`]).
+    Rule(devmux_chain::Error),
 }
 
 /// Links `headers` to `parent` and to each other, and checks each against the chain's
 /// header rules ([`devmux_chain::validate::validate_header`], the one place those rules
 /// live), all before any body is requested. A first header that does not follow
-/// `parent` is [`LinkError::Detached`] (the peer's chain moved); anything else wrong is
-/// [`LinkError::Invalid`].
+/// `parent` is [`LinkError::Detached`] (the peer's chain moved); headers that do not
+/// link among themselves are [`LinkError::Invalid`], and a broken rule
+/// [`LinkError::Rule`].
 pub(crate) fn link_headers(
     rules: &HeaderRules,
-    parent: &Sealed,
+    parent: &Hashed,
     headers: Vec<Header>,
-) -> Result<Vec<Sealed>, LinkError> {
+) -> Result<Vec<Hashed>, LinkError> {
     let now = devmux_chain::validate::now_secs();
-    let mut out: Vec<Sealed> = Vec::with_capacity(headers.len());
+    let mut out: Vec<Hashed> = Vec::with_capacity(headers.len());
     for header in headers {
         let prev = out.last().unwrap_or(parent);
         if header.parent_hash != prev.hash {
@@ -54,7 +58,7 @@ pub(crate) fn link_headers(
                 header.number, prev.header.number
             )));
         }
-        let sealed = Sealed::new(header);
+        let sealed = Hashed::new(header);
         devmux_chain::validate::validate_header(
             rules,
             &sealed.header,
@@ -62,7 +66,7 @@ pub(crate) fn link_headers(
             &prev.header,
             now,
         )
-        .map_err(|e| LinkError::Invalid(e.to_string()))?;
+        .map_err(LinkError::Rule)?;
         out.push(sealed);
     }
     Ok(out)
@@ -127,10 +131,10 @@ mod tests {
     use super::*;
     use devmux_chain::devnet::Devnet;
 
-    fn chain(n: u64) -> (Sealed, Vec<devmux_chain::BlockWithReceipts>) {
+    fn chain(n: u64) -> (Hashed, Vec<devmux_chain::BlockWithReceipts>) {
         let devnet = Devnet::new().unwrap();
         (
-            Sealed::new(devnet.genesis().clone()),
+            Hashed::new(devnet.genesis().clone()),
             devnet.blocks(n).collect(),
         )
     }
@@ -148,13 +152,26 @@ mod tests {
         assert_eq!(linked[7].hash, blocks[7].hash());
 
         // Not after the parent asked for: the peer moved, not a lie.
-        assert_eq!(
+        assert!(matches!(
             link_headers(&rules, &linked[2], headers(&blocks[4..])),
             Err(LinkError::Detached)
-        );
-        // A forged header in the middle breaks the links after it.
+        ));
+        // A forged header in the middle is refused for its seal, before the links after
+        // it are looked at.
         let mut forged = headers(&blocks);
         forged[3].extra_data = b"forged".to_vec().into();
+        assert!(matches!(
+            link_headers(&rules, &genesis, forged),
+            Err(LinkError::Rule(devmux_chain::Error::BadSeal {
+                number: 4,
+                ..
+            }))
+        ));
+        // Sealed again by the signer, it is valid, but the header after it no longer
+        // links.
+        let mut forged = headers(&blocks);
+        forged[3].beneficiary = Default::default();
+        devmux_chain::seal::seal(&mut forged[3], &devmux_chain::devnet::dev_key(0).unwrap());
         assert!(matches!(
             link_headers(&rules, &genesis, forged),
             Err(LinkError::Invalid(why)) if why.contains("header 5 does not link")
@@ -164,34 +181,40 @@ mod tests {
         bad[0].number = 2;
         assert!(matches!(
             link_headers(&rules, &genesis, bad),
-            Err(LinkError::Invalid(_))
+            Err(LinkError::Rule(_))
         ));
         let mut bad = headers(&blocks[..1]);
         bad[0].timestamp = genesis.header.timestamp;
         assert!(matches!(
             link_headers(&rules, &genesis, bad),
-            Err(LinkError::Invalid(_))
+            Err(LinkError::Rule(_))
         ));
         let mut bad = headers(&blocks[..1]);
         bad[0].gas_used = bad[0].gas_limit + 1;
         assert!(matches!(
             link_headers(&rules, &genesis, bad),
-            Err(LinkError::Invalid(_))
+            Err(LinkError::Rule(_))
         ));
         // Linked, but breaking a header rule: the forged heavy block, a far-future time.
         let mut bad = headers(&blocks[..1]);
         bad[0].difficulty = devmux_eth::alloy_primitives::U256::from(1_000_000);
         assert!(matches!(
             link_headers(&rules, &genesis, bad),
-            Err(LinkError::Invalid(why)) if why.contains("difficulty")
+            Err(LinkError::Rule(devmux_chain::Error::InvalidHeader {
+                rule: "difficulty",
+                ..
+            }))
         ));
         let mut bad = headers(&blocks[..1]);
         bad[0].timestamp = devmux_chain::validate::now_secs() + 60;
         assert!(matches!(
             link_headers(&rules, &genesis, bad),
-            Err(LinkError::Invalid(why)) if why.contains("timestamp")
+            Err(LinkError::Rule(devmux_chain::Error::InvalidHeader {
+                rule: "timestamp",
+                ..
+            }))
         ));
-        assert_eq!(link_headers(&rules, &genesis, vec![]), Ok(vec![]));
+        assert!(matches!(link_headers(&rules, &genesis, vec![]), Ok(v) if v.is_empty()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use devmux_chain::MAX_REORG_DEPTH;
 
-use crate::checks::{check_body, check_receipts, link_headers, needs_receipts, LinkError, Sealed};
+use crate::checks::{check_body, check_receipts, link_headers, needs_receipts, Hashed, LinkError};
 use crate::shared::Shared;
 use crate::status::add;
 use crate::Error;
@@ -102,7 +102,7 @@ pub(crate) async fn run_round(
         .header_by_hash(target.header.parent_hash)
         .await?
     {
-        Some(parent) => Sealed {
+        Some(parent) => Hashed {
             hash: target.header.parent_hash,
             header: parent,
         },
@@ -148,7 +148,7 @@ async fn fetch_header(
     shared: &Shared,
     peer: &EthPeer,
     start: BlockHashOrNumber,
-) -> Result<Option<Sealed>, Error> {
+) -> Result<Option<Hashed>, Error> {
     let request = GetBlockHeaders {
         start,
         limit: 1,
@@ -161,14 +161,14 @@ async fn fetch_header(
     add(&shared.counters.headers_downloaded, headers.len() as u64);
     let bytes: usize = headers.iter().map(Encodable::length).sum();
     add(&shared.counters.bytes_downloaded, bytes as u64);
-    Ok(headers.into_iter().next().map(Sealed::new))
+    Ok(headers.into_iter().next().map(Hashed::new))
 }
 
 /// The highest block at or below `from` that `peer`'s chain and ours share: `from`
 /// itself when the peer's chain extends ours (one request), else a binary search over
 /// numbers (a block we have implies we have its ancestors).
-async fn find_ancestor(shared: &Shared, peer: &EthPeer, from: u64) -> Result<Sealed, Error> {
-    let genesis = Sealed {
+async fn find_ancestor(shared: &Shared, peer: &EthPeer, from: u64) -> Result<Hashed, Error> {
+    let genesis = Hashed {
         header: shared.chain.spec().genesis.clone(),
         hash: shared.chain.genesis_hash(),
     };
@@ -208,9 +208,9 @@ async fn find_ancestor(shared: &Shared, peer: &EthPeer, from: u64) -> Result<Sea
 async fn header_stage(
     shared: &Shared,
     peer: &EthPeer,
-    ancestor: Sealed,
-    target: Sealed,
-    out: mpsc::Sender<Arc<Vec<Sealed>>>,
+    ancestor: Hashed,
+    target: Hashed,
+    out: mpsc::Sender<Arc<Vec<Hashed>>>,
 ) -> Result<(), Error> {
     let id = peer.peer_id();
     let batch = shared.config.header_batch();
@@ -246,6 +246,7 @@ async fn header_stage(
             Ok(linked) => linked,
             Err(LinkError::Detached) => return Err(Error::Reorged { peer: id }),
             Err(LinkError::Invalid(why)) => return Err(Error::InvalidHeaders { peer: id, why }),
+            Err(LinkError::Rule(e)) => return Err(block_refusal(id, e)),
         };
         if fetched {
             add(&shared.counters.headers_downloaded, linked.len() as u64);
@@ -266,7 +267,7 @@ async fn header_stage(
 /// Turns header batches into blocks.
 async fn body_stage(
     shared: &Arc<Shared>,
-    mut input: mpsc::Receiver<Arc<Vec<Sealed>>>,
+    mut input: mpsc::Receiver<Arc<Vec<Hashed>>>,
     out: mpsc::Sender<Vec<BlockWithReceipts>>,
 ) -> Result<(), Error> {
     while let Some(headers) = shared.or_cancel(input.recv()).await? {
@@ -284,7 +285,7 @@ type JobResult = Result<Vec<(BlockBody, Vec<Receipt>)>, Error>;
 /// Fetches the bodies and receipts of `headers` from every peer that may have them.
 async fn download_bodies(
     shared: &Arc<Shared>,
-    headers: Arc<Vec<Sealed>>,
+    headers: Arc<Vec<Hashed>>,
 ) -> Result<Vec<BlockWithReceipts>, Error> {
     let n = headers.len();
     let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
@@ -413,7 +414,7 @@ fn body_peers(shared: &Shared, first: u64) -> Vec<EthPeer> {
 async fn fetch_job(
     shared: &Shared,
     peer: &EthPeer,
-    headers: &Arc<Vec<Sealed>>,
+    headers: &Arc<Vec<Hashed>>,
     job: Range<usize>,
 ) -> JobResult {
     let wanted = &headers[job.clone()];
@@ -455,7 +456,7 @@ async fn fetch_job(
 /// Pairs bodies and receipts with their headers and checks them; stops before the first
 /// block whose receipts did not come (the peer may answer a prefix).
 fn assemble(
-    headers: &[Sealed],
+    headers: &[Hashed],
     bodies: Vec<BlockBody>,
     receipts: Vec<Vec<Receipt>>,
 ) -> Result<Vec<(BlockBody, Vec<Receipt>)>, String> {
@@ -499,16 +500,28 @@ async fn insert_stage(
                 progress.report(shared, target);
             }
             // Bodies and receipts matched their headers, so the headers are at fault.
-            Err(e) if is_block_fault(&e) => {
-                return Err(Error::InvalidHeaders {
-                    peer: header_peer,
-                    why: e.to_string(),
-                })
-            }
-            Err(e) => return Err(Error::Chain(e)),
+            Err(e) => return Err(block_refusal(header_peer, e)),
         }
     }
     Ok(inserted)
+}
+
+/// What the chain's refusal of blocks `peer` sent costs that peer: a bad seal is a
+/// forgery ([`Error::BadSeal`]), anything else wrong with the blocks a lie
+/// ([`Error::InvalidHeaders`]); a refusal that is not about the blocks is ours
+/// ([`Error::Chain`]).
+pub(crate) fn block_refusal(peer: PeerId, e: devmux_chain::Error) -> Error {
+    match e {
+        devmux_chain::Error::BadSeal { .. } => Error::BadSeal {
+            peer,
+            why: e.to_string(),
+        },
+        e if is_block_fault(&e) => Error::InvalidHeaders {
+            peer,
+            why: e.to_string(),
+        },
+        e => Error::Chain(e),
+    }
 }
 
 /// Whether the chain refused a block for what it contains (rather than failing).
@@ -518,6 +531,7 @@ pub(crate) fn is_block_fault(e: &devmux_chain::Error) -> bool {
         e,
         E::UnknownParent { .. }
             | E::InvalidHeader { .. }
+            | E::BadSeal { .. }
             | E::WrongNumber { .. }
             | E::TimestampNotIncreasing { .. }
             | E::RootMismatch { .. }
@@ -534,9 +548,9 @@ mod tests {
     #[test]
     fn assemble_pairs_receipts_and_stops_at_the_first_missing() {
         let blocks: Vec<_> = Devnet::new().unwrap().blocks(7).collect();
-        let headers: Vec<Sealed> = blocks
+        let headers: Vec<Hashed> = blocks
             .iter()
-            .map(|b| Sealed::new(b.header.clone()))
+            .map(|b| Hashed::new(b.header.clone()))
             .collect();
         let bodies: Vec<BlockBody> = blocks.iter().map(|b| b.body.clone()).collect();
         // Blocks 1, 2, 3, 5, 6, 7 have transactions; block 4 has none.

@@ -8,7 +8,8 @@ use devmux_network::PeerId;
 ///
 /// Variants naming a peer describe that peer's fault, and say what it costs the peer
 /// (the sync and relay tasks apply it; see [`crate::Syncer`]): a lie is a
-/// [`devmux_network::Penalty::Major`] and a disconnect, a stall or a session lost
+/// [`devmux_network::Penalty::Major`] and a disconnect (a forged seal a
+/// [`devmux_network::Penalty::Fatal`]), a stall or a session lost
 /// mid-request a [`devmux_network::Penalty::Minor`]; every one of them keeps the peer
 /// out of the sync for a cooldown and sends its work to other peers. `Chain` (a storage
 /// failure), `HeadMissing`, `Task` and `ShuttingDown` are local.
@@ -25,6 +26,15 @@ pub enum Error {
         /// The peer that served them.
         peer: PeerId,
         /// What is wrong.
+        why: String,
+    },
+    /// A block whose seal is malformed or not a signer's (WIRE.md §7.1): a forgery, since
+    /// an honest node relays only sealed blocks. Fatal penalty and disconnect.
+    #[error("peer {peer}: forged block: {why}")]
+    BadSeal {
+        /// The peer that sent it.
+        peer: PeerId,
+        /// What is wrong with the seal.
         why: String,
     },
     /// Bodies or receipts that do not match their headers (transactions root, ommers
@@ -105,6 +115,14 @@ pub enum Error {
         /// Last block wanted.
         last: u64,
     },
+    /// A producer was given a key that is not one of the chain's signers.
+    #[error("{address} is not one of the chain's signers {signers:?}: blocks it sealed would be refused")]
+    NotASigner {
+        /// The key's address.
+        address: devmux_eth::alloy_primitives::Address,
+        /// The chain's signers.
+        signers: Vec<devmux_eth::alloy_primitives::Address>,
+    },
     /// The head's header is missing from the chain store (it is corrupt).
     #[error("head block {0} missing from the chain store")]
     HeadMissing(devmux_eth::alloy_primitives::B256),
@@ -121,6 +139,7 @@ impl Error {
     pub fn peer(&self) -> Option<PeerId> {
         match self {
             Self::InvalidHeaders { peer, .. }
+            | Self::BadSeal { peer, .. }
             | Self::InvalidBodies { peer, .. }
             | Self::InvalidTransactions { peer, .. }
             | Self::Stalled { peer, .. }
@@ -131,6 +150,7 @@ impl Error {
             Self::Chain(_)
             | Self::ReorgTooDeep { .. }
             | Self::HeadMissing(_)
+            | Self::NotASigner { .. }
             | Self::NoPeerServes { .. }
             | Self::Task(_)
             | Self::ShuttingDown => None,

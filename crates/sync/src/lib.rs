@@ -79,8 +79,9 @@
 //! let network = Network::start(NetworkConfig::default(), NodeKey::generate(), registrar).await?;
 //!
 //! let sync = Syncer::spawn(chain, pool, eth_peers, SyncConfig::default());
-//! // `--produce-blocks 2`:
-//! let producer = Producer::new(&sync)?.spawn(Duration::from_secs(2));
+//! // `--produce-blocks 2`, sealing with the default signer's key (dev key 0):
+//! let signer = devmux_chain::devnet::dev_key(0)?;
+//! let producer = Producer::new(&sync, signer)?.spawn(Duration::from_secs(2));
 //!
 //! // `eth_syncing`:
 //! match sync.status().eth_syncing() {

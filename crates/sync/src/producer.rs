@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use devmux_chain::devnet::{self, seal_block, BlockTemplate, MAX_TXS_PER_BLOCK};
+use devmux_chain::signing::SecretKey;
 use devmux_chain::BlockWithReceipts;
 use devmux_eth::alloy_primitives::Address;
 use devmux_eth::TxPool;
@@ -18,30 +19,46 @@ use crate::shared::Shared;
 use crate::{Error, SyncHandle};
 
 /// Builds devnet blocks on our head (WIRE.md §7): parent = head, difficulty 1,
-/// timestamp genesis + 2n, beneficiary dev key 0, gas limit 30 000 000, base fee 1 gwei,
+/// timestamp genesis + 2n, beneficiary dev key 0 (as in every devnet block), gas limit 30 000 000, base fee 1 gwei,
 /// the parent's state root, and the pool's oldest transactions (at most
-/// [`MAX_TXS_PER_BLOCK`], each charged 21 000 gas, taken out of the pool). The block is
-/// inserted and announced through the relay of the [`SyncHandle`] it was made from.
+/// [`MAX_TXS_PER_BLOCK`], each charged 21 000 gas, taken out of the pool), sealed with a
+/// signer's key (§7.1). The block is inserted and announced through the relay of the
+/// [`SyncHandle`] it was made from.
+///
+/// One producer per network: with difficulty 1 and "a tie keeps the head", two would
+/// split it.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
     beneficiary: Address,
+    signer: SecretKey,
 }
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("beneficiary", &self.beneficiary)
+            .field("signer", &self.signer.address())
             .finish_non_exhaustive()
     }
 }
 
 impl Producer {
-    /// A producer relaying through `sync`.
-    pub fn new(sync: &SyncHandle) -> Result<Self, Error> {
+    /// A producer relaying through `sync` and sealing with `signer`, which must be one
+    /// of the chain's signers ([`Error::NotASigner`] otherwise: every block it made would
+    /// be refused, by us first).
+    pub fn new(sync: &SyncHandle, signer: SecretKey) -> Result<Self, Error> {
+        let rules = &sync.shared.chain.spec().header_rules;
+        if !rules.is_signer(&signer.address()) {
+            return Err(Error::NotASigner {
+                address: signer.address(),
+                signers: rules.signers.clone(),
+            });
+        }
         Ok(Self {
             shared: sync.shared.clone(),
-            beneficiary: devnet::dev_key(0)?.address(),
+            beneficiary: devnet::dev_signer(),
+            signer,
         })
     }
 
@@ -57,7 +74,7 @@ impl Producer {
             .ok_or(Error::HeadMissing(head.hash))?;
         let txs = self.shared.pool.take(MAX_TXS_PER_BLOCK);
         let template = BlockTemplate::devnet(parent.number + 1, self.beneficiary);
-        let block = seal_block(&parent, template, txs);
+        let block = seal_block(&parent, template, txs, &self.signer);
         let hash = block.hash();
         match chain.insert_blocks(vec![block.clone()]).await {
             Ok(outcome) if outcome.head.hash == hash => {
@@ -171,7 +188,13 @@ mod tests {
             peers,
             crate::SyncConfig::default(),
         );
-        let producer = Producer::new(&sync).unwrap();
+        // Only a signer's key can produce.
+        let stranger = devnet::dev_key(1).unwrap();
+        assert!(matches!(
+            Producer::new(&sync, stranger),
+            Err(Error::NotASigner { .. })
+        ));
+        let producer = Producer::new(&sync, devnet::dev_key(0).unwrap()).unwrap();
 
         // With devnet block 1's transactions in the pool, the producer builds exactly
         // devnet block 1 (WIRE.md §7), and takes them out of the pool.

@@ -245,6 +245,7 @@ impl Shared {
         let config = &self.config;
         match error {
             Error::InvalidHeaders { .. }
+            | Error::BadSeal { .. }
             | Error::InvalidBodies { .. }
             | Error::InvalidTransactions { .. } => {
                 if !self.bench_for(id, config.bad_peer_cooldown, Severity::Lie) {
@@ -252,7 +253,12 @@ impl Shared {
                 }
                 info!(peer = %id, "sync: {error}");
                 add(&self.counters.peers_penalised, 1);
-                peer.penalize(Penalty::Major, format!("sync: {error}"));
+                let penalty = if matches!(error, Error::BadSeal { .. }) {
+                    Penalty::Fatal
+                } else {
+                    Penalty::Major
+                };
+                peer.penalize(penalty, format!("sync: {error}"));
                 if !matches!(error, Error::InvalidTransactions { .. }) {
                     peer.disconnect(DisconnectReason::BreachOfProtocol);
                 }
