@@ -260,6 +260,8 @@ struct Forged {
     stalls: bool,
     /// Pushed as `NewBlock`s right after Status (eth/66–68 only).
     push: Vec<devmux_eth::NewBlock>,
+    /// Raw `(code, payload)` messages sent after `push`, for what no encoder would make.
+    raw: Vec<(u8, Vec<u8>)>,
 }
 
 impl Forged {
@@ -298,6 +300,7 @@ impl Forged {
             bodies,
             stalls: false,
             push: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -418,6 +421,15 @@ async fn serve_forged(version: EthVersion, mut stream: MessageStream, forged: &F
     for block in &forged.push {
         let msg = EthMessage::NewBlock(Box::new(block.clone()));
         if stream.send(send(msg)).await.is_err() {
+            return;
+        }
+    }
+    for (code, payload) in &forged.raw {
+        if stream
+            .send(Message::new(*code, payload.clone()))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -571,6 +583,7 @@ fn pushing(header: Header) -> Forged {
         bodies,
         stalls: false,
         push: vec![devmux_eth::NewBlock { block, td }],
+        raw: Vec::new(),
     }
 }
 
@@ -718,6 +731,136 @@ async fn forged_headers_are_refused_on_the_stream_stack() {
     forged_headers_are_refused(true).await;
 }
 
+/// The first penalty of `peer` whose reason contains `needle`: how bad, and why.
+async fn penalty_of(
+    events: &mut broadcast::Receiver<NetworkEvent>,
+    peer: PeerId,
+    needle: &str,
+) -> Option<(Penalty, String)> {
+    devmux_tests::wait_for(events, SECS, |e| match e {
+        NetworkEvent::PeerPenalized {
+            peer: p,
+            reason,
+            penalty,
+        } if *p == peer && reason.contains(needle) => Some((*penalty, reason.clone())),
+        _ => None,
+    })
+    .await
+}
+
+/// An RLP list header for a payload of `len` bytes, followed by the payload's parts.
+fn rlp_list(parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 9);
+    devmux_eth::alloy_rlp::Header {
+        list: true,
+        payload_length: len,
+    }
+    .encode(&mut out);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Issue 14's amplification attack, on real sockets: a hostile peer sends a response to
+/// a request we never made (its body would not even decode), then a `NewBlock` whose body
+/// holds 900 000 ten-byte legacy transactions (9 MB). The first is penalised for its
+/// request id without being decoded (the session survives it); the second is refused
+/// while scanning, at transaction 1 429 (the gas limit / 21 000), with a major penalty
+/// naming the limit and a disconnect. Meanwhile an honest peer's `GetBlockHeaders` is
+/// answered, and nothing of the block is stored.
+async fn amplifying_messages_are_refused_before_decoding(use_p2p_server: bool) {
+    const HEAD: usize = 64;
+    let all = EthVersion::ALL;
+    let victim = node(
+        use_p2p_server,
+        HEAD,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let honest = node(
+        use_p2p_server,
+        HEAD,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    connect(&honest, &victim).await;
+
+    let header = devnet_blocks()[HEAD].header.clone();
+    let header_rlp = devmux_eth::alloy_rlp::encode(&header);
+    const TINY_TX: [u8; 10] = [0xc9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
+    let txs: Vec<u8> = TINY_TX.repeat(900_000);
+    let txs = rlp_list(&[&txs]);
+    let block = rlp_list(&[&header_rlp, &txs, &[0xc0]]);
+    let new_block = rlp_list(&[&block, &[0x82, 0x01, 0x00]]);
+    assert!(new_block.len() > 9_000_000);
+    // BlockBodies for request id 0x7fff_0000, whose "bodies" are a string: malformed.
+    let unsolicited = rlp_list(&[&[0x84, 0x7f, 0xff, 0x00, 0x00], &[0x83, 1, 2, 3]]);
+    let mut forged = pushing(header.clone());
+    forged.push.clear();
+    forged.raw = vec![(0x06, unsolicited), (0x07, new_block)];
+    let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &[EthVersion::Eth68]).await;
+    let peer = hostile.local_peer_id();
+    let mut unsolicited_events = victim.net.events();
+    let mut limit_events = victim.net.events();
+    victim.net.dial(&hostile.local_addr()).await.unwrap();
+    let (p, reason) = penalty_of(&mut unsolicited_events, peer, "unsolicited")
+        .await
+        .expect("no penalty for the unsolicited response");
+    assert_eq!(p, Penalty::Major);
+    assert!(!reason.contains("malformed"), "it was decoded: {reason}");
+    let (p, reason) = penalty_of(&mut limit_events, peer, "transactions per body")
+        .await
+        .expect("no penalty naming the transactions-per-body limit");
+    assert_eq!(p, Penalty::Major);
+    assert!(reason.contains("1428"), "{reason}");
+    assert!(
+        eventually(SECS, || victim.eth.get(&peer).is_none()).await,
+        "the amplifier was not disconnected"
+    );
+    // The honest peer is still served.
+    let served = honest
+        .eth
+        .get(&victim.net.local_peer_id())
+        .expect("the honest peer lost its session")
+        .get_block_headers(devmux_eth::GetBlockHeaders {
+            start: 1u64.into(),
+            limit: 64,
+            skip: 0,
+            reverse: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(served.len(), HEAD);
+    assert_eq!(victim.chain.head().number, HEAD as u64);
+    assert_eq!(
+        victim
+            .chain
+            .header_by_hash(header.hash_slow())
+            .await
+            .unwrap(),
+        None
+    );
+    victim.stop().await;
+    honest.stop().await;
+    hostile.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amplifying_messages_are_refused_before_decoding_on_rlpx() {
+    amplifying_messages_are_refused_before_decoding(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amplifying_messages_are_refused_before_decoding_on_the_stream_stack() {
+    amplifying_messages_are_refused_before_decoding(true).await;
+}
+
 /// A peer whose valid chain branches off 65 blocks below our head of 100 and is longer
 /// (so heavier): refused before its blocks are fetched, without a penalty, and the peer
 /// stays connected, since an honest node on another branch looks just like it.
@@ -755,6 +898,7 @@ async fn a_reorg_deeper_than_64_is_refused_without_penalty(use_p2p_server: bool)
         bodies,
         stalls: false,
         push: Vec::new(),
+        raw: Vec::new(),
     };
     let branch_head = branch.head().hash_slow();
     let hostile = forger(use_p2p_server, Arc::new(branch)).await;

@@ -20,6 +20,11 @@ pub(crate) fn keygen(out: &Path) -> anyhow::Result<()> {
     println!("wrote {}", out.display());
     println!("peer-id: {}", key.peer_id());
     println!("node-id: {}", key.node_id());
+    // The Ethereum address of the same secret: what `--dev-signers` names when the file
+    // is a producer's `--signer-key`.
+    let signer = devmux_chain::signing::SecretKey::from_bytes(&key.secret_bytes().into())
+        .context("deriving the key's address")?;
+    println!("address: {}", signer.address());
     Ok(())
 }
 

@@ -120,6 +120,9 @@ struct NodeArgs {
     /// Build a devnet block from the pool every SECS seconds and relay it [default: off]
     #[arg(long, value_name = "SECS")]
     produce_blocks: Option<u64>,
+    /// MiB of large eth messages all peers together may have in decoding; more wait, unpenalised [default: 32]
+    #[arg(long, value_name = "MIB")]
+    large_message_budget_mib: Option<u32>,
     /// Addresses that may seal devnet blocks (comma list) [default: dev key 0, whose key is public]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     dev_signers: Option<Vec<String>>,
@@ -217,6 +220,10 @@ impl NodeArgs {
         set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.produce_blocks, self.produce_blocks.map(Some));
         set(&mut config.dev_signers, list(self.dev_signers));
+        set(
+            &mut config.large_message_budget_mib,
+            self.large_message_budget_mib,
+        );
         set(&mut config.signer_key, self.signer_key.map(Some));
         set(&mut config.http, self.http.map(Some));
         set(

@@ -854,6 +854,18 @@ fn keygen_and_identity() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let written = std::fs::read_to_string(&key).unwrap();
+    // The address a producer with this file as --signer-key seals as.
+    let mut secret = [0u8; 32];
+    for (i, byte) in secret.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&written.trim()[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let address = devmux_chain::signing::SecretKey::from_bytes(&secret.into())
+        .unwrap()
+        .address();
+    assert!(
+        out.lines().any(|l| l == format!("address: {address}")),
+        "{out}"
+    );
     refused(&["keygen", "--out", key_arg], "already exists");
     assert_eq!(
         std::fs::read_to_string(&key).unwrap(),

@@ -108,6 +108,18 @@ impl ChainSpec {
         }
     }
 
+    /// What the eth decoder allows in this chain's blocks, before allocating
+    /// ([`devmux_eth::DecodeLimits`]): transactions and receipts per block from the gas
+    /// limit, no ommers (the header rules require the empty list), and no withdrawals
+    /// (no fork here has them: the devnet stops at London).
+    pub fn decode_limits(&self) -> devmux_eth::DecodeLimits {
+        devmux_eth::DecodeLimits {
+            max_block_gas: self.header_rules.gas_limit,
+            max_ommers: 0,
+            max_withdrawals: 0,
+        }
+    }
+
     /// The genesis hash.
     pub fn genesis_hash(&self) -> B256 {
         self.genesis.hash_slow()

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use devmux_network::SessionProtocol;
 
+use crate::limits::DecodeLimits;
 use crate::EthVersion;
 
 /// The session protocols of every eth version devmux speaks, highest first:
@@ -76,7 +77,21 @@ pub struct EthConfig {
     /// Whether a new session starts by announcing every pooled transaction to the peer
     /// (`NewPooledTransactionHashes`), as go-ethereum does. Default true.
     pub announce_pool_on_connect: bool,
+    /// Limits on the inner lists of received blocks, bodies and receipts, from the chain
+    /// (transactions and receipts per block from its gas limit, ommers, withdrawals).
+    /// Default: the devnet's ([`DecodeLimits::devnet`]).
+    pub decode_limits: DecodeLimits,
+    /// Bytes of large messages (from [`LARGE_MESSAGE`] up) that all sessions together
+    /// may be decoding and handling at once. A session whose message does not fit waits
+    /// (reading nothing more from its peer) until others finish: backpressure, not a
+    /// penalty, since our being busy is not the peer's fault. Default 32 MiB.
+    pub large_message_budget: usize,
 }
+
+/// A message of at least this many bytes (256 KiB) counts against
+/// [`EthConfig::large_message_budget`]; smaller ones are bounded by the per-peer rates
+/// alone.
+pub const LARGE_MESSAGE: usize = 256 * 1024;
 
 impl Default for EthConfig {
     fn default() -> Self {
@@ -91,6 +106,8 @@ impl Default for EthConfig {
             announcement_rate: 100,
             event_capacity: 256,
             announce_pool_on_connect: true,
+            decode_limits: DecodeLimits::devnet(),
+            large_message_budget: 32 * 1024 * 1024,
         }
     }
 }
@@ -142,6 +159,19 @@ impl EthConfig {
     /// Sets how many events are buffered for subscribers.
     pub fn with_event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
+        self
+    }
+
+    /// Sets the limits on received blocks' inner lists (a node takes them from its chain
+    /// spec).
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode_limits = limits;
+        self
+    }
+
+    /// Sets the node-wide budget of large messages in flight, in bytes.
+    pub fn with_large_message_budget(mut self, bytes: usize) -> Self {
+        self.large_message_budget = bytes;
         self
     }
 

@@ -46,6 +46,18 @@ pub enum Error {
         /// The cap that was exceeded.
         max: usize,
     },
+    /// Decoded, the message would take more memory than
+    /// [`crate::limits::DecodeLimits::memory_budget`] allows for its size (estimated from
+    /// its item counts before anything is allocated). Disconnects and penalises the peer.
+    #[error("{what}: decoding would take about {estimate} bytes, over the {budget} byte budget (4 × the message + 64 KiB)")]
+    Amplification {
+        /// The list that took the estimate over.
+        what: &'static str,
+        /// Estimated bytes.
+        estimate: usize,
+        /// The message's budget.
+        budget: usize,
+    },
     /// The payload is larger than [`crate::limits::MAX_MESSAGE_SIZE`]. Disconnects and
     /// penalises the peer.
     #[error("message of {size} bytes exceeds the {max} byte limit")]

@@ -28,11 +28,13 @@ use devmux_network::{
     BoxError, DisconnectReason, Handler, Message, MessageReader, MessageStream, MessageWriter,
     PeerCtx, Penalty,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::config::LARGE_MESSAGE;
+use crate::limits::DecodeLimits;
 use crate::peer::Dispatch;
 use crate::ratelimit::{Refusals, TokenBucket, Verdict};
 use crate::{
@@ -87,6 +89,8 @@ struct Shared<C, P> {
     pool: P,
     config: EthConfig,
     peers: EthPeers,
+    /// [`EthConfig::large_message_budget`], in bytes, shared by every session.
+    large_messages: Arc<Semaphore>,
 }
 
 impl<C, P> std::fmt::Debug for EthHandler<C, P> {
@@ -102,12 +106,16 @@ impl<C: ChainReader, P: TxPool> EthHandler<C, P> {
     /// A handler serving `chain` and `pool`, and the registry of its sessions.
     pub fn new(chain: C, pool: P, config: EthConfig) -> (Self, EthPeers) {
         let peers = EthPeers::new(config.event_capacity);
+        let large_messages = Arc::new(Semaphore::new(
+            config.large_message_budget.min(Semaphore::MAX_PERMITS),
+        ));
         let handler = Self {
             shared: Arc::new(Shared {
                 chain,
                 pool,
                 config,
                 peers: peers.clone(),
+                large_messages,
             }),
         };
         (handler, peers)
@@ -261,6 +269,10 @@ async fn run_session<C: ChainReader, P: TxPool>(
         refusals: Refusals::new(config.request_burst),
         serve: serve_tx,
         import: import_tx,
+        limits: config.decode_limits,
+        large_messages: shared.large_messages.clone(),
+        large_budget: config.large_message_budget,
+        large_wait: config.request_timeout,
     };
     let end = session.read_loop(&mut reader, &closed).await;
     drop(session);
@@ -456,6 +468,16 @@ struct Session<'a> {
     refusals: Refusals,
     serve: mpsc::Sender<Serve>,
     import: mpsc::Sender<Import>,
+    limits: DecodeLimits,
+    large_messages: Arc<Semaphore>,
+    large_budget: usize,
+    large_wait: Duration,
+}
+
+/// What to do with a message, judged before it is decoded.
+enum Screened {
+    Decode,
+    Drop,
 }
 
 impl Session<'_> {
@@ -474,7 +496,36 @@ impl Session<'_> {
                 }
                 Some(Ok(msg)) => msg,
             };
-            let decoded = match EthMessage::decode(self.version, msg.code, &msg.payload) {
+            match self.screen(msg.code, &msg.payload) {
+                Ok(Screened::Decode) => {}
+                Ok(Screened::Drop) => continue,
+                Err(why) => return End::Breach(why),
+            }
+            // A large message waits for room in the node-wide budget, reading nothing
+            // more from this peer meanwhile: backpressure, not a penalty.
+            let _room = if msg.payload.len() >= LARGE_MESSAGE {
+                let bytes = msg.payload.len().min(self.large_budget);
+                let wait = self.large_messages.clone().acquire_many_owned(bytes as u32);
+                tokio::select! {
+                    _ = closed.cancelled() => return End::Stopped,
+                    room = tokio::time::timeout(self.large_wait, wait) => match room {
+                        Ok(Ok(room)) => Some(room),
+                        Ok(Err(_)) => return End::Stopped,
+                        Err(_) => {
+                            debug!(code = msg.code, bytes = msg.payload.len(), "no room for a large message in time: dropped");
+                            continue;
+                        }
+                    },
+                }
+            } else {
+                None
+            };
+            let decoded = match EthMessage::decode_bounded(
+                self.version,
+                msg.code,
+                &msg.payload,
+                &self.limits,
+            ) {
                 Ok(decoded) => decoded,
                 Err(e) => return End::Breach(format!("message {:#04x}: {e}", msg.code)),
             };
@@ -482,6 +533,51 @@ impl Session<'_> {
                 return End::Breach(why);
             }
         }
+    }
+
+    /// Judges a message by its code and request id, before its body is decoded: a
+    /// response must answer a request of ours (an unsolicited one is penalised, a late
+    /// one dropped), and an announcement must be within the peer's rate (else dropped).
+    /// An `Err` is a breach.
+    fn screen(&mut self, code: u8, payload: &[u8]) -> Result<Screened, String> {
+        let Ok(id) = MessageId::try_from(code) else {
+            // The decoder names the fault.
+            return Ok(Screened::Decode);
+        };
+        if id.is_response() {
+            let request_id = crate::bounds::peek_request_id(payload)
+                .map_err(|e| format!("message {code:#04x}: {e}"))?;
+            return Ok(match self.peer.screen_response(request_id, id) {
+                Dispatch::Delivered => Screened::Decode,
+                Dispatch::Late => {
+                    debug!(
+                        ?id,
+                        request_id, "late response to an abandoned request dropped"
+                    );
+                    Screened::Drop
+                }
+                Dispatch::Unsolicited(request_id) => {
+                    debug!(?id, request_id, "unsolicited response, not decoded");
+                    self.ctx.penalize(
+                        Penalty::Major,
+                        format!("eth: unsolicited {id:?} (request id {request_id} is not ours)"),
+                    );
+                    Screened::Drop
+                }
+                Dispatch::WrongKind { expected, got } => {
+                    self.ctx.penalize(
+                        Penalty::Major,
+                        format!("eth: {got:?} in response to a request for {expected:?}"),
+                    );
+                    Screened::Drop
+                }
+            });
+        }
+        if !id.is_request() && id != MessageId::Status && !self.announcements.try_take() {
+            self.refuse("announcement");
+            return Ok(Screened::Drop);
+        }
+        Ok(Screened::Decode)
     }
 
     /// Routes one message; an `Err` is a breach.
@@ -500,13 +596,8 @@ impl Session<'_> {
             | EthMessage::Receipts(_)
             | EthMessage::PooledTransactions(_)
             | EthMessage::NodeData(_)) => self.on_response(response),
-            announcement => {
-                if !self.announcements.try_take() {
-                    self.refuse("announcement");
-                    return Ok(());
-                }
-                self.on_announcement(announcement);
-            }
+            // Within the announcement rate: `screen` took its token before decoding.
+            announcement => self.on_announcement(announcement),
         }
         Ok(())
     }

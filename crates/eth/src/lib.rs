@@ -96,6 +96,7 @@
 //! ```
 
 pub mod blocks;
+mod bounds;
 mod codec;
 mod config;
 mod error;
@@ -116,10 +117,11 @@ pub use blocks::{
     BlockBodies, BlockHashNumber, BlockHashOrNumber, BlockHeaders, GetBlockBodies, GetBlockHeaders,
     NewBlock, NewBlockHashes,
 };
-pub use config::{protocols, protocols_for, EthConfig};
+pub use config::{protocols, protocols_for, EthConfig, LARGE_MESSAGE};
 pub use error::Error;
 pub use forkid::{ForkFilter, ForkHash, ForkId, ForkIdError, Head};
 pub use handler::EthHandler;
+pub use limits::DecodeLimits;
 pub use message::{EthMessage, MessageId, RequestPair};
 pub use peer::{EthEvent, EthPeer, EthPeers, PeerHead};
 pub use primitives::{

@@ -2,8 +2,11 @@
 //! hard caps a decoder applies to what it accepts.
 //!
 //! Decoding caps sit at or above what any known client sends, so an honest peer never
-//! trips them; everything beyond is bounded by [`MAX_MESSAGE_SIZE`] anyway, so the caps
-//! exist to refuse absurd requests early, not to save memory.
+//! trips them. Every cap is checked while the message is scanned, before anything of it
+//! is allocated: the outer lists by item count, the inner lists of blocks and receipts
+//! by what the chain allows ([`DecodeLimits`]), and the whole message by the memory its
+//! decoded form would take, estimated from its item counts (at most
+//! [`DECODE_AMPLIFICATION`] × its encoded size + [`DECODE_SLACK`]).
 
 /// Hard cap on one eth message payload: 10 MiB (WIRE.md §1 and §3; `devp2p/caps/eth.md`:
 /// "the practical limits for the eth protocol are lower, typically 10 MiB").
@@ -44,3 +47,79 @@ pub const MAX_ANNOUNCEMENT_ITEMS: usize = 4096;
 
 /// Decoding cap on entries in `NewBlockHashes`.
 pub const MAX_NEW_BLOCK_HASHES: usize = 1024;
+
+/// Gas of the cheapest transaction: a transfer (the intrinsic gas of every transaction).
+/// A block of gas limit `g` holds at most `g / 21 000` transactions.
+pub const MIN_TX_GAS: u64 = 21_000;
+
+/// Gas of the cheapest log (`LOG0`'s static cost). A receipt in a block of gas limit `g`
+/// holds at most `g / 375` logs.
+pub const MIN_LOG_GAS: u64 = 375;
+
+/// A decoded message may occupy at most this many times its encoded size…
+pub const DECODE_AMPLIFICATION: usize = 4;
+
+/// …plus this many bytes ([`DECODE_AMPLIFICATION`]), so that small messages with fixed
+/// overheads always fit.
+pub const DECODE_SLACK: usize = 64 * 1024;
+
+/// Limits on the inner lists of block-carrying messages (`BlockBodies`, `NewBlock`,
+/// `Receipts`), derived from the chain: checked while scanning the message, before
+/// anything of it is allocated, so that a body of 900 000 ten-byte transactions is
+/// refused at item 1 429 rather than decoded into gigabytes.
+///
+/// [`DecodeLimits::devnet`] are the devnet's (WIRE.md §7), and what [`crate::EthConfig`]
+/// starts with; the `Default` is generic Ethereum (what [`crate::EthMessage::decode`]
+/// uses). A node takes them from its chain spec
+/// (`devmux_chain::ChainSpec::decode_limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The highest gas limit a block of the chain may have.
+    pub max_block_gas: u64,
+    /// Most ommers in a body.
+    pub max_ommers: usize,
+    /// Most withdrawals in a body.
+    pub max_withdrawals: usize,
+}
+
+impl Default for DecodeLimits {
+    /// Generic Ethereum: blocks of up to 60 000 000 gas (above mainnet's limit), two
+    /// ommers (proof-of-work history), sixteen withdrawals (a mainnet payload's most).
+    fn default() -> Self {
+        Self {
+            max_block_gas: 60_000_000,
+            max_ommers: 2,
+            max_withdrawals: 16,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// The devnet's (WIRE.md §7): gas limit 30 000 000, no ommers (the devnet makes
+    /// none, though London allows them), no withdrawals (no Shanghai).
+    pub const fn devnet() -> Self {
+        Self {
+            max_block_gas: 30_000_000,
+            max_ommers: 0,
+            max_withdrawals: 0,
+        }
+    }
+
+    /// Most transactions in a block of gas limit `gas_limit` (capped at
+    /// [`DecodeLimits::max_block_gas`]): one per 21 000 gas. Receipts per block likewise.
+    pub fn max_txs(&self, gas_limit: u64) -> usize {
+        (gas_limit.min(self.max_block_gas) / MIN_TX_GAS) as usize
+    }
+
+    /// Most logs in one receipt: one per 375 gas of the largest block.
+    pub fn max_logs(&self) -> usize {
+        (self.max_block_gas / MIN_LOG_GAS) as usize
+    }
+
+    /// The most a message of `encoded` bytes may occupy once decoded.
+    pub fn memory_budget(encoded: usize) -> usize {
+        encoded
+            .saturating_mul(DECODE_AMPLIFICATION)
+            .saturating_add(DECODE_SLACK)
+    }
+}

@@ -228,8 +228,20 @@ pub enum EthMessage {
 
 impl EthMessage {
     /// Decodes the message with code `code` and RLP `payload` received on a session that
-    /// negotiated `version`.
+    /// negotiated `version`, under the default [`limits::DecodeLimits`] (generic Ethereum's).
     pub fn decode(version: EthVersion, code: u8, payload: &[u8]) -> Result<Self, Error> {
+        Self::decode_bounded(version, code, payload, &limits::DecodeLimits::default())
+    }
+
+    /// [`EthMessage::decode`] under `limits`: the message's lists are counted and its
+    /// decoded size estimated before anything is allocated, and a message over a limit
+    /// is refused with the limit named ([`Error::ListTooLong`], [`Error::Amplification`]).
+    pub fn decode_bounded(
+        version: EthVersion,
+        code: u8,
+        payload: &[u8],
+        limits: &limits::DecodeLimits,
+    ) -> Result<Self, Error> {
         if payload.len() > limits::MAX_MESSAGE_SIZE {
             return Err(Error::MessageTooLarge {
                 size: payload.len(),
@@ -241,6 +253,7 @@ impl EthMessage {
         if !id.is_valid_for(version) {
             return Err(Error::NotInVersion { id, version });
         }
+        crate::bounds::scan(version, id, payload, limits)?;
         codec::decode_exact(payload, |buf| {
             Ok(match id {
                 MessageId::Status => Self::Status(Status::decode_wire(version, buf)?),

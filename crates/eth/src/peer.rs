@@ -592,6 +592,14 @@ impl EthPeer {
         lock(&self.inner.requests).dispatch(response)
     }
 
+    /// Judges a response by its request id and kind alone, before its body is decoded:
+    /// [`Dispatch::Delivered`] means "decode it and [`EthPeer::dispatch`] it". A late
+    /// answer is forgotten, and a pending request answered with the wrong kind fails,
+    /// as [`EthPeer::dispatch`] would do.
+    pub(crate) fn screen_response(&self, request_id: u64, got: MessageId) -> Dispatch {
+        lock(&self.inner.requests).screen(request_id, got)
+    }
+
     /// Records an announced block as the peer's head if it is higher.
     pub(crate) fn announce_head(&self, hash: B256, number: u64, td: Option<U256>) {
         lock(&self.inner.head).announce(hash, number, td);
@@ -656,6 +664,29 @@ impl Requests {
                 self.abandoned.pop_front();
             }
             self.abandoned.push_back(id);
+        }
+    }
+
+    fn screen(&mut self, id: u64, got: MessageId) -> Dispatch {
+        match self.pending.get(&id) {
+            Some(pending) if pending.expected == got => Dispatch::Delivered,
+            Some(_) => {
+                let Some(pending) = self.pending.remove(&id) else {
+                    return Dispatch::Unsolicited(id);
+                };
+                let expected = pending.expected;
+                let _ = pending
+                    .reply
+                    .send(Err(Error::UnexpectedResponse { expected, got }));
+                Dispatch::WrongKind { expected, got }
+            }
+            None => match self.abandoned.iter().position(|&a| a == id) {
+                Some(i) => {
+                    self.abandoned.remove(i);
+                    Dispatch::Late
+                }
+                None => Dispatch::Unsolicited(id),
+            },
         }
     }
 

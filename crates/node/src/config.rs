@@ -98,6 +98,9 @@ pub struct NodeConfig {
     pub eth_request_rate: u32,
     /// Build a devnet block from the pool every this many seconds (WIRE.md §7).
     pub produce_blocks: Option<u64>,
+    /// MiB of large eth messages (256 KiB and up) all peers together may have in
+    /// decoding at once; a peer over it waits, unpenalised.
+    pub large_message_budget_mib: u32,
     /// Who may seal devnet blocks (WIRE.md §7.1): `0x`-prefixed addresses. Empty: the
     /// default, dev key 0 alone, whose key is public (local development only; a network
     /// strangers can reach configures signers whose keys are secret).
@@ -145,6 +148,7 @@ impl Default for NodeConfig {
             discovery_lookup_secs: 30,
             eth_request_rate: 100,
             produce_blocks: None,
+            large_message_budget_mib: 32,
             dev_signers: Vec::new(),
             signer_key: None,
             nodekey: None,
@@ -355,6 +359,12 @@ impl NodeConfig {
                     if self.signer_key.is_some() { "signer-key" } else { "dev key 0, as no signer-key is given" }
                 )));
             }
+        }
+        if self.large_message_budget_mib < 10 {
+            return Err(bad(format!(
+                "large-message-budget-mib {} is below 10: one eth message may be 10 MiB",
+                self.large_message_budget_mib
+            )));
         }
         if self.discovery_lookup_secs == 0 {
             return Err(bad("discovery-lookup-secs must be at least 1".into()));

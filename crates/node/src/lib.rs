@@ -178,6 +178,11 @@ impl Node {
                 .with_request_rate(
                     config.eth_request_rate.max(1),
                     config.eth_request_rate.max(1).saturating_mul(2),
+                )
+                // The chain's limits bound what the decoder accepts (eth sits below chain).
+                .with_decode_limits(chain.spec().decode_limits())
+                .with_large_message_budget(
+                    (config.large_message_budget_mib as usize).saturating_mul(1024 * 1024),
                 ),
         );
         // Sync and relay follow eth events from the first session on: spawn them
