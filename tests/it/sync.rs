@@ -79,6 +79,29 @@ async fn node(
     pool_config: PoolConfig,
     config: SyncConfig,
 ) -> Node {
+    let eth_config = EthConfig::default()
+        .with_announce_pool_on_connect(false)
+        .with_event_capacity(4096);
+    node_with(
+        use_p2p_server,
+        blocks,
+        versions,
+        pool_config,
+        config,
+        eth_config,
+    )
+    .await
+}
+
+/// [`node`] with its eth handler configured by `eth_config`.
+async fn node_with(
+    use_p2p_server: bool,
+    blocks: usize,
+    versions: &[EthVersion],
+    pool_config: PoolConfig,
+    config: SyncConfig,
+    eth_config: EthConfig,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let chain = Chain::open_async(dir.path().join("chain.redb"), ChainSpec::devnet())
         .await
@@ -88,9 +111,6 @@ async fn node(
         chain.insert_blocks(batch.to_vec()).await.unwrap();
     }
     let pool = Pool::new(pool_config);
-    let eth_config = EthConfig::default()
-        .with_announce_pool_on_connect(false)
-        .with_event_capacity(4096);
     let (handler, eth) = EthHandler::new(chain.clone(), pool.clone(), eth_config);
     let mut registrar = Registrar::new();
     registrar.session(protocols_for(versions), handler).unwrap();
@@ -731,6 +751,18 @@ async fn forged_headers_are_refused_on_the_stream_stack() {
     forged_headers_are_refused(true).await;
 }
 
+/// A peer at genesis that sends `raw` after Status: nothing to sync from it, so what it
+/// costs is only what `raw` does.
+fn sending(raw: Vec<(u8, Vec<u8>)>) -> Forged {
+    Forged {
+        headers: vec![ChainSpec::devnet().genesis],
+        bodies: HashMap::new(),
+        stalls: false,
+        push: Vec::new(),
+        raw,
+    }
+}
+
 /// The first penalty of `peer` whose reason contains `needle`: how bad, and why.
 async fn penalty_of(
     events: &mut broadcast::Receiver<NetworkEvent>,
@@ -801,9 +833,7 @@ async fn amplifying_messages_are_refused_before_decoding(use_p2p_server: bool) {
     assert!(new_block.len() > 9_000_000);
     // BlockBodies for request id 0x7fff_0000, whose "bodies" are a string: malformed.
     let unsolicited = rlp_list(&[&[0x84, 0x7f, 0xff, 0x00, 0x00], &[0x83, 1, 2, 3]]);
-    let mut forged = pushing(header.clone());
-    forged.push.clear();
-    forged.raw = vec![(0x06, unsolicited), (0x07, new_block)];
+    let forged = sending(vec![(0x06, unsolicited), (0x07, new_block)]);
     let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &[EthVersion::Eth68]).await;
     let peer = hostile.local_peer_id();
     let mut unsolicited_events = victim.net.events();
@@ -859,6 +889,153 @@ async fn amplifying_messages_are_refused_before_decoding_on_rlpx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amplifying_messages_are_refused_before_decoding_on_the_stream_stack() {
     amplifying_messages_are_refused_before_decoding(true).await;
+}
+
+/// A hostile peer broadcasts, three times, a transfer re-signed with the high-`s` twin of
+/// its signature (EIP-2 makes it invalid), beside a valid one. Each broadcast costs it a
+/// major penalty naming the invalid signature; the valid transfer is pooled, the
+/// invalid one never, and the pool remembers the bad hash, so that the copies cost no
+/// second recovery.
+async fn invalid_signatures_penalise_their_sender(use_p2p_server: bool) {
+    use devmux_eth::alloy_consensus::{SignableTransaction, TxEip1559};
+    let victim = node(
+        use_p2p_server,
+        0,
+        &EthVersion::ALL,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let devnet = Devnet::new().unwrap();
+    let good = devnet.transfer(3, 0, devnet.keys()[4].address(), U256::from(1));
+    let tx = TxEip1559 {
+        chain_id: 1337,
+        nonce: 0,
+        gas_limit: 21_000,
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: devmux_eth::alloy_primitives::TxKind::Call(devnet.keys()[5].address()),
+        value: U256::from(1),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let honest = devnet.keys()[2].sign_hash(&tx.signature_hash());
+    let order = U256::from_be_bytes(devmux_eth::alloy_primitives::hex!(
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+    ));
+    let high_s =
+        devmux_eth::alloy_primitives::Signature::new(honest.r(), order - honest.s(), !honest.v());
+    let bad: devmux_eth::TransactionSigned = tx.into_signed(high_s).into();
+    let bad_hash = *bad.tx_hash();
+    let broadcast = EthMessage::Transactions(devmux_eth::Transactions(vec![bad, good.clone()]));
+    let (code, payload) = broadcast.encode();
+    let forged = sending(vec![(code, payload); 3]);
+    let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &[EthVersion::Eth68]).await;
+    let peer = hostile.local_peer_id();
+    let mut events = victim.net.events();
+    victim.net.dial(&hostile.local_addr()).await.unwrap();
+    let (penalty, reason) = penalty_of(&mut events, peer, "invalid signatures")
+        .await
+        .expect("no penalty for the invalid signature");
+    assert_eq!(penalty, Penalty::Major);
+    assert!(reason.contains("1 transactions"), "{reason}");
+    assert!(
+        eventually(SECS, || victim.pool.contains(good.tx_hash())).await,
+        "the valid transfer beside it was not pooled"
+    );
+    assert!(!victim.pool.contains(&bad_hash));
+    assert!(victim.pool.is_known_bad(&bad_hash));
+    victim.stop().await;
+    hostile.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_signatures_penalise_their_sender_on_rlpx() {
+    invalid_signatures_penalise_their_sender(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_signatures_penalise_their_sender_on_the_stream_stack() {
+    invalid_signatures_penalise_their_sender(true).await;
+}
+
+/// A peer that broadcasts 800 valid transactions at once (four messages), against a
+/// node whose per-peer signature-recovery budget is 100 per second: the pool takes them
+/// no faster than the budget allows (at most the burst of 100 plus 100 per second since
+/// the dial), every message the import queue held in the end, and the peer is not
+/// penalised for any of it.
+async fn recoveries_are_budgeted_per_peer(use_p2p_server: bool) {
+    let eth_config = EthConfig::default()
+        .with_announce_pool_on_connect(false)
+        .with_recovery_rate(100);
+    let victim = node_with(
+        use_p2p_server,
+        0,
+        &EthVersion::ALL,
+        PoolConfig::devnet(),
+        sync_config(),
+        eth_config,
+    )
+    .await;
+    let txs: Vec<devmux_eth::TransactionSigned> =
+        transfers(800, 0).into_iter().map(Into::into).collect();
+    let raw = txs
+        .chunks(200)
+        .map(|chunk| EthMessage::Transactions(devmux_eth::Transactions(chunk.to_vec())).encode())
+        .collect();
+    let forged = sending(raw);
+    let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &[EthVersion::Eth68]).await;
+    let mut events = victim.net.events();
+    let dialled = Instant::now();
+    victim.net.dial(&hostile.local_addr()).await.unwrap();
+    let mut checked = 0;
+    let mut last_growth = Instant::now();
+    let mut last_len = 0;
+    while victim.pool.len() < 800 && last_growth.elapsed() < Duration::from_secs(3) {
+        let len = victim.pool.len();
+        // Read the clock after the pool: the bound only grows with time.
+        let allowed = 100 + (100.0 * dialled.elapsed().as_secs_f64()) as usize;
+        assert!(
+            len <= allowed,
+            "{len} recovered within {:?}",
+            dialled.elapsed()
+        );
+        if len > last_len {
+            (last_len, last_growth) = (len, Instant::now());
+        }
+        checked += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The import queue holds two messages beside the one being imported; a broadcast
+    // beyond that is dropped whole (our queue, not the peer's fault).
+    let pooled = victim.pool.len();
+    assert!(pooled >= 400 && pooled % 200 == 0, "{pooled} pooled");
+    assert!(
+        checked >= 30,
+        "pooled too fast to be budgeted: {checked} checks"
+    );
+    // Nothing the eth handler penalises (rates, floods, signatures). The forger does
+    // not answer the relay's fetches, which sync may count as stalls: that is its own.
+    while let Ok(event) = events.try_recv() {
+        if let NetworkEvent::PeerPenalized { peer, reason, .. } = event {
+            assert!(
+                peer != hostile.local_peer_id() || !reason.starts_with("eth:"),
+                "penalised: {reason}"
+            );
+        }
+    }
+    victim.stop().await;
+    hostile.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoveries_are_budgeted_per_peer_on_rlpx() {
+    recoveries_are_budgeted_per_peer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoveries_are_budgeted_per_peer_on_the_stream_stack() {
+    recoveries_are_budgeted_per_peer(true).await;
 }
 
 /// A peer whose valid chain branches off 65 blocks below our head of 100 and is longer

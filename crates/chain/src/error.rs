@@ -183,9 +183,14 @@ pub enum Error {
         /// Base fee of the chain.
         base_fee: u64,
     },
-    /// The signature does not recover to a sender, or has a high `s` (EIP-2).
+    /// The signature does not recover to a sender, or has a high `s` (EIP-2). The
+    /// sender's fault: the eth handler penalises a peer that relays one.
     #[error("invalid transaction signature")]
     TxSignature,
+    /// The transaction was not looked at: the import that carried it was cancelled
+    /// (it timed out). Nobody's fault.
+    #[error("import cancelled before this transaction")]
+    Cancelled,
 }
 
 impl From<alloy_rlp::Error> for Error {

@@ -38,5 +38,5 @@ pub mod validate;
 
 pub use chain::{Chain, ChainHead, InsertOutcome};
 pub use error::Error;
-pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig};
+pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig, BAD_SIGNATURE_MEMORY};
 pub use spec::{BlockWithReceipts, ChainSpec, HeaderRules, MAX_FUTURE_SECS, MAX_REORG_DEPTH};

@@ -8,6 +8,7 @@
 //! a block removes the transactions it includes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use alloy_consensus::{EthereumTxEnvelope, Signed, Transaction};
@@ -15,6 +16,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_eips::Typed2718;
 use alloy_primitives::{Address, B256};
 use devmux_eth::{limits, BlockBody, PooledTransaction, TransactionSigned, TxAnnouncement};
+use schnellru::{ByLength, LruMap};
 use tokio::sync::broadcast;
 
 use crate::{signing, Error};
@@ -74,7 +76,13 @@ pub struct Pool {
     config: Arc<PoolConfig>,
     state: Arc<Mutex<State>>,
     added: broadcast::Sender<TxAnnouncement>,
+    /// Hashes of transactions whose signature did not recover: sent again, they are
+    /// refused without a second recovery.
+    bad_signatures: Arc<Mutex<LruMap<B256, ()>>>,
 }
+
+/// How many invalid-signature hashes the pool remembers.
+pub const BAD_SIGNATURE_MEMORY: u32 = 4096;
 
 impl core::fmt::Debug for Pool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -94,7 +102,14 @@ impl Pool {
             config: Arc::new(config),
             state: Arc::default(),
             added,
+            bad_signatures: Arc::new(Mutex::new(LruMap::new(ByLength::new(BAD_SIGNATURE_MEMORY)))),
         }
+    }
+
+    fn bad_signatures(&self) -> MutexGuard<'_, LruMap<B256, ()>> {
+        self.bad_signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -119,6 +134,12 @@ impl Pool {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.state().bytes
+    }
+
+    /// Whether `hash` is remembered as a transaction whose signature did not recover
+    /// (at most [`BAD_SIGNATURE_MEMORY`] are).
+    pub fn is_known_bad(&self, hash: &B256) -> bool {
+        self.bad_signatures().peek(hash).is_some()
     }
 
     /// Whether the pool holds `hash`.
@@ -174,7 +195,17 @@ impl Pool {
         if self.contains(&hash) {
             return Err(Error::TxKnown(hash));
         }
-        let sender = self.validate(&tx)?;
+        if self.bad_signatures().get(&hash).is_some() {
+            return Err(Error::TxSignature);
+        }
+        let sender = match self.validate(&tx) {
+            Ok(sender) => sender,
+            Err(Error::TxSignature) => {
+                self.bad_signatures().insert(hash, ());
+                return Err(Error::TxSignature);
+            }
+            Err(e) => return Err(e),
+        };
         let size = tx.encode_2718_len();
         let announcement = TxAnnouncement {
             ty: tx.ty(),
@@ -212,7 +243,25 @@ impl Pool {
 
     /// Adds transactions one by one; one result per transaction.
     pub fn add_all(&self, txs: Vec<PooledTransaction>) -> Vec<Result<B256, Error>> {
-        txs.into_iter().map(|tx| self.add(tx)).collect()
+        self.add_all_until(txs, &AtomicBool::new(false))
+    }
+
+    /// [`Pool::add_all`], stopping before the next transaction once `cancelled` is set:
+    /// those not looked at get [`Error::Cancelled`].
+    pub fn add_all_until(
+        &self,
+        txs: Vec<PooledTransaction>,
+        cancelled: &AtomicBool,
+    ) -> Vec<Result<B256, Error>> {
+        txs.into_iter()
+            .map(|tx| {
+                if cancelled.load(Ordering::Relaxed) {
+                    Err(Error::Cancelled)
+                } else {
+                    self.add(tx)
+                }
+            })
+            .collect()
     }
 
     /// Announcements of every pooled transaction, oldest first.
@@ -348,11 +397,25 @@ impl devmux_eth::TxPool for Pool {
             .collect()
     }
 
+    fn is_peer_fault(error: &Error) -> bool {
+        matches!(error, Error::TxSignature)
+    }
+
     async fn insert(&self, txs: Vec<PooledTransaction>) -> Vec<Result<B256, Error>> {
+        /// Sets the flag when the insert's future is dropped (its caller timed out or
+        /// left), so that the blocking task stops recovering signatures nobody awaits.
+        struct CancelOnDrop(Arc<AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
         let count = txs.len();
         let pool = self.clone();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancelled.clone());
         // Signature recovery is CPU work: keep it off the reactor.
-        match tokio::task::spawn_blocking(move || pool.add_all(txs)).await {
+        match tokio::task::spawn_blocking(move || pool.add_all_until(txs, &cancelled)).await {
             Ok(results) => results,
             Err(e) => (0..count)
                 .map(|_| Err(Error::Task(e.to_string())))
@@ -567,5 +630,49 @@ mod tests {
         let results = TxPool::insert(&pool, txs.clone()).await;
         assert!(results.iter().all(Result::is_ok));
         assert_eq!(TxPool::announcements(&pool).len(), 20);
+    }
+
+    #[test]
+    fn invalid_signatures_are_remembered_and_imports_can_be_cancelled() {
+        let devnet = Devnet::new().unwrap();
+        let pool = Pool::new(PoolConfig::devnet());
+        let good = devnet
+            .transfer(
+                1,
+                0,
+                devnet.keys()[2].address(),
+                alloy_primitives::U256::from(1),
+            )
+            .try_into_pooled()
+            .unwrap();
+        let tx = TxEip1559 {
+            chain_id: 1337,
+            nonce: 0,
+            gas_limit: 21_000,
+            max_fee_per_gas: 2_000_000_000,
+            to: alloy_primitives::TxKind::Call(Address::ZERO),
+            ..Default::default()
+        };
+        let honest = devnet.keys()[3].sign_hash(&tx.signature_hash());
+        let n = alloy_primitives::U256::from_be_bytes(alloy_primitives::hex!(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+        ));
+        let high_s = alloy_primitives::Signature::new(honest.r(), n - honest.s(), !honest.v());
+        let bad: PooledTransaction = tx.into_signed(high_s).into();
+        let bad_hash = *bad.tx_hash();
+        assert!(!pool.is_known_bad(&bad_hash));
+        assert!(matches!(pool.add(bad.clone()), Err(Error::TxSignature)));
+        assert!(pool.is_known_bad(&bad_hash));
+        // Sent again, it is refused from memory, with the same error.
+        assert!(matches!(pool.add(bad), Err(Error::TxSignature)));
+        assert!(<Pool as TxPool>::is_peer_fault(&Error::TxSignature));
+        assert!(!<Pool as TxPool>::is_peer_fault(&Error::PoolFull));
+
+        // A cancelled import looks at nothing more.
+        let cancelled = AtomicBool::new(true);
+        let results = pool.add_all_until(vec![good.clone()], &cancelled);
+        assert!(matches!(results[..], [Err(Error::Cancelled)]));
+        assert!(!pool.contains(good.tx_hash()));
+        assert!(pool.add_all(vec![good.clone()])[0].is_ok());
     }
 }

@@ -77,6 +77,9 @@ pub struct EthConfig {
     /// Whether a new session starts by announcing every pooled transaction to the peer
     /// (`NewPooledTransactionHashes`), as go-ethereum does. Default true.
     pub announce_pool_on_connect: bool,
+    /// Signature recoveries the transactions one peer sends may cost us per second (with
+    /// bursts of as many); transactions beyond it wait. Default 1000.
+    pub recovery_rate: u32,
     /// Limits on the inner lists of received blocks, bodies and receipts, from the chain
     /// (transactions and receipts per block from its gas limit, ommers, withdrawals).
     /// Default: the devnet's ([`DecodeLimits::devnet`]).
@@ -106,6 +109,7 @@ impl Default for EthConfig {
             announcement_rate: 100,
             event_capacity: 256,
             announce_pool_on_connect: true,
+            recovery_rate: 1000,
             decode_limits: DecodeLimits::devnet(),
             large_message_budget: 32 * 1024 * 1024,
         }
@@ -166,6 +170,12 @@ impl EthConfig {
     /// spec).
     pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
         self.decode_limits = limits;
+        self
+    }
+
+    /// Sets the per-peer signature-recovery budget (recoveries per second).
+    pub fn with_recovery_rate(mut self, rate: u32) -> Self {
+        self.recovery_rate = rate;
         self
     }
 

@@ -19,6 +19,7 @@
 //! Every queue between them is bounded; all four end together when the session does.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -901,7 +902,11 @@ fn trim_to_size<T: Encodable>(items: &mut Vec<T>) {
     items.truncate(keep);
 }
 
-/// Hands received transactions to the pool, one message at a time.
+/// Hands received transactions to the pool, one message at a time, within the peer's
+/// signature-recovery budget ([`EthConfig::recovery_rate`]): a peer that sends more
+/// waits (its queue fills and further broadcasts are dropped, unpenalised), and one
+/// import may take at most the request timeout, after which the pool stops recovering
+/// for it. Invalid signatures ([`TxPool::is_peer_fault`]) cost the peer a major penalty.
 async fn import_loop<C: ChainReader, P: TxPool>(
     shared: Arc<Shared<C, P>>,
     peer: EthPeer,
@@ -909,6 +914,9 @@ async fn import_loop<C: ChainReader, P: TxPool>(
     closed: CancellationToken,
 ) {
     let timeout = shared.config.request_timeout;
+    let rate = shared.config.recovery_rate;
+    let (quota, burst) = crate::ratelimit::quota(rate, rate);
+    let recoveries = governor::RateLimiter::direct(quota);
     loop {
         let batch = tokio::select! {
             _ = closed.cancelled() => return,
@@ -917,16 +925,38 @@ async fn import_loop<C: ChainReader, P: TxPool>(
                 None => return,
             },
         };
+        let import = async {
+            let mut results = Vec::with_capacity(batch.txs.len());
+            let mut txs = batch.txs;
+            while !txs.is_empty() {
+                let rest = txs.split_off(txs.len().min(burst.get() as usize));
+                let n = NonZeroU32::new(txs.len() as u32).unwrap_or(NonZeroU32::MIN);
+                // `n` is at most the burst, so the budget can always grant it.
+                let _ = recoveries.until_n_ready(n).await;
+                results.extend(shared.pool.insert(std::mem::replace(&mut txs, rest)).await);
+            }
+            results
+        };
         let results = tokio::select! {
             _ = closed.cancelled() => return,
-            results = tokio::time::timeout(timeout, shared.pool.insert(batch.txs)) => match results {
+            results = tokio::time::timeout(timeout, import) => match results {
                 Ok(results) => results,
                 Err(_) => {
-                    warn!("eth: the pool took over {timeout:?} to import transactions");
+                    debug!("eth: importing a peer's transactions took over {timeout:?}: the rest dropped");
                     continue;
                 }
             },
         };
+        let faults = results
+            .iter()
+            .filter(|r| matches!(r, Err(e) if P::is_peer_fault(e)))
+            .count();
+        if faults > 0 {
+            peer.penalize(
+                Penalty::Major,
+                format!("eth: {faults} transactions with invalid signatures"),
+            );
+        }
         let added = results.into_iter().filter_map(Result::ok).collect();
         shared.peers.emit(EthEvent::TransactionsReceived {
             peer: peer.peer_id(),

@@ -507,8 +507,55 @@ fn message_with_version() -> impl Strategy<Value = (EthVersion, EthMessage)> {
     version().prop_flat_map(|v| message(v).prop_map(move |m| (v, m)))
 }
 
+/// Whether every inner list of a decoded message is within `limits`.
+fn within_limits(msg: &EthMessage, limits: &crate::DecodeLimits) -> bool {
+    let body_ok = |body: &BlockBody, max_txs: usize| {
+        body.transactions.len() <= max_txs
+            && body.ommers.len() <= limits.max_ommers
+            && body.withdrawals.as_ref().map_or(0, |w| w.len()) <= limits.max_withdrawals
+    };
+    let max_txs = limits.max_txs(limits.max_block_gas);
+    match msg {
+        EthMessage::BlockBodies(r) => r.message.0.iter().all(|b| body_ok(b, max_txs)),
+        EthMessage::NewBlock(b) => body_ok(&b.block.body, limits.max_txs(b.block.header.gas_limit)),
+        EthMessage::Receipts(r) => r.message.clone().into_receipts().iter().all(|block| {
+            block.len() <= max_txs && block.iter().all(|r| r.logs.len() <= limits.max_logs())
+        }),
+        _ => true,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Under tight limits (two transactions per block, 112 logs per receipt, no ommers or
+    /// withdrawals), every message, intact or with bytes flipped, decodes to a value
+    /// within the limits or to an error: never to one beyond them.
+    #[test]
+    fn decoded_messages_are_within_their_limits(
+        (version, msg) in message_with_version(),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let tight = crate::DecodeLimits { max_block_gas: 42_000, max_ommers: 0, max_withdrawals: 0 };
+        let (code, mut payload) = msg.encode();
+        for (at, byte) in flips {
+            if !payload.is_empty() {
+                let i = at.index(payload.len());
+                payload[i] ^= byte;
+            }
+        }
+        if let Ok(decoded) = EthMessage::decode_bounded(version, code, &payload, &tight) {
+            prop_assert!(within_limits(&decoded, &tight), "{:?}", decoded.message_id());
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_decode_within_limits(version in version(), code in 0u8..0x14, payload in vec(any::<u8>(), 0..300)) {
+        let limits = crate::DecodeLimits::devnet();
+        if let Ok(decoded) = EthMessage::decode_bounded(version, code, &payload, &limits) {
+            prop_assert!(within_limits(&decoded, &limits));
+        }
+    }
 
     #[test]
     fn every_message_round_trips((version, msg) in message_with_version()) {

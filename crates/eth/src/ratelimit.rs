@@ -1,47 +1,64 @@
-//! Token buckets: how the eth handler bounds what one peer may ask of it.
+//! Rate limits: how the eth handler bounds what one peer may ask of it. The buckets are
+//! governor's (GCRA); what to do about refusals is ours.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// A token bucket: holds at most `burst` tokens and gains `rate` tokens per second.
 /// Each admitted item takes one token; with none left, items are refused.
-#[derive(Debug)]
-pub(crate) struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+pub(crate) struct TokenBucket<C: Clock = DefaultClock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    burst: NonZeroU32,
+}
+
+impl<C: Clock> std::fmt::Debug for TokenBucket<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenBucket")
+            .field("burst", &self.burst)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The quota of `rate` per second with bursts of `burst`. A zero `burst` is raised to
+/// one (a bucket that admits nothing would make the peer useless, which is a decision
+/// for another knob); a zero `rate` never refills.
+pub(crate) fn quota(rate: u32, burst: u32) -> (Quota, NonZeroU32) {
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    let quota = match NonZeroU32::new(rate) {
+        Some(rate) => Quota::per_second(rate),
+        // About a century per token: never, for a session.
+        None => Quota::with_period(Duration::from_secs(3_000_000_000))
+            .unwrap_or(Quota::per_hour(NonZeroU32::MIN)),
+    };
+    (quota.allow_burst(burst), burst)
 }
 
 impl TokenBucket {
-    /// A full bucket. A zero `burst` is raised to one (a bucket that admits nothing
-    /// would make the peer useless, which is a decision for another knob).
+    /// A full bucket.
     pub(crate) fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
+        Self::with_clock(rate, burst, &DefaultClock::default())
     }
+}
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
+impl<C: Clock + Clone> TokenBucket<C> {
+    /// A full bucket on `clock`.
+    pub(crate) fn with_clock(rate: u32, burst: u32, clock: &C) -> Self {
+        let (quota, burst) = quota(rate, burst);
+        Self {
+            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            burst,
+        }
     }
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self) -> bool {
-        self.refill(Instant::now());
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.limiter.check().is_ok()
     }
 }
 
@@ -107,27 +124,31 @@ impl Refusals {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn bucket_admits_burst_then_rate() {
-        let mut bucket = TokenBucket::new(10, 5);
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn bucket_admits_burst_then_rate() {
+        let clock = FakeRelativeClock::default();
+        let mut bucket = TokenBucket::with_clock(10, 5, &clock);
         for _ in 0..5 {
             assert!(bucket.try_take());
         }
         assert!(!bucket.try_take());
-        tokio::time::advance(Duration::from_millis(100)).await;
+        clock.advance(Duration::from_millis(100));
         assert!(bucket.try_take());
         assert!(!bucket.try_take());
         // Never more than the burst, however long the peer was quiet.
-        tokio::time::advance(Duration::from_secs(3600)).await;
+        clock.advance(Duration::from_secs(3600));
         let admitted = (0..100).filter(|_| bucket.try_take()).count();
         assert_eq!(admitted, 5);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn zero_burst_still_admits_one() {
-        let mut bucket = TokenBucket::new(0, 0);
+    #[test]
+    fn zero_burst_still_admits_one() {
+        let clock = FakeRelativeClock::default();
+        let mut bucket = TokenBucket::with_clock(0, 0, &clock);
         assert!(bucket.try_take());
-        tokio::time::advance(Duration::from_secs(10)).await;
+        clock.advance(Duration::from_secs(10));
         assert!(!bucket.try_take());
     }
 

@@ -81,6 +81,14 @@ pub trait TxPool: Send + Sync + 'static {
     /// [`crate::limits::SOFT_RESPONSE_SIZE`] bytes.
     fn get(&self, hashes: &[B256]) -> Vec<PooledTransaction>;
 
+    /// Whether `error` is the fault of the peer that sent the transaction (an invalid
+    /// signature, which no honest node relays), as opposed to a disagreement about
+    /// state or our pool being full. Such peers are penalised. Default: never.
+    fn is_peer_fault(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Validates and adds transactions received from a peer or a user; one result per
     /// transaction, in order (the hash when added). Signature recovery costs CPU, so
     /// implementations do it off the reactor.
