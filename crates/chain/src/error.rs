@@ -145,9 +145,19 @@ pub enum Error {
     /// The pool already holds this transaction.
     #[error("transaction {0} already pooled")]
     TxKnown(B256),
-    /// The pool is full (count or bytes).
+    /// The pool is full (count, bytes, or the peers' share) and the transaction pays no
+    /// more than the cheapest one it could replace.
     #[error("transaction pool full")]
     PoolFull,
+    /// The sender already has as many transactions from peers pooled as one account
+    /// may.
+    #[error("sender {sender} already has {max} transactions pooled")]
+    SenderFull {
+        /// The sender.
+        sender: alloy_primitives::Address,
+        /// The per-sender cap.
+        max: usize,
+    },
     /// The transaction's type is not active on this chain.
     #[error("transaction type {0} not accepted")]
     TxType(u8),

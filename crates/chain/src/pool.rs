@@ -2,14 +2,19 @@
 //!
 //! It holds transactions in their pooled (network) form, oldest first, bounded by count
 //! and by bytes. On insert it checks what can be checked without state (type, chain id,
-//! size, intrinsic gas, fee cap against the base fee, signature) and refuses the
-//! transaction when full, so a flood cannot grow it past its bounds nor push out what it
-//! already holds. Block production takes transactions out in arrival order; importing
-//! a block removes the transactions it includes.
+//! size, intrinsic gas, fee cap against the base fee, signature). Against floods it
+//! follows go-ethereum's defaults ([`PoolConfig::devnet`]): at most 16 transactions per
+//! sender from peers, a 3 h lifetime, and when the peers' share is full a transaction
+//! gets in only by paying strictly more per gas than the cheapest one, which it evicts.
+//! Local transactions (`eth_sendRawTransaction`, [`Pool::add_local`]) have slots of
+//! their own that peers cannot fill, so a flood never locks a user out. Block
+//! production takes transactions out in arrival order; importing a block removes the
+//! transactions it includes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use alloy_consensus::{EthereumTxEnvelope, Signed, Transaction};
 use alloy_eips::eip2718::Encodable2718;
@@ -37,11 +42,20 @@ pub struct PoolConfig {
     pub max_tx_size: usize,
     /// Base fee every transaction's fee cap must cover.
     pub base_fee: u64,
+    /// Most transactions of one sender held from peers (go-ethereum's `AccountSlots`,
+    /// 16): one account cannot fill the pool. Local transactions are exempt.
+    pub max_per_sender: usize,
+    /// How long a transaction from a peer stays pooled (go-ethereum's `Lifetime`, 3 h).
+    pub lifetime: Duration,
+    /// Slots only local transactions (`eth_sendRawTransaction`) may take: peers fill at
+    /// most `max_count - local_slots`, so a flood of junk never locks a user out.
+    pub local_slots: usize,
 }
 
 impl PoolConfig {
     /// The devnet pool: chain 1337, London types (legacy, EIP-2930, EIP-1559), 1 gwei base
-    /// fee, up to 8192 transactions and 64 MiB.
+    /// fee, up to 8192 transactions and 64 MiB, with go-ethereum's flood defaults: 16
+    /// per sender, 3 h lifetime, and 1024 of the slots kept for local transactions.
     pub fn devnet() -> Self {
         Self {
             chain_id: crate::devnet::CHAIN_ID,
@@ -50,6 +64,9 @@ impl PoolConfig {
             max_bytes: 64 * 1024 * 1024,
             max_tx_size: 128 * 1024,
             base_fee: crate::devnet::BASE_FEE,
+            max_per_sender: 16,
+            lifetime: Duration::from_secs(3 * 3600),
+            local_slots: 1024,
         }
     }
 }
@@ -59,6 +76,13 @@ struct Entry {
     sender: Address,
     announcement: TxAnnouncement,
     seq: u64,
+    /// Added by `add_local` (RPC): exempt from the per-sender cap, the lifetime and
+    /// eviction.
+    local: bool,
+    added: Instant,
+    /// What the transaction pays a block producer per gas at the pool's base fee: the
+    /// order in which remote transactions are evicted.
+    tip: u128,
 }
 
 #[derive(Default)]
@@ -66,8 +90,47 @@ struct State {
     by_hash: HashMap<B256, Entry>,
     /// Arrival order.
     by_seq: BTreeMap<u64, B256>,
+    /// Remote transactions by (tip, arrival), cheapest and then oldest first.
+    by_tip: BTreeSet<(u128, u64)>,
+    /// Remote transactions held per sender.
+    per_sender: HashMap<Address, usize>,
+    remote: usize,
     next_seq: u64,
     bytes: usize,
+}
+
+impl State {
+    fn remove(&mut self, hash: &B256) -> Option<Entry> {
+        let entry = self.by_hash.remove(hash)?;
+        self.by_seq.remove(&entry.seq);
+        self.bytes -= entry.announcement.size as usize;
+        if !entry.local {
+            self.by_tip.remove(&(entry.tip, entry.seq));
+            self.remote -= 1;
+            if let Some(n) = self.per_sender.get_mut(&entry.sender) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_sender.remove(&entry.sender);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Drops remote transactions older than `lifetime`, oldest first.
+    fn expire(&mut self, lifetime: Duration, now: Instant) {
+        let expired: Vec<B256> = self
+            .by_seq
+            .values()
+            .filter_map(|h| self.by_hash.get(h))
+            .take_while(|e| now.saturating_duration_since(e.added) > lifetime || e.local)
+            .filter(|e| !e.local)
+            .map(|e| *e.tx.tx_hash())
+            .collect();
+        for hash in expired {
+            self.remove(&hash);
+        }
+    }
 }
 
 /// The transaction pool. Cheap to clone; clones share the pool.
@@ -189,8 +252,21 @@ impl Pool {
         signing::recover_signer(tx.signature(), &tx.signature_hash())
     }
 
-    /// Validates and adds one transaction; returns its hash.
+    /// Validates and adds one transaction from a peer; returns its hash. Within the
+    /// per-sender cap and the peers' share of the pool; when that share is full, it
+    /// evicts the cheapest remote transaction if it pays strictly more per gas.
     pub fn add(&self, tx: PooledTransaction) -> Result<B256, Error> {
+        self.add_from(tx, false)
+    }
+
+    /// Validates and adds one local transaction (`eth_sendRawTransaction`): it may take
+    /// the slots kept for local transactions, is exempt from the per-sender cap and the
+    /// lifetime, and is never evicted for a better-paying one.
+    pub fn add_local(&self, tx: PooledTransaction) -> Result<B256, Error> {
+        self.add_from(tx, true)
+    }
+
+    fn add_from(&self, tx: PooledTransaction, local: bool) -> Result<B256, Error> {
         let hash = *tx.tx_hash();
         if self.contains(&hash) {
             return Err(Error::TxKnown(hash));
@@ -212,20 +288,54 @@ impl Pool {
             size: size as u64,
             hash,
         };
+        let tip = tx
+            .effective_tip_per_gas(self.config.base_fee)
+            .unwrap_or_default();
+        let now = Instant::now();
         {
             let mut state = self.state();
+            let cfg = &self.config;
+            state.expire(cfg.lifetime, now);
             if state.by_hash.contains_key(&hash) {
                 return Err(Error::TxKnown(hash));
             }
-            if state.by_hash.len() >= self.config.max_count
-                || state.bytes.saturating_add(size) > self.config.max_bytes
-            {
-                return Err(Error::PoolFull);
+            if !local {
+                let held = state.per_sender.get(&sender).copied().unwrap_or(0);
+                if held >= cfg.max_per_sender {
+                    return Err(Error::SenderFull {
+                        sender,
+                        max: cfg.max_per_sender,
+                    });
+                }
+            }
+            let remote_cap = cfg.max_count.saturating_sub(cfg.local_slots);
+            let full = |state: &State| {
+                state.by_hash.len() >= cfg.max_count
+                    || state.bytes.saturating_add(size) > cfg.max_bytes
+                    || (!local && state.remote >= remote_cap)
+            };
+            // A better-paying transaction takes the place of the cheapest remote one.
+            while full(&state) {
+                let Some(&(worst_tip, worst_seq)) = state.by_tip.first() else {
+                    return Err(Error::PoolFull);
+                };
+                if !local && tip <= worst_tip {
+                    return Err(Error::PoolFull);
+                }
+                let Some(worst) = state.by_seq.get(&worst_seq).copied() else {
+                    return Err(Error::PoolFull);
+                };
+                state.remove(&worst);
             }
             let seq = state.next_seq;
             state.next_seq += 1;
             state.bytes += size;
             state.by_seq.insert(seq, hash);
+            if !local {
+                state.by_tip.insert((tip, seq));
+                state.remote += 1;
+                *state.per_sender.entry(sender).or_default() += 1;
+            }
             state.by_hash.insert(
                 hash,
                 Entry {
@@ -233,6 +343,9 @@ impl Pool {
                     sender,
                     announcement,
                     seq,
+                    local,
+                    added: now,
+                    tip,
                 },
             );
         }
@@ -300,15 +413,7 @@ impl Pool {
     /// ignored. Returns how many were removed.
     pub fn remove(&self, hashes: &[B256]) -> usize {
         let mut state = self.state();
-        let mut removed = 0;
-        for hash in hashes {
-            if let Some(entry) = state.by_hash.remove(hash) {
-                state.by_seq.remove(&entry.seq);
-                state.bytes -= entry.announcement.size as usize;
-                removed += 1;
-            }
-        }
-        removed
+        hashes.iter().filter(|h| state.remove(h).is_some()).count()
     }
 
     /// Removes the transactions of a block.
@@ -324,9 +429,7 @@ impl Pool {
         let hashes: Vec<B256> = state.by_seq.values().take(max).copied().collect();
         let mut out = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            if let Some(entry) = state.by_hash.remove(&hash) {
-                state.by_seq.remove(&entry.seq);
-                state.bytes -= entry.announcement.size as usize;
+            if let Some(entry) = state.remove(&hash) {
                 out.push(to_block_form(Arc::unwrap_or_clone(entry.tx)));
             }
         }
@@ -594,21 +697,23 @@ mod tests {
 
     #[test]
     fn bounds_hold_under_a_flood() {
-        let devnet = Devnet::new().unwrap();
         let config = PoolConfig {
             max_count: 100,
             max_bytes: 100 * 1024,
+            local_slots: 0,
             ..PoolConfig::devnet()
         };
         let pool = Pool::new(config);
-        let flood = transfers(&devnet, 1_000);
+        // From as many senders, all at the same price: nothing can evict anything.
+        let flood: Vec<_> = (0..1_000).map(|i| junk(i, 0, 1)).collect();
         let results = pool.add_all(flood.clone());
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 100);
         assert!(results[100..]
             .iter()
             .all(|r| matches!(r, Err(Error::PoolFull))));
         assert_eq!(pool.len(), 100);
-        // The first hundred stayed: a flood cannot push out what the pool holds.
+        // The first hundred stayed: a flood at the same price cannot push out what the
+        // pool holds.
         assert!(pool.contains(flood[0].tx_hash()));
 
         let small = Pool::new(PoolConfig {
@@ -624,9 +729,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_insert_through_the_trait() {
-        let devnet = Devnet::new().unwrap();
         let pool = Pool::new(PoolConfig::devnet());
-        let txs = transfers(&devnet, 20);
+        let txs: Vec<_> = (0..20).map(|i| junk(i, 0, 1)).collect();
         let results = TxPool::insert(&pool, txs.clone()).await;
         assert!(results.iter().all(Result::is_ok));
         assert_eq!(TxPool::announcements(&pool).len(), 20);
@@ -674,5 +778,97 @@ mod tests {
         assert!(matches!(results[..], [Err(Error::Cancelled)]));
         assert!(!pool.contains(good.tx_hash()));
         assert!(pool.add_all(vec![good.clone()])[0].is_ok());
+    }
+
+    /// A transfer from a key derived from `i` (a junk sender), paying `tip` per gas.
+    fn junk(i: usize, nonce: u64, tip: u128) -> PooledTransaction {
+        let key = signing::SecretKey::from_bytes(&alloy_primitives::keccak256(format!(
+            "junk-sender-{i}"
+        )))
+        .unwrap();
+        let tx = TxEip1559 {
+            chain_id: 1337,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 1_000_000_000 + tip,
+            max_priority_fee_per_gas: tip,
+            to: alloy_primitives::TxKind::Call(Address::ZERO),
+            ..Default::default()
+        };
+        let signature = key.sign_hash(&tx.signature_hash());
+        tx.into_signed(signature).into()
+    }
+
+    /// go-ethereum's flood defaults: 16 per sender from peers (locals exempt), and a
+    /// pool filled by 8192 junk senders still takes an honest local transaction, while
+    /// more junk at the same price is refused and better-paying junk evicts the cheapest.
+    #[test]
+    fn a_flood_of_junk_senders_never_locks_out_a_local_transaction() {
+        let pool = Pool::new(PoolConfig::devnet());
+        let config = pool.config().clone();
+        assert_eq!(
+            (config.max_per_sender, config.lifetime, config.local_slots),
+            (16, Duration::from_secs(3 * 3600), 1024)
+        );
+
+        // One sender: 16 from peers, then refused; locally it may go on.
+        for nonce in 0..16 {
+            pool.add(junk(0, nonce, 1)).unwrap();
+        }
+        assert!(matches!(
+            pool.add(junk(0, 16, 1)),
+            Err(Error::SenderFull { max: 16, .. })
+        ));
+        pool.add_local(junk(0, 17, 1)).unwrap();
+        assert_eq!(pool.len(), 17);
+        pool.remove(
+            &pool
+                .announcements()
+                .iter()
+                .map(|a| a.hash)
+                .collect::<Vec<_>>(),
+        );
+        assert!(pool.is_empty());
+
+        // 8192 junk senders: the peers' share (7168) fills, the rest is refused.
+        let refused = (1..=8192)
+            .map(|i| pool.add(junk(i, 0, 1)))
+            .filter(|r| matches!(r, Err(Error::PoolFull)))
+            .count();
+        assert_eq!(pool.len(), 8192 - 1024);
+        assert_eq!(refused, 1024);
+        // An honest user's transaction (eth_sendRawTransaction) still gets in.
+        let honest = junk(100_000, 0, 1);
+        let honest_hash = pool.add_local(honest).unwrap();
+        assert!(pool.contains(&honest_hash));
+        // A better-paying transaction from a peer evicts the cheapest (oldest) junk.
+        let oldest = pool.announcements()[0].hash;
+        let rich = pool.add(junk(200_000, 0, 5)).unwrap();
+        assert!(pool.contains(&rich) && !pool.contains(&oldest));
+        assert_eq!(pool.len(), 8192 - 1024 + 1);
+        // Paying the same as the cheapest is not enough.
+        assert!(matches!(
+            pool.add(junk(200_001, 0, 1)),
+            Err(Error::PoolFull)
+        ));
+        // And the local one is never what gets evicted.
+        for i in 0..2000 {
+            pool.add(junk(300_000 + i, 0, 10)).unwrap();
+        }
+        assert!(pool.contains(&honest_hash));
+    }
+
+    #[test]
+    fn remote_transactions_expire_after_their_lifetime() {
+        let pool = Pool::new(PoolConfig {
+            lifetime: Duration::from_millis(50),
+            ..PoolConfig::devnet()
+        });
+        let old = pool.add(junk(1, 0, 1)).unwrap();
+        let local = pool.add_local(junk(2, 0, 1)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let new = pool.add(junk(3, 0, 1)).unwrap();
+        assert!(!pool.contains(&old), "expired");
+        assert!(pool.contains(&local) && pool.contains(&new));
     }
 }

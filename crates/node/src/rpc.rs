@@ -495,7 +495,9 @@ pub(crate) fn module(view: NodeView) -> Result<RpcModule<NodeView>, Error> {
                         "not an EIP-2718 transaction in its network form: {e}"
                     ))
                 })?;
-                pool.add(tx)
+                // Local: it may use the slots kept for users, so a flood from peers
+                // never locks them out.
+                pool.add_local(tx)
                     .map_err(|e| server_error(format!("transaction refused: {e}")))
             });
             let hash = within_deadline(added)

@@ -71,6 +71,8 @@ async fn node(use_p2p_server: bool, blocks: &[BlockWithReceipts]) -> Res<Node> {
     }
     let pool = Pool::new(PoolConfig {
         max_count: 100_000,
+        // The benchmark's transactions come from the 16 dev keys.
+        max_per_sender: usize::MAX,
         ..PoolConfig::devnet()
     });
     let eth_config = EthConfig::default().with_announce_pool_on_connect(false);
