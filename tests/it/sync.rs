@@ -126,6 +126,30 @@ async fn node_with(
     }
 }
 
+/// A node holding `head` devnet blocks, and a second one, with the same, connected to
+/// it: a victim and the honest peer (or witness) beside it.
+async fn connected_pair(use_p2p_server: bool, head: usize) -> (Node, Node) {
+    let all = EthVersion::ALL;
+    let victim = node(
+        use_p2p_server,
+        head,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    let other = node(
+        use_p2p_server,
+        head,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+    )
+    .await;
+    connect(&other, &victim).await;
+    (victim, other)
+}
+
 /// Connects `a` to `b` and waits for the eth session on both ends.
 async fn connect(a: &Node, b: &Node) {
     a.net.dial(&b.net.local_addr()).await.unwrap();
@@ -619,24 +643,7 @@ fn pushing(header: Header) -> Forged {
 async fn forged_headers_are_refused(use_p2p_server: bool) {
     const HEAD: usize = 64;
     let eth68 = [EthVersion::Eth68];
-    let all = EthVersion::ALL;
-    let victim = node(
-        use_p2p_server,
-        HEAD,
-        &all,
-        PoolConfig::devnet(),
-        sync_config(),
-    )
-    .await;
-    let witness = node(
-        use_p2p_server,
-        HEAD,
-        &all,
-        PoolConfig::devnet(),
-        sync_config(),
-    )
-    .await;
-    connect(&witness, &victim).await;
+    let (victim, witness) = connected_pair(use_p2p_server, HEAD).await;
     let canonical = |n: &Node| {
         let chain = n.chain.clone();
         async move {
@@ -669,15 +676,7 @@ async fn forged_headers_are_refused(use_p2p_server: bool) {
     let base_fee = changed(HEAD + 1, &|h| h.base_fee_per_gas = Some(2_000_000_000));
     let mut by_stranger = devnet_blocks()[HEAD].header.clone();
     devmux_chain::seal::seal(&mut by_stranger, &devmux_chain::devnet::dev_key(5).unwrap());
-    let mut high_s = devnet_blocks()[HEAD].header.clone();
-    let mut seal = high_s.extra_data.to_vec();
-    let order = U256::from_be_bytes(devmux_eth::alloy_primitives::hex!(
-        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-    ));
-    let s = U256::from_be_slice(&seal[32..64]);
-    seal[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
-    seal[64] ^= 1;
-    high_s.extra_data = seal.into();
+    let high_s = devmux_chain::seal::high_s_twin(&devnet_blocks()[HEAD].header);
     let unsealed_chain = {
         let headers = relinked(HEAD + 10, |h| h.extra_data = Default::default());
         let mut forged = Forged::with_real_bodies(headers, HEAD + 10);
@@ -804,24 +803,7 @@ fn rlp_list(parts: &[&[u8]]) -> Vec<u8> {
 /// answered, and nothing of the block is stored.
 async fn amplifying_messages_are_refused_before_decoding(use_p2p_server: bool) {
     const HEAD: usize = 64;
-    let all = EthVersion::ALL;
-    let victim = node(
-        use_p2p_server,
-        HEAD,
-        &all,
-        PoolConfig::devnet(),
-        sync_config(),
-    )
-    .await;
-    let honest = node(
-        use_p2p_server,
-        HEAD,
-        &all,
-        PoolConfig::devnet(),
-        sync_config(),
-    )
-    .await;
-    connect(&honest, &victim).await;
+    let (victim, honest) = connected_pair(use_p2p_server, HEAD).await;
 
     let header = devnet_blocks()[HEAD].header.clone();
     let header_rlp = devmux_eth::alloy_rlp::encode(&header);
@@ -920,11 +902,7 @@ async fn invalid_signatures_penalise_their_sender(use_p2p_server: bool) {
         input: Default::default(),
     };
     let honest = devnet.keys()[2].sign_hash(&tx.signature_hash());
-    let order = U256::from_be_bytes(devmux_eth::alloy_primitives::hex!(
-        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-    ));
-    let high_s =
-        devmux_eth::alloy_primitives::Signature::new(honest.r(), order - honest.s(), !honest.v());
+    let high_s = devmux_chain::signing::high_s_twin(&honest);
     let bad: devmux_eth::TransactionSigned = tx.into_signed(high_s).into();
     let bad_hash = *bad.tx_hash();
     let broadcast = EthMessage::Transactions(devmux_eth::Transactions(vec![bad, good.clone()]));

@@ -534,7 +534,7 @@ mod tests {
     use alloy_consensus::{SignableTransaction, TxEip1559, TxEip4844, TxEip4844WithSidecar};
     use alloy_eips::eip4844::BlobTransactionSidecar;
     use alloy_eips::eip7594::BlobTransactionSidecarVariant;
-    use alloy_primitives::{Bytes, Signature, TxKind, U256};
+    use alloy_primitives::{Bytes, TxKind, U256};
     use devmux_eth::TxPool;
 
     fn pooled(tx: TransactionSigned) -> PooledTransaction {
@@ -652,10 +652,7 @@ mod tests {
             unreachable!()
         };
         let (inner, sig, _) = signed.into_parts();
-        let n = U256::from_be_bytes(alloy_primitives::hex!(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-        ));
-        let high_s = Signature::new(sig.r(), n - sig.s(), !sig.v());
+        let high_s = signing::high_s_twin(&sig);
         assert!(matches!(
             err(pooled(inner.clone().into_signed(high_s).into())),
             Error::TxSignature
@@ -758,10 +755,7 @@ mod tests {
             ..Default::default()
         };
         let honest = devnet.keys()[3].sign_hash(&tx.signature_hash());
-        let n = alloy_primitives::U256::from_be_bytes(alloy_primitives::hex!(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-        ));
-        let high_s = alloy_primitives::Signature::new(honest.r(), n - honest.s(), !honest.v());
+        let high_s = signing::high_s_twin(&honest);
         let bad: PooledTransaction = tx.into_signed(high_s).into();
         let bad_hash = *bad.tx_hash();
         assert!(!pool.is_known_bad(&bad_hash));

@@ -75,14 +75,33 @@ pub fn sealer(header: &Header) -> Result<Address, SealFault> {
         .map_err(|_| "seal does not recover to a public key")
 }
 
+/// `header` with its seal replaced by the seal's high-`s` twin
+/// ([`crate::signing::high_s_twin`]): the same signer, another block hash, and refused
+/// by [`sealer`]. For tests that try to mint a second hash for an honest block.
+pub fn high_s_twin(header: &Header) -> Header {
+    let mut twin = header.clone();
+    if let [r @ .., v] = header.extra_data.as_ref() {
+        if r.len() == 64 {
+            let signature = Signature::new(
+                U256::from_be_slice(&r[..32]),
+                U256::from_be_slice(&r[32..]),
+                *v == 1,
+            );
+            let high = crate::signing::high_s_twin(&signature);
+            let mut extra = [0u8; SEAL_LEN];
+            extra[..32].copy_from_slice(&high.r().to_be_bytes::<32>());
+            extra[32..64].copy_from_slice(&high.s().to_be_bytes::<32>());
+            extra[64] = u8::from(high.v());
+            twin.extra_data = Bytes::copy_from_slice(&extra);
+        }
+    }
+    twin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::devnet;
-    use alloy_primitives::hex;
-
-    /// secp256k1's group order n.
-    const N: [u8; 32] = hex!("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141");
 
     fn sealed_block_1() -> Header {
         devnet::Devnet::new()
@@ -153,11 +172,8 @@ mod tests {
         // The same signature with s replaced by n - s (and v flipped) is the other valid
         // ECDSA signature of the same key; it must be refused, or anyone could re-seal an
         // honest block to a second hash.
-        let s = U256::from_be_slice(&header.extra_data[32..64]);
-        let high = U256::from_be_bytes(N) - s;
-        let mut high_s = header.extra_data.to_vec();
-        high_s[32..64].copy_from_slice(&high.to_be_bytes::<32>());
-        high_s[64] ^= 1;
+        let high_s = high_s_twin(&header).extra_data.to_vec();
+        assert_ne!(high_s, header.extra_data.to_vec());
         assert_eq!(
             with_extra(high_s),
             Err("seal s is in the upper half of the curve order")

@@ -58,6 +58,19 @@ fn address_of(key: &VerifyingKey) -> Address {
     Address::from_slice(&hash[12..])
 }
 
+/// secp256k1's group order n.
+const ORDER: U256 = U256::from_be_bytes(alloy_primitives::hex!(
+    "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
+));
+
+/// The other valid ECDSA signature by the same key over the same hash: `s` replaced by
+/// `n - s` and the parity flipped. Of a low-`s` signature, this is the high-`s` twin
+/// that EIP-2 (and WIRE.md §7.1, for seals) refuses: the malleation those rules exist
+/// to stop, for tests that try it.
+pub fn high_s_twin(signature: &Signature) -> Signature {
+    Signature::new(signature.r(), ORDER - signature.s(), !signature.v())
+}
+
 /// Recovers the signer of `hash`. Refuses high-`s` signatures (EIP-2) and anything that
 /// is not a valid signature.
 pub fn recover_signer(signature: &Signature, hash: &B256) -> Result<Address, Error> {
@@ -122,10 +135,8 @@ mod tests {
         ));
         assert!(a.s() <= half_n);
         // The same signature with s flipped to n - s is refused.
-        let n = U256::from_be_bytes(hex!(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-        ));
-        let high = Signature::new(a.r(), n - a.s(), !a.v());
+        let high = high_s_twin(&a);
+        assert!(a.s() + high.s() == ORDER && high.v() != a.v());
         assert!(recover_signer(&high, &hash).is_err());
     }
 

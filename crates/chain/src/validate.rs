@@ -299,15 +299,7 @@ mod tests {
         seal::seal(&mut by_stranger, &stranger);
         assert!(seal_fault(&rules, &by_stranger).contains("not a signer"));
 
-        let n = U256::from_be_bytes(alloy_primitives::hex!(
-            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-        ));
-        let mut high_s = block.header.clone();
-        let mut extra = high_s.extra_data.to_vec();
-        let s = U256::from_be_slice(&extra[32..64]);
-        extra[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());
-        extra[64] ^= 1;
-        high_s.extra_data = extra.into();
+        let high_s = seal::high_s_twin(&block.header);
         assert!(seal_fault(&rules, &high_s).contains("upper half"));
 
         let mut tampered = block.header.clone();
