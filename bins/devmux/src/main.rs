@@ -120,6 +120,9 @@ struct NodeArgs {
     /// Build a devnet block from the pool every SECS seconds and relay it [default: off]
     #[arg(long, value_name = "SECS")]
     produce_blocks: Option<u64>,
+    /// Signature recoveries per second one peer's transactions may cost; more wait, unpenalised [default: 1000]
+    #[arg(long, value_name = "N")]
+    eth_recovery_rate: Option<u32>,
     /// MiB of large eth messages all peers together may have in decoding; more wait, unpenalised [default: 32]
     #[arg(long, value_name = "MIB")]
     large_message_budget_mib: Option<u32>,
@@ -220,6 +223,7 @@ impl NodeArgs {
         set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.produce_blocks, self.produce_blocks.map(Some));
         set(&mut config.dev_signers, list(self.dev_signers));
+        set(&mut config.eth_recovery_rate, self.eth_recovery_rate);
         set(
             &mut config.large_message_budget_mib,
             self.large_message_budget_mib,

@@ -324,6 +324,10 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
         "not an address",
     );
     refused(
+        &with(datadir, &["--eth-recovery-rate", "0"]),
+        "eth-recovery-rate",
+    );
+    refused(
         &with(datadir, &["--dev-signers", &signer_1, "--dev-blocks", "5"]),
         "dev-blocks are sealed by dev key 0",
     );

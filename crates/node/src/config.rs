@@ -98,6 +98,9 @@ pub struct NodeConfig {
     pub eth_request_rate: u32,
     /// Build a devnet block from the pool every this many seconds (WIRE.md §7).
     pub produce_blocks: Option<u64>,
+    /// Signature recoveries the transactions one peer sends may cost per second (bursts
+    /// of as many); more wait, unpenalised.
+    pub eth_recovery_rate: u32,
     /// MiB of large eth messages (256 KiB and up) all peers together may have in
     /// decoding at once; a peer over it waits, unpenalised.
     pub large_message_budget_mib: u32,
@@ -149,6 +152,7 @@ impl Default for NodeConfig {
             eth_request_rate: 100,
             produce_blocks: None,
             large_message_budget_mib: 32,
+            eth_recovery_rate: 1000,
             dev_signers: Vec::new(),
             signer_key: None,
             nodekey: None,
@@ -359,6 +363,12 @@ impl NodeConfig {
                     if self.signer_key.is_some() { "signer-key" } else { "dev key 0, as no signer-key is given" }
                 )));
             }
+        }
+        if self.eth_recovery_rate == 0 {
+            return Err(bad(
+                "eth-recovery-rate must be at least 1 (no peer's transaction could be checked)"
+                    .into(),
+            ));
         }
         if self.large_message_budget_mib < 10 {
             return Err(bad(format!(

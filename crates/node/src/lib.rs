@@ -181,6 +181,7 @@ impl Node {
                 )
                 // The chain's limits bound what the decoder accepts (eth sits below chain).
                 .with_decode_limits(chain.spec().decode_limits())
+                .with_recovery_rate(config.eth_recovery_rate)
                 .with_large_message_budget(
                     (config.large_message_budget_mib as usize).saturating_mul(1024 * 1024),
                 ),
