@@ -779,21 +779,6 @@ async fn penalty_of(
     .await
 }
 
-/// An RLP list header for a payload of `len` bytes, followed by the payload's parts.
-fn rlp_list(parts: &[&[u8]]) -> Vec<u8> {
-    let len = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(len + 9);
-    devmux_eth::alloy_rlp::Header {
-        list: true,
-        payload_length: len,
-    }
-    .encode(&mut out);
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out
-}
-
 /// Issue 14's amplification attack, on real sockets: a hostile peer sends a response to
 /// a request we never made (its body would not even decode), then a `NewBlock` whose body
 /// holds 900 000 ten-byte legacy transactions (9 MB). The first is penalised for its
@@ -806,15 +791,11 @@ async fn amplifying_messages_are_refused_before_decoding(use_p2p_server: bool) {
     let (victim, honest) = connected_pair(use_p2p_server, HEAD).await;
 
     let header = devnet_blocks()[HEAD].header.clone();
-    let header_rlp = devmux_eth::alloy_rlp::encode(&header);
-    const TINY_TX: [u8; 10] = [0xc9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
-    let txs: Vec<u8> = TINY_TX.repeat(900_000);
-    let txs = rlp_list(&[&txs]);
-    let block = rlp_list(&[&header_rlp, &txs, &[0xc0]]);
-    let new_block = rlp_list(&[&block, &[0x82, 0x01, 0x00]]);
+    let new_block = devmux_tests::hostile::amplifying_new_block(&header, 900_000);
     assert!(new_block.len() > 9_000_000);
     // BlockBodies for request id 0x7fff_0000, whose "bodies" are a string: malformed.
-    let unsolicited = rlp_list(&[&[0x84, 0x7f, 0xff, 0x00, 0x00], &[0x83, 1, 2, 3]]);
+    let unsolicited =
+        devmux_tests::hostile::rlp_list(&[&[0x84, 0x7f, 0xff, 0x00, 0x00], &[0x83, 1, 2, 3]]);
     let forged = sending(vec![(0x06, unsolicited), (0x07, new_block)]);
     let hostile = forger_speaking(use_p2p_server, Arc::new(forged), &[EthVersion::Eth68]).await;
     let peer = hostile.local_peer_id();

@@ -88,3 +88,38 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+/// Hand-built eth payloads that no encoder would make: what hostile peers send in the
+/// tests and in the `amplification_rss` benchmark.
+pub mod hostile {
+    use devmux_eth::alloy_rlp::{self, Header as RlpHeader};
+    use devmux_eth::Header;
+
+    /// A legacy transaction of ten bytes, `[0, 0, 0, "", 0, "", 0, 0, 0]`: the cheapest
+    /// item a peer can put in a body.
+    pub const TINY_TX: [u8; 10] = [0xc9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
+
+    /// An RLP list whose payload is `parts`, each already encoded.
+    pub fn rlp_list(parts: &[&[u8]]) -> Vec<u8> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(len + 9);
+        RlpHeader {
+            list: true,
+            payload_length: len,
+        }
+        .encode(&mut out);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// Issue 14's `NewBlock` payload: `header` over a body of `count` [`TINY_TX`]s (900 000
+    /// make 9 MB), total difficulty 256.
+    pub fn amplifying_new_block(header: &Header, count: usize) -> Vec<u8> {
+        let header = alloy_rlp::encode(header);
+        let txs = rlp_list(&[&TINY_TX.repeat(count)]);
+        let block = rlp_list(&[&header, &txs, &[0xc0]]);
+        rlp_list(&[&block, &[0x82, 0x01, 0x00]])
+    }
+}

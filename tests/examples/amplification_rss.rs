@@ -3,7 +3,7 @@
 //! (9 MB each, a few KB after Snappy), reconnecting after every refusal. Not run in CI.
 //!
 //! ```text
-//! cargo run --release -p devmux-node --example amplification_rss -- --peers 4 --messages 5
+//! cargo run --release -p devmux-tests --example amplification_rss -- --peers 4 --messages 5
 //! ```
 //! The victim node and an honest peer run in this process; each attacker is a child
 //! process of this binary (so that its buffers are not counted as the victim's). The
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use devmux_chain::ChainSpec;
 use devmux_eth::alloy_primitives::U256;
-use devmux_eth::alloy_rlp::Header as RlpHeader;
 use devmux_eth::{
     protocols_for, ChainStatus, EthMessage, EthVersion, GetBlockHeaders, Head, Status,
 };
@@ -58,30 +57,12 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn rlp_list(parts: &[&[u8]]) -> Vec<u8> {
-    let len = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(len + 9);
-    RlpHeader {
-        list: true,
-        payload_length: len,
-    }
-    .encode(&mut out);
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out
-}
-
 /// The `NewBlock` of issue 14: devnet block 65's header over a body of 900 000 ten-byte
 /// legacy transactions.
 fn amplifying_new_block() -> Vec<u8> {
     let devnet = devmux_chain::devnet::Devnet::new().expect("dev keys");
     let header = devnet.blocks(65).last().expect("65 blocks").header;
-    let header = devmux_eth::alloy_rlp::encode(&header);
-    const TINY_TX: [u8; 10] = [0xc9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
-    let txs = rlp_list(&[&TINY_TX.repeat(900_000)]);
-    let block = rlp_list(&[&header, &txs, &[0xc0]]);
-    rlp_list(&[&block, &[0x82, 0x01, 0x00]])
+    devmux_tests::hostile::amplifying_new_block(&header, 900_000)
 }
 
 /// One attacker: `messages` connections from fresh keys, each sending Status and the
