@@ -300,8 +300,10 @@ async fn sync_from_two_peers_one_killed_on_the_stream_stack() {
 struct Forged {
     headers: Vec<Header>,
     bodies: HashMap<B256, (devmux_eth::BlockBody, Vec<devmux_eth::Receipt>)>,
-    /// Never answers body requests: a peer that stalls.
+    /// Never answers body or receipt requests: a peer that stalls.
     stalls: bool,
+    /// Notified at each request it leaves unanswered.
+    stalled: Arc<tokio::sync::Notify>,
     /// Pushed as `NewBlock`s right after Status (eth/66–68 only).
     push: Vec<devmux_eth::NewBlock>,
     /// Raw `(code, payload)` messages sent after `push`, for what no encoder would make.
@@ -343,6 +345,7 @@ impl Forged {
             headers,
             bodies,
             stalls: false,
+            stalled: Default::default(),
             push: Vec::new(),
             raw: Vec::new(),
         }
@@ -486,7 +489,10 @@ async fn serve_forged(version: EthVersion, mut stream: MessageStream, forged: &F
                 r.request_id,
                 BlockHeaders(forged.answer_headers(r.message.start, r.message.limit)),
             )),
-            EthMessage::GetBlockBodies(_) if forged.stalls => continue,
+            EthMessage::GetBlockBodies(_) | EthMessage::GetReceipts(_) if forged.stalls => {
+                forged.stalled.notify_one();
+                continue;
+            }
             EthMessage::GetBlockBodies(r) => {
                 let bodies = r
                     .message
@@ -566,7 +572,7 @@ async fn forged_chains_lose(use_p2p_server: bool) {
         "the forger of broken links was not penalised"
     );
     assert!(
-        penalised(&mut e2, false_bodies.local_peer_id(), "transactions root").await,
+        penalised(&mut e2, false_bodies.local_peer_id(), "transactions_root").await,
         "the forger of false bodies was not penalised"
     );
     assert!(
@@ -626,6 +632,7 @@ fn pushing(header: Header) -> Forged {
         headers: vec![header],
         bodies,
         stalls: false,
+        stalled: Default::default(),
         push: vec![devmux_eth::NewBlock { block, td }],
         raw: Vec::new(),
     }
@@ -757,6 +764,7 @@ fn sending(raw: Vec<(u8, Vec<u8>)>) -> Forged {
         headers: vec![ChainSpec::devnet().genesis],
         bodies: HashMap::new(),
         stalls: false,
+        stalled: Default::default(),
         push: Vec::new(),
         raw,
     }
@@ -1033,6 +1041,7 @@ async fn a_reorg_deeper_than_64_is_refused_without_penalty(use_p2p_server: bool)
         headers,
         bodies,
         stalls: false,
+        stalled: Default::default(),
         push: Vec::new(),
         raw: Vec::new(),
     };
@@ -1084,6 +1093,80 @@ async fn a_reorg_deeper_than_64_is_refused_without_penalty_on_rlpx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_deeper_than_64_is_refused_without_penalty_on_the_stream_stack() {
     a_reorg_deeper_than_64_is_refused_without_penalty(true).await;
+}
+
+/// A peer that pushes the next block and then withholds its receipts holds up its own
+/// pushes only: another peer pushing the same block, receipts and all, has it imported
+/// while the first still owes its answer (before this budget, imports ran one after the
+/// other, and every pushed block waited out the stalling peer's deadline). The stalling
+/// peer is not penalised before its deadline; the pushing one not at all.
+async fn a_stalled_import_holds_up_only_its_own_peer(use_p2p_server: bool) {
+    const HEAD: usize = 64;
+    let eth68 = [EthVersion::Eth68];
+    // A deadline far beyond what one import takes, so that the order below is not a race.
+    let victim = node(
+        use_p2p_server,
+        HEAD,
+        &EthVersion::ALL,
+        PoolConfig::devnet(),
+        sync_config().with_request_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    let next = &devnet_blocks()[HEAD];
+    assert!(!next.receipts.is_empty(), "block 65 has a transaction");
+    let new_block = devmux_eth::NewBlock {
+        block: devmux_eth::Block {
+            header: next.header.clone(),
+            body: next.body.clone(),
+        },
+        td: U256::from(HEAD + 2),
+    };
+    let mut stalling = Forged::stalling(HEAD + 1);
+    stalling.push = vec![new_block.clone()];
+    let stalling = Arc::new(stalling);
+    let mut pusher = sending(Vec::new());
+    pusher
+        .bodies
+        .insert(next.hash(), (next.body.clone(), next.receipts.clone()));
+    pusher.push = vec![new_block];
+
+    let mut events = victim.net.events();
+    let staller = forger_speaking(use_p2p_server, stalling.clone(), &eth68).await;
+    victim.net.dial(&staller.local_addr()).await.unwrap();
+    // The staller now holds a request of ours (the pushed block's receipts, or sync's
+    // bodies) unanswered.
+    tokio::time::timeout(SECS, stalling.stalled.notified())
+        .await
+        .expect("the victim asked the staller for something");
+    let pushing = forger_speaking(use_p2p_server, Arc::new(pusher), &eth68).await;
+    victim.net.dial(&pushing.local_addr()).await.unwrap();
+    assert!(
+        wait_head(&victim, next.hash(), SECS).await,
+        "{}: the second push was not imported",
+        victim.net.server_kind()
+    );
+    let (staller_id, pusher_id) = (staller.local_peer_id(), pushing.local_peer_id());
+    while let Ok(event) = events.try_recv() {
+        if let NetworkEvent::PeerPenalized { peer, reason, .. } = event {
+            assert!(
+                peer != staller_id && peer != pusher_id,
+                "penalised before the staller's deadline: {reason}"
+            );
+        }
+    }
+    staller.shutdown().await;
+    pushing.shutdown().await;
+    victim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_import_holds_up_only_its_own_peer_on_rlpx() {
+    a_stalled_import_holds_up_only_its_own_peer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_import_holds_up_only_its_own_peer_on_the_stream_stack() {
+    a_stalled_import_holds_up_only_its_own_peer(true).await;
 }
 
 // ---- five nodes: transactions and blocks ------------------------------------------------

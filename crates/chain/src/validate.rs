@@ -7,7 +7,9 @@
 //!    or decoded and before anything is stored: a header that fails costs us nothing
 //!    more, and is never relayed.
 //! 2. [`validate_body`]: the body and receipts against the roots the header commits to
-//!    (the data-validity checks of `devp2p/caps/eth.md` that need no state).
+//!    (the data-validity checks of `devp2p/caps/eth.md` that need no state), in two
+//!    halves that sync runs as each part arrives: [`validate_transactions`] on the body,
+//!    [`validate_receipts`] on its receipts.
 //!
 //! [`validate_block`] runs both.
 
@@ -15,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::{proofs, EMPTY_OMMER_ROOT_HASH};
 use alloy_primitives::B256;
-use devmux_eth::Header;
+use devmux_eth::{BlockBody, Header, Receipt};
 
 use crate::{seal, BlockWithReceipts, Error, HeaderRules};
 
@@ -134,22 +136,26 @@ pub fn validate_block(
 }
 
 /// Checks the body and receipts of `block` (whose hash is `hash`) against every root and
-/// total its header commits to.
+/// total its header commits to: [`validate_transactions`], then [`validate_receipts`].
 pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error> {
-    let header = &block.header;
-    let number = header.number;
-    let mismatch = |field: &'static str, got: String, expected: String| Error::RootMismatch {
-        number,
+    validate_transactions(&block.header, hash, &block.body)?;
+    validate_receipts(
+        &block.header,
         hash,
-        field,
-        got,
-        expected,
-    };
+        block.body.transactions.len(),
+        &block.receipts,
+    )
+}
 
-    let body = &block.body;
+/// Checks `body` against the roots of `header` (whose hash is `hash`): ommers hash,
+/// transactions root, withdrawals root. Sync runs it as soon as a body arrives, before
+/// the block's receipts are requested.
+pub fn validate_transactions(header: &Header, hash: B256, body: &BlockBody) -> Result<(), Error> {
     let ommers_hash = body.calculate_ommers_root();
     if header.ommers_hash != ommers_hash {
         return Err(mismatch(
+            header,
+            hash,
             "ommers_hash",
             header.ommers_hash.to_string(),
             ommers_hash.to_string(),
@@ -158,6 +164,8 @@ pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error>
     let tx_root = proofs::calculate_transaction_root(&body.transactions);
     if header.transactions_root != tx_root {
         return Err(mismatch(
+            header,
+            hash,
             "transactions_root",
             header.transactions_root.to_string(),
             tx_root.to_string(),
@@ -166,24 +174,39 @@ pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error>
     let withdrawals_root = body.calculate_withdrawals_root();
     if header.withdrawals_root != withdrawals_root {
         return Err(mismatch(
+            header,
+            hash,
             "withdrawals_root",
             format!("{:?}", header.withdrawals_root),
             format!("{withdrawals_root:?}"),
         ));
     }
+    Ok(())
+}
 
-    let receipts = &block.receipts;
-    if receipts.len() != body.transactions.len() {
+/// Checks `receipts` against `header` (whose hash is `hash`, and whose body has
+/// `transactions` transactions): one receipt per transaction, the receipts root, gas
+/// used equal to the last receipt's cumulative gas, and the logs bloom.
+pub fn validate_receipts(
+    header: &Header,
+    hash: B256,
+    transactions: usize,
+    receipts: &[Receipt],
+) -> Result<(), Error> {
+    let number = header.number;
+    if receipts.len() != transactions {
         return Err(Error::ReceiptCount {
             number,
             hash,
             receipts: receipts.len(),
-            transactions: body.transactions.len(),
+            transactions,
         });
     }
     let receipts_root = devmux_eth::receipts_root(receipts);
     if header.receipts_root != receipts_root {
         return Err(mismatch(
+            header,
+            hash,
             "receipts_root",
             header.receipts_root.to_string(),
             receipts_root.to_string(),
@@ -201,12 +224,30 @@ pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error>
     let bloom = devmux_eth::logs_bloom(receipts);
     if header.logs_bloom != bloom {
         return Err(mismatch(
+            header,
+            hash,
             "logs_bloom",
             header.logs_bloom.to_string(),
             bloom.to_string(),
         ));
     }
     Ok(())
+}
+
+fn mismatch(
+    header: &Header,
+    hash: B256,
+    field: &'static str,
+    got: String,
+    expected: String,
+) -> Error {
+    Error::RootMismatch {
+        number: header.number,
+        hash,
+        field,
+        got,
+        expected,
+    }
 }
 
 #[cfg(test)]
@@ -321,5 +362,46 @@ mod tests {
             validate_block(&rules, &block, block.hash(), &parent, now_secs()).unwrap();
             parent = block.header;
         }
+    }
+
+    /// Each half of the body check refuses data that does not match its header, naming
+    /// the field: what sync relies on to blame the peer that sent the body or receipts.
+    #[test]
+    fn bodies_and_receipts_must_match_their_headers() {
+        let blocks: Vec<_> = Devnet::new().unwrap().blocks(8).collect();
+        let block = &blocks[2]; // block 3: three transactions
+        let (header, hash) = (&block.header, block.hash());
+        let field = |e: Error| match e {
+            Error::RootMismatch { field, .. } => field.to_string(),
+            e => e.to_string(),
+        };
+        assert_eq!(block.body.transactions.len(), 3);
+        validate_transactions(header, hash, &block.body).unwrap();
+        validate_receipts(header, hash, 3, &block.receipts).unwrap();
+        // Block 4 has no transactions and no receipts.
+        let empty = &blocks[3];
+        validate_receipts(&empty.header, empty.hash(), 0, &[]).unwrap();
+
+        let mut body = block.body.clone();
+        body.transactions.pop();
+        let e = validate_transactions(header, hash, &body).unwrap_err();
+        assert_eq!(field(e), "transactions_root");
+        // Another block's body.
+        assert!(validate_transactions(header, hash, &blocks[6].body).is_err());
+        let mut body = block.body.clone();
+        body.ommers.push(blocks[0].header.clone());
+        let e = validate_transactions(header, hash, &body).unwrap_err();
+        assert_eq!(field(e), "ommers_hash");
+        let mut body = block.body.clone();
+        body.withdrawals = Some(Default::default());
+        let e = validate_transactions(header, hash, &body).unwrap_err();
+        assert_eq!(field(e), "withdrawals_root");
+
+        let mut receipts = block.receipts.clone();
+        receipts[1].success = false;
+        let e = validate_receipts(header, hash, 3, &receipts).unwrap_err();
+        assert_eq!(field(e), "receipts_root");
+        let e = validate_receipts(header, hash, 3, &block.receipts[..2]).unwrap_err();
+        assert!(matches!(e, Error::ReceiptCount { receipts: 2, .. }), "{e}");
     }
 }

@@ -9,9 +9,10 @@
 //! proof-of-work to check first, so we relay what we have validated), never to the
 //! peer it came from, and each peer remembers (bounded) which blocks it knows.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use devmux_chain::BlockWithReceipts;
+use devmux_chain::{validate, BlockWithReceipts};
 use devmux_eth::alloy_primitives::{B256, U256};
 use devmux_eth::{
     Block, BlockHashNumber, BlockRangeUpdate, ChainReader, EthMessage, EthPeer, NewBlock,
@@ -20,9 +21,11 @@ use devmux_eth::{
 use devmux_network::PeerId;
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn, Instrument};
 
-use crate::checks::{check_body, check_receipts, needs_receipts, sqrt_count};
+use crate::budget::CheckFailed;
+use crate::checks::{needs_receipts, sqrt_count};
 use crate::download::block_refusal;
 use crate::shared::Shared;
 use crate::status::add;
@@ -111,22 +114,69 @@ pub(crate) async fn announce_head(shared: &Shared) {
 /// Imports the blocks peers push with `NewBlock` (eth/66–68): a block on a parent we
 /// have is checked against its header, completed with its receipts from the same peer,
 /// inserted and relayed; one whose parent we lack wakes the sync instead.
+///
+/// Peers are imported from concurrently (at most [`SyncConfig::block_import_queue`] at
+/// once), each peer's blocks one after the other in the order they came: a peer that
+/// is slow to send the receipts of its block holds up its own next block only. Each
+/// peer has at most [`SyncConfig::block_imports_per_peer`] blocks here
+/// ([`Shared::claim_import`], taken by the relay before queueing).
+///
+/// [`SyncConfig::block_import_queue`]: crate::SyncConfig::block_import_queue
+/// [`SyncConfig::block_imports_per_peer`]: crate::SyncConfig::block_imports_per_peer
 pub(crate) async fn import_loop(
     shared: Arc<Shared>,
     mut queue: mpsc::Receiver<(PeerId, Arc<NewBlock>)>,
 ) {
+    let max_running = shared.config.block_import_queue.max(1);
+    // Blocks waiting behind their peer's running import, oldest first.
+    let mut waiting: HashMap<PeerId, VecDeque<Arc<NewBlock>>> = HashMap::new();
+    let mut running: JoinSet<PeerId> = JoinSet::new();
+    let mut busy: HashSet<PeerId> = HashSet::new();
+    let spawn = |running: &mut JoinSet<PeerId>, from: PeerId, block: Arc<NewBlock>| {
+        let shared = shared.clone();
+        running.spawn(
+            async move {
+                import_one(&shared, from, &block).await;
+                shared.imported(from);
+                from
+            }
+            .instrument(tracing::debug_span!("import", peer = %from)),
+        );
+    };
     loop {
-        let Ok(Some((from, new_block))) = shared.or_cancel(queue.recv()).await else {
-            return;
-        };
-        match import(&shared, from, &new_block).await {
-            Ok(()) => {}
-            Err(Error::ShuttingDown) => return,
-            Err(e) => match shared.peers.get(&from) {
-                Some(peer) if e.peer() == Some(from) => shared.punish(&peer, &e),
-                _ => debug!(peer = %from, error = %e, "NewBlock not imported"),
-            },
+        let has_room = running.len() < max_running;
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            received = queue.recv(), if has_room => {
+                let Some((from, block)) = received else { return };
+                if busy.insert(from) {
+                    spawn(&mut running, from, block);
+                } else {
+                    waiting.entry(from).or_default().push_back(block);
+                }
+            }
+            Some(joined) = running.join_next() => {
+                let Ok(from) = joined else { continue };
+                match waiting.get_mut(&from).and_then(VecDeque::pop_front) {
+                    Some(next) => spawn(&mut running, from, next),
+                    None => {
+                        waiting.remove(&from);
+                        busy.remove(&from);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Imports one pushed block and punishes its sender for what it did wrong.
+async fn import_one(shared: &Shared, from: PeerId, new_block: &NewBlock) {
+    match import(shared, from, new_block).await {
+        Ok(()) | Err(Error::ShuttingDown) => {}
+        Err(e) => match shared.peers.get(&from) {
+            Some(peer) if e.peer() == Some(from) => shared.punish(&peer, &e),
+            _ => debug!(peer = %from, error = %e, "NewBlock not imported"),
+        },
     }
 }
 
@@ -156,8 +206,17 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
         }
         Err(e) => return Err(block_refusal(from, e)),
     }
-    let body = new_block.block.body.clone();
-    check_body(header, &body).map_err(|why| Error::InvalidBodies { peer: from, why })?;
+    // Roots are CPU work a peer's data makes us do: budgeted, off the reactor. The body
+    // first, so that a body that does not match costs no receipts request.
+    let (checked, body) = (header.clone(), new_block.block.body.clone());
+    let body = shared
+        .root_checks
+        .run(from, move |_| {
+            validate::validate_transactions(&checked, hash, &body)
+                .map_err(|e| CheckFailed::Invalid(e.to_string()))?;
+            Ok(body)
+        })
+        .await?;
     let receipts = if needs_receipts(header) {
         let mut lists = shared.request(&peer, peer.get_receipts(vec![hash])).await?;
         if lists.is_empty() {
@@ -170,7 +229,15 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
     } else {
         Vec::new()
     };
-    check_receipts(header, &receipts).map_err(|why| Error::InvalidBodies { peer: from, why })?;
+    let (checked, transactions) = (header.clone(), body.transactions.len());
+    let receipts = shared
+        .root_checks
+        .run(from, move |_| {
+            validate::validate_receipts(&checked, hash, transactions, &receipts)
+                .map_err(|e| CheckFailed::Invalid(e.to_string()))?;
+            Ok(receipts)
+        })
+        .await?;
     let block = BlockWithReceipts {
         header: header.clone(),
         body,

@@ -1,11 +1,12 @@
-//! Checks of what peers send against what it must match: headers against their
-//! parents, bodies and receipts against their headers. Pure functions, so that faults
+//! Checks of what peers send against what it must match: headers against their parents
+//! here, bodies and receipts against their headers in the chain's
+//! [`devmux_chain::validate`] (one place for each rule). Pure functions, so that faults
 //! are pinned on the peer that sent the data.
 
 use devmux_chain::HeaderRules;
-use devmux_eth::alloy_consensus::{proofs, EMPTY_ROOT_HASH};
+use devmux_eth::alloy_consensus::EMPTY_ROOT_HASH;
 use devmux_eth::alloy_primitives::B256;
-use devmux_eth::{BlockBody, Header, Receipt};
+use devmux_eth::Header;
 
 /// A header and its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,48 +73,10 @@ pub(crate) fn link_headers(
     Ok(out)
 }
 
-/// Checks a body against its header: ommers hash, transactions root, withdrawals root.
-pub(crate) fn check_body(header: &Header, body: &BlockBody) -> Result<(), String> {
-    let ommers = body.calculate_ommers_root();
-    if ommers != header.ommers_hash {
-        return Err(format!(
-            "block {}: ommers hash {ommers} differs from the header's {}",
-            header.number, header.ommers_hash
-        ));
-    }
-    let root = proofs::calculate_transaction_root(&body.transactions);
-    if root != header.transactions_root {
-        return Err(format!(
-            "block {}: transactions root {root} differs from the header's {}",
-            header.number, header.transactions_root
-        ));
-    }
-    let withdrawals = body.calculate_withdrawals_root();
-    if withdrawals != header.withdrawals_root {
-        return Err(format!(
-            "block {}: withdrawals root {withdrawals:?} differs from the header's {:?}",
-            header.number, header.withdrawals_root
-        ));
-    }
-    Ok(())
-}
-
 /// Whether a block's receipts must be fetched: a header with the empty receipts root
 /// has none.
 pub(crate) fn needs_receipts(header: &Header) -> bool {
     header.receipts_root != EMPTY_ROOT_HASH
-}
-
-/// Checks receipts against their header's receipts root.
-pub(crate) fn check_receipts(header: &Header, receipts: &[Receipt]) -> Result<(), String> {
-    let root = devmux_eth::receipts_root(receipts);
-    if root != header.receipts_root {
-        return Err(format!(
-            "block {}: receipts root {root} differs from the header's {}",
-            header.number, header.receipts_root
-        ));
-    }
-    Ok(())
 }
 
 /// How many of `n` peers get a full block or transaction: √n, at least one when there
@@ -215,42 +178,6 @@ mod tests {
             }))
         ));
         assert!(matches!(link_headers(&rules, &genesis, vec![]), Ok(v) if v.is_empty()));
-    }
-
-    #[test]
-    fn bodies_and_receipts_must_match_their_headers() {
-        let (_, blocks) = chain(8);
-        let block = &blocks[2]; // block 3: three transactions
-        assert_eq!(block.body.transactions.len(), 3);
-        assert!(check_body(&block.header, &block.body).is_ok());
-        assert!(needs_receipts(&block.header));
-        assert!(check_receipts(&block.header, &block.receipts).is_ok());
-        // Block 4 has no transactions: nothing to fetch.
-        assert!(!needs_receipts(&blocks[3].header));
-        assert!(check_receipts(&blocks[3].header, &[]).is_ok());
-
-        let mut body = block.body.clone();
-        body.transactions.pop();
-        assert!(check_body(&block.header, &body)
-            .unwrap_err()
-            .contains("transactions root"));
-        // Another block's body.
-        assert!(check_body(&block.header, &blocks[6].body).is_err());
-        let mut body = block.body.clone();
-        body.ommers.push(blocks[0].header.clone());
-        assert!(check_body(&block.header, &body)
-            .unwrap_err()
-            .contains("ommers"));
-        let mut body = block.body.clone();
-        body.withdrawals = Some(Default::default());
-        assert!(check_body(&block.header, &body)
-            .unwrap_err()
-            .contains("withdrawals"));
-
-        let mut receipts = block.receipts.clone();
-        receipts[1].success = false;
-        assert!(check_receipts(&block.header, &receipts).is_err());
-        assert!(check_receipts(&block.header, &block.receipts[..2]).is_err());
     }
 
     #[test]

@@ -83,6 +83,15 @@ pub struct SyncConfig {
     /// `NewBlock` messages waiting to be imported; more are dropped (sync catches up on
     /// the peer's head instead). Default 16.
     pub block_import_queue: usize,
+    /// `NewBlock`s one peer may have queued or importing at once; more from it are
+    /// dropped, so that no peer holds more than its share of the import. Its blocks are
+    /// imported in the order they came. Default 2.
+    pub block_imports_per_peer: usize,
+    /// Root checks (bodies and receipts hashed against their headers) running at once,
+    /// node-wide, on the blocking pool; a peer has one at a time. A check that cannot
+    /// start and finish within [`SyncConfig::request_timeout`] stops and is retried,
+    /// without a penalty. Default: the number of CPUs.
+    pub root_check_slots: usize,
 }
 
 impl Default for SyncConfig {
@@ -109,6 +118,8 @@ impl Default for SyncConfig {
             tx_fetch_queue: 64,
             announce_pool_on_connect: true,
             block_import_queue: 16,
+            block_imports_per_peer: 2,
+            root_check_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

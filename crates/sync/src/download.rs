@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use devmux_chain::BlockWithReceipts;
+use devmux_chain::{validate, BlockWithReceipts};
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::alloy_rlp::Encodable;
 use devmux_eth::{BlockBody, BlockHashOrNumber, EthPeer, GetBlockHeaders, Receipt};
@@ -34,7 +34,8 @@ use tokio::time::Instant;
 
 use devmux_chain::MAX_REORG_DEPTH;
 
-use crate::checks::{check_body, check_receipts, link_headers, needs_receipts, Hashed, LinkError};
+use crate::budget::{Cancelled, CheckFailed};
+use crate::checks::{link_headers, needs_receipts, Hashed, LinkError};
 use crate::shared::Shared;
 use crate::status::add;
 use crate::Error;
@@ -437,34 +438,44 @@ async fn fetch_job(
         + receipts.iter().map(Encodable::length).sum::<usize>();
     add(&shared.counters.bytes_downloaded, bytes as u64);
 
-    // Hashing roots is CPU work: keep it off the reactor.
+    // Hashing roots is CPU work a peer's data makes us do: budgeted, off the reactor.
     let headers = headers.clone();
     let start = job.start;
-    let checked = tokio::task::spawn_blocking(move || {
-        assemble(&headers[start..start + bodies.len()], bodies, receipts)
-    })
-    .await
-    .map_err(|e| Error::Task(e.to_string()))?;
-    let items = checked.map_err(|why| Error::InvalidBodies {
-        peer: peer.peer_id(),
-        why,
-    })?;
+    let items = shared
+        .root_checks
+        .run(peer.peer_id(), move |cancelled| {
+            assemble(
+                &headers[start..start + bodies.len()],
+                bodies,
+                receipts,
+                cancelled,
+            )
+        })
+        .await?;
     add(&shared.counters.bodies_downloaded, items.len() as u64);
     Ok(items)
 }
 
-/// Pairs bodies and receipts with their headers and checks them; stops before the first
-/// block whose receipts did not come (the peer may answer a prefix).
+/// Pairs bodies and receipts with their headers and checks them
+/// ([`validate::validate_transactions`], [`validate::validate_receipts`]); stops before
+/// the first block whose receipts did not come (the peer may answer a prefix), or at
+/// the next block once `cancelled`.
 fn assemble(
     headers: &[Hashed],
     bodies: Vec<BlockBody>,
     receipts: Vec<Vec<Receipt>>,
-) -> Result<Vec<(BlockBody, Vec<Receipt>)>, String> {
+    cancelled: &Cancelled,
+) -> Result<Vec<(BlockBody, Vec<Receipt>)>, CheckFailed> {
+    let invalid = |e: devmux_chain::Error| CheckFailed::Invalid(e.to_string());
     let mut receipts = receipts.into_iter();
     let mut out = Vec::with_capacity(bodies.len());
-    for (sealed, body) in headers.iter().zip(bodies) {
-        check_body(&sealed.header, &body)?;
-        let block_receipts = if needs_receipts(&sealed.header) {
+    for (hashed, body) in headers.iter().zip(bodies) {
+        if cancelled.is_set() {
+            return Err(CheckFailed::Cancelled);
+        }
+        let (header, hash) = (&hashed.header, hashed.hash);
+        validate::validate_transactions(header, hash, &body).map_err(invalid)?;
+        let block_receipts = if needs_receipts(header) {
             match receipts.next() {
                 Some(r) => r,
                 None => break,
@@ -472,7 +483,8 @@ fn assemble(
         } else {
             Vec::new()
         };
-        check_receipts(&sealed.header, &block_receipts)?;
+        validate::validate_receipts(header, hash, body.transactions.len(), &block_receipts)
+            .map_err(invalid)?;
         out.push((body, block_receipts));
     }
     Ok(out)
@@ -560,21 +572,35 @@ mod tests {
             .map(|b| b.receipts.clone())
             .collect();
         assert_eq!(all.len(), 6);
-        let out = assemble(&headers, bodies.clone(), all.clone()).unwrap();
+        let go = Cancelled::default();
+        let out = assemble(&headers, bodies.clone(), all.clone(), &go).unwrap();
         assert_eq!(out.len(), 7);
         assert!(out[3].1.is_empty());
         assert_eq!(out[4].1, blocks[4].receipts);
 
         // Receipts of blocks 1–3 only: block 4 needs none, block 5's are missing, so the
         // answer is blocks 1–4.
-        let out = assemble(&headers, bodies.clone(), all[..3].to_vec()).unwrap();
+        let out = assemble(&headers, bodies.clone(), all[..3].to_vec(), &go).unwrap();
         assert_eq!(out.len(), 4);
 
         // A body that is not its header's.
         let mut swapped = bodies.clone();
         swapped.swap(0, 1);
-        assert!(assemble(&headers, swapped, all.clone()).is_err());
+        assert!(matches!(
+            assemble(&headers, swapped, all.clone(), &go),
+            Err(CheckFailed::Invalid(why)) if why.contains("transactions_root")
+        ));
         // Receipts shifted by one block.
-        assert!(assemble(&headers, bodies, all[1..].to_vec()).is_err());
+        assert!(matches!(
+            assemble(&headers, bodies.clone(), all[1..].to_vec(), &go),
+            Err(CheckFailed::Invalid(_))
+        ));
+        // Past its deadline, the check stops before the next block.
+        let stop = Cancelled::default();
+        stop.set();
+        assert!(matches!(
+            assemble(&headers, bodies, all, &stop),
+            Err(CheckFailed::Cancelled)
+        ));
     }
 }

@@ -126,6 +126,16 @@ pub enum Error {
     /// The head's header is missing from the chain store (it is corrupt).
     #[error("head block {0} missing from the chain store")]
     HeadMissing(devmux_eth::alloy_primitives::B256),
+    /// Our own budget for some work was spent for longer than the work may wait (see
+    /// [`SyncConfig::root_check_slots`](crate::SyncConfig::root_check_slots)). Not the
+    /// peer's fault: no penalty, no bench; the work is fetched and checked again.
+    #[error("our {what} stayed over budget for {waited:?}")]
+    Overloaded {
+        /// Which work.
+        what: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// A background task died (panicked, or was cancelled with the runtime).
     #[error("background task failed: {0}")]
     Task(String),
@@ -152,6 +162,7 @@ impl Error {
             | Self::HeadMissing(_)
             | Self::NotASigner { .. }
             | Self::NoPeerServes { .. }
+            | Self::Overloaded { .. }
             | Self::Task(_)
             | Self::ShuttingDown => None,
         }

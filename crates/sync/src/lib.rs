@@ -49,7 +49,9 @@
 //!   peer knows, wakes the sync, hands `NewBlock`s to the importer and announcements to
 //!   the fetcher (dropping them when those queues are full), and relays pool
 //!   transactions in batches;
-//! - **block import**: imports `NewBlock`s on known parents and relays them;
+//! - **block import**: imports `NewBlock`s on known parents and relays them, peers
+//!   concurrently and each peer's blocks in order, at most
+//!   [`SyncConfig::block_imports_per_peer`] per peer;
 //! - **transaction fetch**: `GetPooledTransactions` for announced transactions, a
 //!   bounded number at once.
 //!
@@ -57,7 +59,10 @@
 //! ([`SyncConfig::request_timeout`]) and is paced per peer
 //! ([`SyncConfig::request_rate`], under what the eth handler serves by default, since
 //! it drops requests over its limit unanswered); nothing a peer sends is trusted before
-//! it is checked, and a peer's fault never stops the tasks.
+//! it is checked, and a peer's fault never stops the tasks. Root checks of bodies and
+//! receipts run on the blocking pool under a budget (node-wide slots, one per peer, a
+//! deadline; [`SyncConfig::root_check_slots`]); running out of it is our overload,
+//! never the peer's fault ([`Error::Overloaded`]).
 //!
 //! # Use
 //!
@@ -95,6 +100,7 @@
 //! ```
 
 mod blocks;
+mod budget;
 mod checks;
 mod config;
 mod download;

@@ -124,7 +124,13 @@ impl Router {
             }
             EthEvent::NewBlock { peer, block } => {
                 shared.mark_block(peer, block.block.header.hash_slow());
-                if self.imports.try_send((peer, block)).is_err() {
+                // A peer past its share of the import, or an import queue full: sync
+                // fetches the head instead, so nothing is lost but this peer's push.
+                if !shared.claim_import(peer) {
+                    add(&shared.counters.dropped, 1);
+                    shared.nudge.notify_one();
+                } else if self.imports.try_send((peer, block)).is_err() {
+                    shared.imported(peer);
                     add(&shared.counters.dropped, 1);
                     shared.nudge.notify_one();
                 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::budget::RootChecks;
 use crate::known::LruSet;
 use crate::status::{add, Counters};
 use crate::{Error, SyncConfig, SyncStatus};
@@ -80,6 +81,10 @@ pub(crate) struct Shared {
     /// The peer the current sync round follows.
     pub(crate) round_peer: Mutex<Option<PeerId>>,
     pacers: Mutex<HashMap<PeerId, Pacer>>,
+    /// The CPU peers' bodies and receipts may cost us.
+    pub(crate) root_checks: RootChecks,
+    /// Peers with a `NewBlock` queued or importing, and how many.
+    importing: Mutex<HashMap<PeerId, usize>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,7 +104,6 @@ impl Shared {
             chain,
             pool,
             peers,
-            config,
             counters: Counters::default(),
             status,
             nudge: Notify::new(),
@@ -108,6 +112,9 @@ impl Shared {
             benched: Mutex::new(HashMap::new()),
             round_peer: Mutex::new(None),
             pacers: Mutex::new(HashMap::new()),
+            root_checks: RootChecks::new(config.root_check_slots, config.request_timeout),
+            importing: Mutex::new(HashMap::new()),
+            config,
         }
     }
 
@@ -191,6 +198,30 @@ impl Shared {
         }
     }
 
+    /// Takes one of `peer`'s [`SyncConfig::block_imports_per_peer`] places in the
+    /// `NewBlock` import; false when it has them all (the block is then dropped, and sync
+    /// fetches it if it is the head). Give it back with [`Shared::imported`].
+    pub(crate) fn claim_import(&self, peer: PeerId) -> bool {
+        let mut importing = lock(&self.importing);
+        let claimed = importing.entry(peer).or_default();
+        if *claimed >= self.config.block_imports_per_peer.max(1) {
+            return false;
+        }
+        *claimed += 1;
+        true
+    }
+
+    /// Gives back a place [`Shared::claim_import`] took.
+    pub(crate) fn imported(&self, peer: PeerId) {
+        let mut importing = lock(&self.importing);
+        if let Some(claimed) = importing.get_mut(&peer) {
+            *claimed = claimed.saturating_sub(1);
+            if *claimed == 0 {
+                importing.remove(&peer);
+            }
+        }
+    }
+
     /// Forgets a peer whose session ended.
     pub(crate) fn forget(&self, peer: &PeerId) {
         lock(&self.known).remove(peer);
@@ -202,6 +233,7 @@ impl Shared {
         let live: std::collections::HashSet<PeerId> = self.peers.ids().into_iter().collect();
         lock(&self.known).retain(|p, _| live.contains(p));
         lock(&self.pacers).retain(|p, _| live.contains(p));
+        self.root_checks.retain(|p| live.contains(p));
         let now = Instant::now();
         lock(&self.benched).retain(|_, b| b.until > now);
     }
@@ -284,6 +316,7 @@ impl Shared {
                     _ => self.bench_for(id, config.stall_cooldown, Severity::Stall),
                 };
             }
+            Error::Overloaded { .. } => debug!(peer = %id, "sync: {error}"),
             _ => {
                 debug!(peer = %id, "sync: {error}");
                 self.bench(id, config.retry_cooldown);
