@@ -404,4 +404,123 @@ mod tests {
         let e = validate_receipts(header, hash, 3, &block.receipts[..2]).unwrap_err();
         assert!(matches!(e, Error::ReceiptCount { receipts: 2, .. }), "{e}");
     }
+
+    mod properties {
+        use super::*;
+        use crate::devnet::{seal_block, BlockTemplate};
+        use alloy_primitives::Address;
+        use alloy_rlp::{Decodable, Encodable};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// One produced block: its transfers (from key, nonce, value), how many seconds
+        /// after its parent, and its beneficiary.
+        type Spec = (Vec<(usize, u64, u64)>, u64, [u8; 20]);
+
+        fn spec() -> impl Strategy<Value = Spec> {
+            (
+                vec((0usize..16, 0u64..1_000, any::<u64>()), 0..8),
+                1u64..120,
+                any::<[u8; 20]>(),
+            )
+        }
+
+        /// Ways to break a valid block after it was sealed: each must be refused.
+        const TAMPERINGS: usize = 7;
+
+        fn tamper(block: &mut BlockWithReceipts, how: usize, parent: &Header) {
+            let h = &mut block.header;
+            match how {
+                0 => h.difficulty += U256::from(1),
+                1 => h.timestamp = parent.timestamp,
+                2 => h.gas_limit += 1,
+                3 => h.base_fee_per_gas = h.base_fee_per_gas.map(|f| f + 1),
+                4 => {
+                    // A byte of the seal.
+                    let mut extra = h.extra_data.to_vec();
+                    extra[7] ^= 1;
+                    h.extra_data = extra.into();
+                }
+                5 => {
+                    // A transaction more or one fewer: the body no longer matches.
+                    if block.body.transactions.pop().is_none() {
+                        let tx = Devnet::new()
+                            .unwrap()
+                            .transfer(1, 0, Address::ZERO, U256::ZERO);
+                        block.body.transactions.push(tx);
+                    }
+                }
+                _ => {
+                    // A receipt that says otherwise, or one that was never due.
+                    match block.receipts.first_mut() {
+                        Some(r) => r.success = !r.success,
+                        None => {
+                            block.receipts = crate::devnet::receipts_for(&[Devnet::new()
+                                .unwrap()
+                                .transfer(1, 0, Address::ZERO, U256::ZERO)])
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            /// Blocks the producer's rules seal, with any transactions, timestamps and
+            /// beneficiaries, validate against their parents; they round-trip through
+            /// RLP to the same block and hash, which still validates; and any one
+            /// tampering after sealing is refused.
+            #[test]
+            fn produced_blocks_validate_round_trip_and_refuse_tampering(
+                specs in vec(spec(), 1..4),
+                how in 0..TAMPERINGS,
+            ) {
+                let devnet = Devnet::new().unwrap();
+                let rules = HeaderRules::devnet();
+                let now = now_secs();
+                let mut parent = genesis_header();
+                for (transfers, gap, beneficiary) in specs {
+                    let txs = transfers
+                        .iter()
+                        .map(|&(from, nonce, value)| {
+                            devnet.transfer(from, nonce, Address::ZERO, U256::from(value))
+                        })
+                        .collect();
+                    let template = BlockTemplate {
+                        beneficiary: Address::from(beneficiary),
+                        difficulty: U256::from(1),
+                        timestamp: parent.timestamp + gap,
+                    };
+                    let block = seal_block(&parent, template, txs, &devnet.keys()[0]);
+                    let hash = block.hash();
+                    validate_block(&rules, &block, hash, &parent, now).unwrap();
+
+                    let mut wire = Vec::new();
+                    block.header.encode(&mut wire);
+                    block.body.encode(&mut wire);
+                    block.receipts.encode(&mut wire);
+                    let mut buf = wire.as_slice();
+                    let decoded = BlockWithReceipts {
+                        header: Header::decode(&mut buf).unwrap(),
+                        body: BlockBody::decode(&mut buf).unwrap(),
+                        receipts: Vec::<Receipt>::decode(&mut buf).unwrap(),
+                    };
+                    prop_assert!(buf.is_empty());
+                    prop_assert_eq!(&decoded, &block);
+                    prop_assert_eq!(decoded.hash(), hash);
+                    validate_block(&rules, &decoded, hash, &parent, now).unwrap();
+
+                    let mut broken = block.clone();
+                    tamper(&mut broken, how, &parent);
+                    let broken_hash = broken.hash();
+                    prop_assert!(
+                        validate_block(&rules, &broken, broken_hash, &parent, now).is_err(),
+                        "tampering {} was accepted", how
+                    );
+                    parent = block.header;
+                }
+            }
+        }
+    }
 }
