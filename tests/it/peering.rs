@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use devmux_discovery::{Discovery, DiscoveryConfig, ForkIdEntry};
+use devmux_discovery::{Discovery, DiscoveryConfig, ForkHash, ForkId};
 use devmux_network::{DisconnectReason, Network, NetworkEvent, NodeKey, PeerPoolConfig, Registrar};
 use devmux_node::{Node, NodeConfig};
 use devmux_tests::{echo, eventually, start_with, test_config, wait_for};
@@ -123,7 +123,10 @@ async fn nodes_of_another_fork_are_never_dialled_but_stay_in_the_table() {
         DiscoveryConfig::default()
             .with_listen("127.0.0.1:0".parse().unwrap())
             .with_rlpx_tcp_port(Some(port))
-            .with_eth(ForkIdEntry::new([0xde, 0xad, 0xbe, 0xef], 0))
+            .with_eth(ForkId {
+                hash: ForkHash([0xde, 0xad, 0xbe, 0xef]),
+                next: 0,
+            })
             .with_bootnodes([node.enr().unwrap()])
             .with_lookup_interval(Duration::from_secs(1)),
         &stranger_key,

@@ -8,7 +8,7 @@ fn main() -> Result<(), devmux_chain::Error> {
     println!("genesis hash: {}", spec.genesis_hash());
     println!(
         "fork id:      [{:#010x}, {}]",
-        fork_id.hash.as_u32(),
+        u32::from_be_bytes(fork_id.hash.0),
         fork_id.next
     );
     println!("chain id:     {}", spec.chain_id);

@@ -1144,7 +1144,7 @@ mod tests {
         assert_eq!(status.head_hash, blocks[63].hash());
         assert_eq!(status.total_difficulty, U256::from(65));
         // WIRE.md §7: fork id = [CRC32(genesis hash), 0].
-        assert_eq!(status.fork_id.hash, ForkHash::from_genesis(status.genesis));
+        assert_eq!(status.fork_id.hash, ForkHash::from(status.genesis));
         assert_eq!(status.fork_id.next, 0);
         assert!(status.fork_filter.validate(status.fork_id).is_ok());
 

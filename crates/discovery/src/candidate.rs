@@ -15,7 +15,7 @@ use enr::{CombinedPublicKey, EnrPublicKey};
 use tokio::sync::mpsc;
 
 use crate::config::{DiscoveryConfig, ForkFilterFn, Stack};
-use crate::{Enr, ForkIdEntry};
+use crate::{Enr, ForkId};
 
 /// The ENR key of the stream stack's TCP port (WIRE.md §4).
 pub const MUX_ENR_KEY: &str = "mux";
@@ -37,7 +37,7 @@ pub struct DialCandidate {
     /// The TCP port of `stack`.
     pub tcp_port: u16,
     /// The peer's fork id (its `eth` entry), which the fork filter accepted.
-    pub fork: ForkIdEntry,
+    pub fork: ForkId,
 }
 
 impl DialCandidate {
@@ -113,7 +113,7 @@ pub enum Rejection {
     MalformedEthEntry,
     /// The fork filter rejected its fork id.
     #[error("incompatible fork id {0:?}")]
-    IncompatibleFork(ForkIdEntry),
+    IncompatibleFork(ForkId),
 }
 
 /// The dial-time filter: which ENRs become [`DialCandidate`]s.
@@ -142,7 +142,7 @@ impl DialFilter {
         stacks.sort_by_key(|s| *s != config.preferred_stack);
         let fork_ok = config.fork_filter.clone().unwrap_or_else(|| {
             let own = config.eth.hash;
-            std::sync::Arc::new(move |remote: &ForkIdEntry| remote.hash == own)
+            std::sync::Arc::new(move |remote: &ForkId| remote.hash == own)
         });
         Self {
             stacks,
@@ -179,7 +179,7 @@ impl DialFilter {
             None if advertised => return Err(Rejection::NoAddress),
             None => return Err(Rejection::NoSharedStack),
         };
-        let fork = match ForkIdEntry::from_enr(enr) {
+        let fork = match crate::fork_id_of(enr) {
             None => return Err(Rejection::NoEthEntry),
             Some(Err(_)) => return Err(Rejection::MalformedEthEntry),
             Some(Ok(fork)) => fork,

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::ForkIdEntry;
+use crate::ForkId;
 
 /// Default discovery UDP port (WIRE.md §5).
 pub const DEFAULT_DISCOVERY_PORT: u16 = 30303;
 
 /// Decides whether a remote `eth` entry is compatible with our chain (EIP-2124 rules);
 /// the node wires the eth crate's fork filter into it.
-pub type ForkFilterFn = Arc<dyn Fn(&ForkIdEntry) -> bool + Send + Sync>;
+pub type ForkFilterFn = Arc<dyn Fn(&ForkId) -> bool + Send + Sync>;
 
 /// The two TCP stacks a node may run (WIRE.md §1, §2), as advertised in the ENR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ pub struct DiscoveryConfig {
     /// Stream-stack TCP port (ENR `mux`): set only when the stream server runs.
     pub mux_tcp_port: Option<u16>,
     /// Our fork id (ENR `eth`, always present).
-    pub eth: ForkIdEntry,
+    pub eth: ForkId,
     /// Whether a remote `eth` entry is compatible. `None`: the same fork hash as ours.
     pub fork_filter: Option<ForkFilterFn>,
     /// Bootnodes as ENR text (`enr:…`).
@@ -122,7 +122,10 @@ impl Default for DiscoveryConfig {
             enr_ip6: None,
             rlpx_tcp_port: None,
             mux_tcp_port: None,
-            eth: ForkIdEntry::default(),
+            eth: ForkId {
+                hash: crate::ForkHash([0; 4]),
+                next: 0,
+            },
             fork_filter: None,
             bootnodes: Vec::new(),
             lookup_interval: Duration::from_secs(30),
@@ -174,7 +177,7 @@ impl DiscoveryConfig {
     }
 
     /// Sets our fork id (ENR `eth`).
-    pub fn with_eth(mut self, eth: ForkIdEntry) -> Self {
+    pub fn with_eth(mut self, eth: ForkId) -> Self {
         self.eth = eth;
         self
     }
@@ -182,7 +185,7 @@ impl DiscoveryConfig {
     /// Sets the fork compatibility check applied to candidates' `eth` entries.
     pub fn with_fork_filter(
         mut self,
-        filter: impl Fn(&ForkIdEntry) -> bool + Send + Sync + 'static,
+        filter: impl Fn(&ForkId) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.fork_filter = Some(Arc::new(filter));
         self

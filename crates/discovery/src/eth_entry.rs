@@ -1,79 +1,43 @@
-//! The ENR `eth` entry: `[[fork_hash, fork_next]]` (EIP-2124 fork id, EIP-2364 ENR entry).
+//! The ENR `eth` entry: `[[fork_hash, fork_next]]` (EIP-2124 fork id, EIP-2364 ENR entry),
+//! on `alloy-eip2124`'s [`ForkId`] and `EnrForkIdEntry`, the same types the eth crate
+//! uses for Status.
 //!
 //! This crate does not know the chain: it carries the node's own fork id as data and
 //! asks a caller-supplied closure whether a remote one is compatible (the node wires the
 //! eth crate's fork filter into it).
 
-use alloy_rlp::{Decodable, Encodable, Header, RlpDecodable, RlpEncodable};
+use alloy_eip2124::EnrForkIdEntry;
+pub use alloy_eip2124::{ForkHash, ForkId};
 
 use crate::Error;
 
 /// The ENR key of the Ethereum fork id entry (EIP-2364).
 pub const ETH_ENR_KEY: &str = "eth";
 
-/// An EIP-2124 fork id as carried in the ENR `eth` entry: RLP `[fork_hash: B_4, fork_next: P]`.
+/// The ENR value of `fork`: RLP `[[fork_hash, fork_next]]`.
+pub fn encode_enr_value(fork: ForkId) -> Vec<u8> {
+    alloy_rlp::encode(EnrForkIdEntry::from(fork))
+}
+
+/// Decodes an ENR value `[[fork_hash, fork_next], ...]`.
 ///
-/// The ENR value wraps it in one more list (`[[fork_hash, fork_next]]`, EIP-2364); use
-/// [`ForkIdEntry::encode_enr_value`] and [`ForkIdEntry::decode_enr_value`] for that form.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
-pub struct ForkIdEntry {
-    /// `FORK_HASH`: CRC32 of the genesis hash and every passed fork, big-endian.
-    pub hash: [u8; 4],
-    /// `FORK_NEXT`: the next fork's block number or timestamp, 0 if none is known.
-    pub next: u64,
+/// Items after the fork id inside the outer list are ignored (EIP-8 forward
+/// compatibility, as go-ethereum keeps them as an RLP tail for future extensions); an
+/// inner list with more than the two items, and bytes after the outer list, are errors.
+pub fn decode_enr_value(value: &[u8]) -> Result<ForkId, Error> {
+    alloy_rlp::decode_exact::<EnrForkIdEntry>(value)
+        .map(ForkId::from)
+        .map_err(Error::InvalidEthEntry)
 }
 
-impl ForkIdEntry {
-    /// A fork id from its hash and next fork.
-    pub const fn new(hash: [u8; 4], next: u64) -> Self {
-        Self { hash, next }
-    }
-
-    /// The ENR value: RLP `[[fork_hash, fork_next]]`.
-    pub fn encode_enr_value(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(EnrValue(*self).length());
-        EnrValue(*self).encode(&mut out);
-        out
-    }
-
-    /// Decodes an ENR value `[[fork_hash, fork_next], ...]`.
-    ///
-    /// Items after the fork id inside the outer list are ignored, as go-ethereum does
-    /// (its `enrEntry` keeps them as an RLP tail for future extensions); bytes after the
-    /// outer list are an error.
-    pub fn decode_enr_value(mut value: &[u8]) -> Result<Self, Error> {
-        let buf = &mut value;
-        let mut payload = Header::decode_bytes(buf, true).map_err(Error::InvalidEthEntry)?;
-        if !buf.is_empty() {
-            return Err(Error::InvalidEthEntry(alloy_rlp::Error::UnexpectedLength));
-        }
-        ForkIdEntry::decode(&mut payload).map_err(Error::InvalidEthEntry)
-    }
-
-    /// The `eth` entry of `enr`: `None` if it has none, `Some(Err(_))` if it is malformed.
-    pub fn from_enr(enr: &crate::Enr) -> Option<Result<Self, Error>> {
-        enr.get_raw_rlp(ETH_ENR_KEY).map(Self::decode_enr_value)
-    }
+/// The `eth` entry of `enr`: `None` if it has none, `Some(Err(_))` if it is malformed.
+pub fn fork_id_of(enr: &crate::Enr) -> Option<Result<ForkId, Error>> {
+    enr.get_raw_rlp(ETH_ENR_KEY).map(decode_enr_value)
 }
 
-/// `[[fork_hash, fork_next]]`, the form `enr::Builder::add_value` wants.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct EnrValue(pub(crate) ForkIdEntry);
-
-impl Encodable for EnrValue {
-    fn encode(&self, out: &mut dyn alloy_rlp::BufMut) {
-        Header {
-            list: true,
-            payload_length: self.0.length(),
-        }
-        .encode(out);
-        self.0.encode(out);
-    }
-
-    fn length(&self) -> usize {
-        let inner = self.0.length();
-        inner + alloy_rlp::length_of_length(inner)
-    }
+/// The value `enr::Builder::add_value` takes for `fork`.
+pub(crate) fn enr_value(fork: ForkId) -> EnrForkIdEntry {
+    EnrForkIdEntry::from(fork)
 }
 
 #[cfg(test)]
@@ -81,16 +45,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn fork(hash: [u8; 4], next: u64) -> ForkId {
+        ForkId {
+            hash: ForkHash(hash),
+            next,
+        }
+    }
+
     #[test]
     fn known_encoding() {
         // Mainnet-like values: [[0xfc64ec04, 1150000]]
-        let entry = ForkIdEntry::new([0xfc, 0x64, 0xec, 0x04], 1_150_000);
-        let bytes = entry.encode_enr_value();
+        let entry = fork([0xfc, 0x64, 0xec, 0x04], 1_150_000);
+        let bytes = encode_enr_value(entry);
         assert_eq!(hex::encode(&bytes), "cac984fc64ec0483118c30");
-        assert_eq!(ForkIdEntry::decode_enr_value(&bytes).unwrap(), entry);
+        assert_eq!(decode_enr_value(&bytes).unwrap(), entry);
         // next = 0 is the empty string.
-        let zero = ForkIdEntry::new([1, 2, 3, 4], 0);
-        assert_eq!(hex::encode(zero.encode_enr_value()), "c7c6840102030480");
+        let zero = fork([1, 2, 3, 4], 0);
+        assert_eq!(hex::encode(encode_enr_value(zero)), "c7c6840102030480");
     }
 
     #[test]
@@ -107,31 +78,28 @@ mod tests {
             "84fc64ec04",         // a string
         ] {
             let bytes = hex::decode(bad).unwrap();
-            assert!(ForkIdEntry::decode_enr_value(&bytes).is_err(), "{bad}");
+            assert!(decode_enr_value(&bytes).is_err(), "{bad}");
         }
         // An extra item after the fork id in the outer list is a tail: ignored.
         let tail = hex::decode("c8c684010203048001").unwrap();
-        assert_eq!(
-            ForkIdEntry::decode_enr_value(&tail).unwrap(),
-            ForkIdEntry::new([1, 2, 3, 4], 0)
-        );
+        assert_eq!(decode_enr_value(&tail).unwrap(), fork([1, 2, 3, 4], 0));
     }
 
     proptest! {
         #[test]
         fn round_trip(hash in any::<[u8; 4]>(), next in any::<u64>()) {
-            let entry = ForkIdEntry::new(hash, next);
-            let bytes = entry.encode_enr_value();
-            prop_assert_eq!(bytes.len(), EnrValue(entry).length());
-            prop_assert_eq!(ForkIdEntry::decode_enr_value(&bytes).unwrap(), entry);
+            let entry = fork(hash, next);
+            let bytes = encode_enr_value(entry);
+            prop_assert_eq!(bytes.len(), alloy_rlp::Encodable::length(&enr_value(entry)));
+            prop_assert_eq!(decode_enr_value(&bytes).unwrap(), entry);
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            if let Ok(entry) = ForkIdEntry::decode_enr_value(&bytes) {
+            if let Ok(entry) = decode_enr_value(&bytes) {
                 // Whatever decodes re-encodes to a prefix-compatible canonical form.
-                let again = entry.encode_enr_value();
-                prop_assert_eq!(ForkIdEntry::decode_enr_value(&again).unwrap(), entry);
+                let again = encode_enr_value(entry);
+                prop_assert_eq!(decode_enr_value(&again).unwrap(), entry);
             }
         }
 
@@ -144,12 +112,12 @@ mod tests {
             cut in any::<proptest::sample::Index>(),
         ) {
             // Near-valid input reaches deeper into the decoder than random bytes do.
-            let mut bytes = ForkIdEntry::new(hash, next).encode_enr_value();
+            let mut bytes = encode_enr_value(fork(hash, next));
             let i = at.index(bytes.len());
             bytes[i] = byte;
-            let _ = ForkIdEntry::decode_enr_value(&bytes);
+            let _ = decode_enr_value(&bytes);
             let keep = cut.index(bytes.len() + 1);
-            let _ = ForkIdEntry::decode_enr_value(&bytes[..keep]);
+            let _ = decode_enr_value(&bytes[..keep]);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! - Builds the node's ENR from its one key ([`devmux_identity::NodeKey`]) with the keys
 //!   of WIRE.md §4: `ip`/`ip6` set explicitly (never voted on), `udp`, `tcp` only when the
 //!   RLPx server runs, `mux` only when the stream server runs, `eth` (`[[fork_hash,
-//!   fork_next]]`, [`ForkIdEntry`]) always.
+//!   fork_next]]`, [`ForkId`]) always.
 //! - Runs discv5 on one UDP socket, or two for dual stack, with bootnodes given as
 //!   `enr:` text. The routing table keeps every valid record, whatever its stack or
 //!   fork: third-party discv5 nodes may use us as a bootnode.
@@ -34,13 +34,13 @@
 //!
 //! # Example
 //! ```no_run
-//! use devmux_discovery::{Discovery, DiscoveryConfig, ForkIdEntry, Stack};
+//! use devmux_discovery::{Discovery, DiscoveryConfig, ForkHash, ForkId, Stack};
 //! use devmux_identity::NodeKey;
 //! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), devmux_discovery::Error> {
 //! let key = NodeKey::generate();
-//! let ours = ForkIdEntry::new([0xfc, 0x64, 0xec, 0x04], 0);
+//! let ours = ForkId { hash: ForkHash([0xfc, 0x64, 0xec, 0x04]), next: 0 };
 //! let config = DiscoveryConfig::default()
 //!     .with_listen("127.0.0.1:30303".parse().unwrap())
 //!     .with_mux_tcp_port(Some(30303)) // the stream server runs on TCP 30303
@@ -79,7 +79,9 @@ pub use candidate::{
     mux_port, secp256k1_node_id, Candidates, DialCandidate, DialFilter, Rejection, MUX_ENR_KEY,
 };
 pub use config::{DiscoveryConfig, ForkFilterFn, Stack, DEFAULT_DISCOVERY_PORT};
-pub use eth_entry::{ForkIdEntry, ETH_ENR_KEY};
+pub use eth_entry::{
+    decode_enr_value, encode_enr_value, fork_id_of, ForkHash, ForkId, ETH_ENR_KEY,
+};
 pub use service::{local_enr, Discovery};
 
 /// The `enr` crate (0.14, the version discv5 uses), for code that handles records.

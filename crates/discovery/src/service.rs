@@ -17,7 +17,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::candidate::{Candidates, DialCandidate, DialFilter, RecentlyOffered, MUX_ENR_KEY};
 use crate::config::DiscoveryConfig;
-use crate::eth_entry::{EnrValue, ETH_ENR_KEY};
+use crate::eth_entry::{enr_value, ETH_ENR_KEY};
 use crate::{store, Enr, Error};
 
 /// A running discv5 service with the node's ENR, periodic lookups, persisted ENRs and
@@ -431,7 +431,7 @@ pub(crate) fn build_local_enr(
     if let Some(port) = config.mux_tcp_port {
         builder.add_value(MUX_ENR_KEY, &port);
     }
-    builder.add_value(ETH_ENR_KEY, &EnrValue(config.eth));
+    builder.add_value(ETH_ENR_KEY, &enr_value(config.eth));
     builder
         .build(key)
         .map_err(|e| Error::LocalEnr(e.to_string()))

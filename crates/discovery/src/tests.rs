@@ -10,8 +10,14 @@ use enr::CombinedKey;
 
 use crate::*;
 
-const FORK_A: ForkIdEntry = ForkIdEntry::new([0xaa, 0xaa, 0xaa, 0xaa], 0);
-const FORK_B: ForkIdEntry = ForkIdEntry::new([0xbb, 0xbb, 0xbb, 0xbb], 0);
+const FORK_A: ForkId = ForkId {
+    hash: ForkHash([0xaa; 4]),
+    next: 0,
+};
+const FORK_B: ForkId = ForkId {
+    hash: ForkHash([0xbb; 4]),
+    next: 0,
+};
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A node on 127.0.0.1, port 0, fast lookups, fork A accepted only.
@@ -68,7 +74,7 @@ async fn enr_content_follows_config() {
     assert_ne!(both.udp_addr().port(), 0);
     assert_eq!(enr.tcp4(), Some(30303));
     assert_eq!(mux_port(&enr), Some(30304));
-    assert_eq!(ForkIdEntry::from_enr(&enr).unwrap().unwrap(), FORK_A);
+    assert_eq!(fork_id_of(&enr).unwrap().unwrap(), FORK_A);
     assert!(enr.verify());
     // The text form round-trips.
     let text = both.local_enr_string();
@@ -82,7 +88,7 @@ async fn enr_content_follows_config() {
     let enr = rlpx.local_enr();
     assert_eq!(enr.tcp4(), Some(31000));
     assert!(enr.get_raw_rlp(MUX_ENR_KEY).is_none());
-    assert!(ForkIdEntry::from_enr(&enr).is_some());
+    assert!(fork_id_of(&enr).is_some());
 
     // Stream stack only: `mux`, no `tcp`.
     let mux = Discovery::start(config().with_mux_tcp_port(Some(32000)), &key(3))
@@ -99,7 +105,7 @@ async fn enr_content_follows_config() {
         .unwrap();
     let enr = plain.local_enr();
     assert!(enr.get_raw_rlp("tcp").is_none() && enr.get_raw_rlp(MUX_ENR_KEY).is_none());
-    assert_eq!(ForkIdEntry::from_enr(&enr).unwrap().unwrap(), FORK_B);
+    assert_eq!(fork_id_of(&enr).unwrap().unwrap(), FORK_B);
     assert!(plain.dial_filter().stacks().is_empty());
 
     // A listen address of 0.0.0.0 with an explicit ENR IP advertises that IP.
@@ -219,7 +225,7 @@ async fn eight_nodes_with_one_bootnode_find_each_other() {
 async fn candidates_are_filtered_by_stack_and_fork_but_all_stay_in_the_table() {
     // 0: bootnode running nothing. 1: mux/fork A. 2: RLPx only/fork A. 3: mux/fork B.
     // 4: both stacks/fork A. 5: observer, mux/fork A. 6: observer, RLPx/fork A.
-    let specs: [(Option<u16>, Option<u16>, ForkIdEntry); 7] = [
+    let specs: [(Option<u16>, Option<u16>, ForkId); 7] = [
         (None, None, FORK_A),
         (None, Some(41001), FORK_A),
         (Some(41002), None, FORK_A),

@@ -4,69 +4,18 @@
 //! fork already passed, and the next fork we know of (0 if none). Peers exchange it in
 //! Status and in the ENR `eth` entry; [`ForkFilter::validate`] decides whether a remote
 //! one is compatible with our chain.
+//!
+//! The checksums and the rules are `alloy-eip2124`'s (reth's); this module gives them
+//! the shape devmux uses: a head of number and timestamp, fork schedules as two lists,
+//! [`ForkFilter::fork_id_at`] and [`ForkFilter::validate_at`] for a head other than the
+//! filter's own (a node's Status carries its head's fork id, and the ENR is judged at
+//! ours), and an error without the ids in it. The tests below hold it to EIP-2124's and
+//! EIP-6122's tables and to go-ethereum's `core/forkid` cases.
 
+use alloy_eip2124::ForkFilterKey;
 use alloy_primitives::B256;
-use alloy_rlp::{RlpDecodable, RlpEncodable};
 
-/// Fork values above this are timestamps, at or below it block numbers: the mainnet
-/// genesis timestamp, the threshold go-ethereum uses to apply EIP-2124 rule 1a to a
-/// remote `FORK_NEXT` that is a timestamp while our own next fork is still a block.
-pub const TIMESTAMP_THRESHOLD: u64 = 1_438_269_973;
-
-/// `FORK_HASH`: IEEE CRC32 of the genesis hash followed by every passed fork as a
-/// big-endian `u64`, in ascending order (EIP-2124, EIP-6122). Encoded as a 4-byte string.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ForkHash(pub [u8; 4]);
-
-// Hand-written: a derive would wrap the array in a one-item list.
-impl alloy_rlp::Encodable for ForkHash {
-    fn encode(&self, out: &mut dyn alloy_rlp::BufMut) {
-        self.0.encode(out);
-    }
-
-    fn length(&self) -> usize {
-        self.0.length()
-    }
-}
-
-impl alloy_rlp::Decodable for ForkHash {
-    fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        <[u8; 4]>::decode(buf).map(Self)
-    }
-}
-
-impl ForkHash {
-    /// The fork hash of a chain with no forks passed: `CRC32(genesis_hash)`.
-    pub fn from_genesis(genesis: B256) -> Self {
-        Self(crc32fast::hash(genesis.as_slice()).to_be_bytes())
-    }
-
-    /// The fork hash after also passing `fork` (a block number or timestamp).
-    pub fn with_fork(self, fork: u64) -> Self {
-        let mut hasher = crc32fast::Hasher::new_with_initial(self.as_u32());
-        hasher.update(&fork.to_be_bytes());
-        Self(hasher.finalize().to_be_bytes())
-    }
-
-    /// The checksum as an integer, as the EIPs write it (`0xfc64ec04`).
-    pub const fn as_u32(self) -> u32 {
-        u32::from_be_bytes(self.0)
-    }
-
-    /// A fork hash from its integer form.
-    pub const fn from_u32(v: u32) -> Self {
-        Self(v.to_be_bytes())
-    }
-}
-
-/// A fork identifier, RLP `[fork_hash: B_4, fork_next: P]` (EIP-2124).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
-pub struct ForkId {
-    /// CRC32 of the genesis hash and the passed forks.
-    pub hash: ForkHash,
-    /// The next fork (block number or timestamp), or 0 if none is known.
-    pub next: u64,
-}
+pub use alloy_eip2124::{ForkHash, ForkId};
 
 /// Why a remote fork id was rejected (EIP-2124 rule 4, with go-ethereum's names).
 /// Either way the peer is on a chain we cannot follow together: the eth handler
@@ -84,6 +33,17 @@ pub enum ForkIdError {
     LocalIncompatibleOrStale,
 }
 
+impl From<alloy_eip2124::ValidationError> for ForkIdError {
+    fn from(e: alloy_eip2124::ValidationError) -> Self {
+        match e {
+            alloy_eip2124::ValidationError::RemoteStale { .. } => Self::RemoteStale,
+            alloy_eip2124::ValidationError::LocalIncompatibleOrStale { .. } => {
+                Self::LocalIncompatibleOrStale
+            }
+        }
+    }
+}
+
 /// A chain head as the fork rules see it: its block number and timestamp.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Head {
@@ -93,16 +53,20 @@ pub struct Head {
     pub timestamp: u64,
 }
 
+impl From<Head> for alloy_eip2124::Head {
+    fn from(head: Head) -> Self {
+        Self {
+            number: head.number,
+            timestamp: head.timestamp,
+            ..Default::default()
+        }
+    }
+}
+
 /// Our fork schedule plus our head: computes our [`ForkId`] and validates remote ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForkFilter {
-    /// Forks by block number, ascending, then forks by timestamp, ascending, then a
-    /// `u64::MAX` sentinel that no head ever reaches.
-    forks: Vec<u64>,
-    /// How many of `forks` are block numbers.
-    block_forks: usize,
-    /// `sums[i]`: the fork hash once every fork before `forks[i]` has passed.
-    sums: Vec<ForkHash>,
+    inner: alloy_eip2124::ForkFilter,
     head: Head,
 }
 
@@ -119,32 +83,17 @@ impl ForkFilter {
         time_forks: impl IntoIterator<Item = u64>,
         head: Head,
     ) -> Self {
-        let mut by_block: Vec<u64> = block_forks.into_iter().filter(|&b| b > 0).collect();
-        by_block.sort_unstable();
-        by_block.dedup();
-        let mut by_time: Vec<u64> = time_forks
+        let forks = block_forks
             .into_iter()
-            .filter(|&t| t > genesis_timestamp)
-            .collect();
-        by_time.sort_unstable();
-        by_time.dedup();
-
-        let block_count = by_block.len();
-        let mut forks = by_block;
-        forks.extend(by_time);
-
-        let mut sums = Vec::with_capacity(forks.len() + 1);
-        let mut sum = ForkHash::from_genesis(genesis_hash);
-        sums.push(sum);
-        for &fork in &forks {
-            sum = sum.with_fork(fork);
-            sums.push(sum);
-        }
-        forks.push(u64::MAX);
+            .map(ForkFilterKey::Block)
+            .chain(time_forks.into_iter().map(ForkFilterKey::Time));
         Self {
-            forks,
-            block_forks: block_count,
-            sums,
+            inner: alloy_eip2124::ForkFilter::new(
+                head.into(),
+                genesis_hash,
+                genesis_timestamp,
+                forks,
+            ),
             head,
         }
     }
@@ -156,87 +105,40 @@ impl ForkFilter {
 
     /// Moves the head (call it when the chain head changes).
     pub fn set_head(&mut self, head: Head) {
+        self.inner.set_head(head.into());
         self.head = head;
     }
 
     /// Our fork id at the current head.
     pub fn current(&self) -> ForkId {
-        self.fork_id_at(self.head)
+        self.inner.current()
     }
 
     /// Our fork id at `head`.
     pub fn fork_id_at(&self, head: Head) -> ForkId {
-        for (i, &fork) in self.forks.iter().enumerate() {
-            if self.head_value(i, head) < fork {
-                let next = if fork == u64::MAX { 0 } else { fork };
-                return ForkId {
-                    hash: self.sums[i],
-                    next,
-                };
-            }
-        }
-        // Only a head at u64::MAX gets here.
-        ForkId {
-            hash: self.sums[self.sums.len() - 1],
-            next: 0,
-        }
+        self.at(head).current()
     }
 
     /// Validates a remote fork id against ours at the current head.
     pub fn validate(&self, remote: ForkId) -> Result<(), ForkIdError> {
-        self.validate_at(self.head, remote)
+        self.inner.validate(remote).map_err(ForkIdError::from)
     }
 
     /// Validates a remote fork id against ours at `head`, by the rules of EIP-2124
     /// (with rule 1a as go-ethereum applies it) and EIP-6122.
     pub fn validate_at(&self, head: Head, remote: ForkId) -> Result<(), ForkIdError> {
-        for (i, &fork) in self.forks.iter().enumerate() {
-            let ours = self.head_value(i, head);
-            if ours >= fork {
-                continue;
-            }
-            // `forks[i]` is our first fork not yet passed; `sums[i]` is our fork hash.
-            if self.sums[i] == remote.hash {
-                // Rule 1: same fork state. 1a: the remote announces a next fork that we
-                // have already passed without forking: incompatible.
-                let passed = ours >= remote.next
-                    || (remote.next > TIMESTAMP_THRESHOLD && head.timestamp >= remote.next);
-                if remote.next > 0 && passed {
-                    return Err(ForkIdError::LocalIncompatibleOrStale);
-                }
-                return Ok(());
-            }
-            // Rule 2: the remote hash is one of our past states; it must announce the
-            // fork that followed that state for us.
-            if let Some(j) = self.sums[..i].iter().position(|&s| s == remote.hash) {
-                return if self.forks[j] == remote.next {
-                    Ok(())
-                } else {
-                    Err(ForkIdError::RemoteStale)
-                };
-            }
-            // Rule 3: the remote hash is one of our future states: we are behind.
-            if self.sums[i + 1..].contains(&remote.hash) {
-                return Ok(());
-            }
-            // Rule 4.
-            return Err(ForkIdError::LocalIncompatibleOrStale);
-        }
-        // Only a head at u64::MAX gets here; accept as go-ethereum does.
-        Ok(())
+        self.at(head).validate(remote).map_err(ForkIdError::from)
     }
 
-    /// The head value that fork `i` is compared with: the block number for block forks,
-    /// the timestamp for time forks (EIP-6122: block forks are checked first). On a chain
-    /// with no time forks the sentinel counts as a block fork, so that rule 1a compares
-    /// block numbers with block numbers (as go-ethereum does).
-    fn head_value(&self, i: usize, head: Head) -> u64 {
-        let time_forks = self.forks.len() - 1 - self.block_forks;
-        if i < self.block_forks || time_forks == 0 {
-            head.number
-        } else {
-            head.timestamp
+    /// The filter moved to `head`. A clone: a schedule is a few dozen forks, and a
+    /// remote fork id is validated once per Status or ENR.
+    fn at(&self, head: Head) -> alloy_eip2124::ForkFilter {
+        if head == self.head {
+            return self.inner.clone();
         }
+        let mut moved = self.inner.clone();
+        moved.set_head(head.into());
+        moved
     }
 }
 
@@ -261,7 +163,7 @@ mod tests {
 
     fn id(hash: u32, next: u64) -> ForkId {
         ForkId {
-            hash: ForkHash::from_u32(hash),
+            hash: ForkHash(hash.to_be_bytes()),
             next,
         }
     }
@@ -462,10 +364,10 @@ mod tests {
             assert_eq!(f.fork_id_at(head(n, t)), want, "head ({n}, {t})");
         }
         // The EIP's worked example: a time fork at 1668000000 on top of Homestead.
-        let homestead = ForkHash::from_genesis(MAINNET).with_fork(1_150_000);
+        let homestead = ForkHash::from(MAINNET) + 1_150_000u64;
         assert_eq!(
-            homestead.with_fork(1_668_000_000),
-            ForkHash::from_u32(0xcb37b2ee)
+            homestead + 1_668_000_000u64,
+            ForkHash(0xcb37b2eeu32.to_be_bytes())
         );
     }
 
@@ -557,7 +459,7 @@ mod tests {
         }
 
         use ForkIdError::*;
-        let stale = |h: u32| ForkHash::from_u32(h).with_fork(u64::MAX).as_u32();
+        let stale = |h: u32| u32::from_be_bytes((ForkHash(h.to_be_bytes()) + u64::MAX).0);
         let cases = [
             // Block to timestamp transition.
             (15050000, 0, id(0xf0afd0e3, 0), Ok(())),
@@ -684,7 +586,7 @@ mod tests {
     fn time_fork_in_genesis() {
         let time = 1_690_475_657;
         let genesis = B256::repeat_byte(7);
-        let base = ForkHash::from_genesis(genesis);
+        let base = ForkHash::from(genesis);
         for (shanghai, cancun) in [(time - 1, time + 1), (time, time + 1), (time + 1, time + 2)] {
             let f = ForkFilter::new(genesis, time, [0; 3], [shanghai, cancun], head(0, time));
             assert_eq!(

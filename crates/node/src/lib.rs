@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use devmux_chain::{devnet::Devnet, Chain, ChainSpec, Pool, PoolConfig};
-use devmux_discovery::{Discovery, DiscoveryConfig, ForkIdEntry};
-use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkFilter, ForkHash, ForkId};
+use devmux_discovery::{Discovery, DiscoveryConfig};
+use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkFilter, ForkId};
 use devmux_identity::NodeKey;
 use devmux_network::{DialTarget, Network, NetworkConfig, Registrar};
 use futures::StreamExt;
@@ -425,18 +425,8 @@ fn discovery_config(config: &NodeConfig, filter: ForkFilter, tcp_port: u16) -> D
         .with_enr_ip(config.addr)
         .with_rlpx_tcp_port((!config.use_p2p_server).then_some(tcp_port))
         .with_mux_tcp_port(config.use_p2p_server.then_some(tcp_port))
-        .with_eth(ForkIdEntry {
-            hash: ours.hash.0,
-            next: ours.next,
-        })
-        .with_fork_filter(move |remote: &ForkIdEntry| {
-            filter
-                .validate(ForkId {
-                    hash: ForkHash(remote.hash),
-                    next: remote.next,
-                })
-                .is_ok()
-        })
+        .with_eth(ours)
+        .with_fork_filter(move |remote: &ForkId| filter.validate(*remote).is_ok())
         .with_bootnodes(config.bootnodes.clone())
         .with_lookup_interval(Duration::from_secs(config.discovery_lookup_secs))
         .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")))
