@@ -3,13 +3,14 @@
 //! exponential backoff and jitter per peer, so a dead or flapping address never
 //! sees a dial storm.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use devmux_identity::PeerId;
 use futures::{Stream, StreamExt};
-use rand::Rng;
+use schnellru::{ByLength, LruMap};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
@@ -22,7 +23,7 @@ pub const FLAP_WINDOW: Duration = Duration::from_secs(30);
 /// Candidates kept while the outbound slots are full.
 const CANDIDATE_QUEUE: usize = 256;
 /// Peers whose dial failures are remembered.
-const BACKOFF_MEMORY: usize = 4096;
+const BACKOFF_MEMORY: u32 = 4096;
 /// How often the dialer looks for free outbound slots without new candidates.
 const DIAL_TICK: Duration = Duration::from_millis(500);
 
@@ -36,39 +37,46 @@ pub struct DialTarget {
     pub addr: String,
 }
 
-/// Backoff after the first failed dial.
+/// Backoff after the first failed dial, before jitter.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// The longest backoff between dials to one peer.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The longest backoff between dials to one peer, before jitter (which may double it).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often a connected static peer is checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The wait after `failures` consecutive failed dials: doubling from
-/// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`], with ±25 % jitter so peers that failed
-/// together do not retry together.
-pub fn backoff(failures: u32) -> Duration {
-    let base = BACKOFF_MIN
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(BACKOFF_MAX);
-    let jitter = rand::thread_rng().gen_range(0.75..1.25);
-    base.mul_f64(jitter)
+/// A peer's dial backoff, fresh: the waits after consecutive failed dials double from
+/// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`], each stretched by a random 0–100 % (backon's
+/// jitter) so that peers that failed together do not retry together. It never runs out.
+fn dial_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_MIN)
+        .with_max_delay(BACKOFF_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The next wait of `backoff` (a [`dial_backoff`], which never runs out).
+fn next_wait(backoff: &mut ExponentialBackoff) -> Duration {
+    backoff.next().unwrap_or(BACKOFF_MAX)
 }
 
 /// Keeps `addr` connected until `stop` is cancelled: dials it, and redials with
-/// [`backoff`] whenever it is not connected. A connection that lasted less than
+/// [`dial_backoff`] whenever it is not connected. A connection that lasted less than
 /// [`FLAP_WINDOW`] counts as a failure, so a flapping peer backs off too.
 pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationToken) {
     let span = tracing::info_span!("static-peer", %addr);
     tokio::spawn(
         async move {
-            let mut failures = 0u32;
+            let mut backoff = dial_backoff();
             // The peer and when its current connection was made.
             let mut connection: Option<(PeerId, Instant)> = None;
             loop {
                 if let Some((peer, since)) = connection {
                     if network.is_connected(&peer) {
                         if since.elapsed() >= FLAP_WINDOW {
-                            failures = 0;
+                            backoff = dial_backoff();
                         }
                         tokio::select! {
                             _ = stop.cancelled() => return,
@@ -77,9 +85,8 @@ pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationT
                     }
                     connection = None;
                     if since.elapsed() < FLAP_WINDOW {
-                        failures = failures.saturating_add(1);
-                        let wait = backoff(failures);
-                        debug!(failures, ?wait, "static peer flapping: backing off");
+                        let wait = next_wait(&mut backoff);
+                        debug!(?wait, "static peer flapping: backing off");
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}
@@ -92,9 +99,8 @@ pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationT
                         connection = Some((peer, Instant::now()));
                     }
                     Err(e) => {
-                        failures = failures.saturating_add(1);
-                        let wait = backoff(failures);
-                        debug!(error = %e, failures, ?wait, "static peer dial failed");
+                        let wait = next_wait(&mut backoff);
+                        debug!(error = %e, ?wait, "static peer dial failed");
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}
@@ -107,10 +113,9 @@ pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationT
     );
 }
 
-/// Dial failures of one peer.
-#[derive(Clone, Copy)]
+/// Dial failures of one peer: its backoff so far, and when it may be dialled again.
 struct Failures {
-    count: u32,
+    backoff: ExponentialBackoff,
     retry_at: Instant,
 }
 
@@ -129,7 +134,8 @@ where
             let target = pool.outbound_target();
             let permits = Arc::new(Semaphore::new(pool.max_concurrent_dials.max(1)));
             let mut queue: VecDeque<DialTarget> = VecDeque::new();
-            let mut failures: HashMap<PeerId, Failures> = HashMap::new();
+            // The least recently failed are forgotten first.
+            let mut failures: LruMap<PeerId, Failures> = LruMap::new(ByLength::new(BACKOFF_MEMORY));
             let mut dialing: HashSet<PeerId> = HashSet::new();
             let (done_tx, mut done_rx) = mpsc::channel::<(PeerId, bool)>(64);
             let mut tick = tokio::time::interval(DIAL_TICK);
@@ -153,14 +159,16 @@ where
                         if ok {
                             failures.remove(&peer);
                         } else {
-                            let count = failures.get(&peer).map_or(0, |f| f.count) + 1;
-                            let wait = backoff(count);
-                            if failures.len() >= BACKOFF_MEMORY {
-                                failures.retain(|_, f| f.retry_at > Instant::now());
-                            }
-                            failures.insert(peer, Failures { count, retry_at: Instant::now() + wait });
+                            let Some(f) = failures.get_or_insert(peer, || Failures {
+                                backoff: dial_backoff(),
+                                retry_at: Instant::now(),
+                            }) else {
+                                continue;
+                            };
+                            let wait = next_wait(&mut f.backoff);
+                            f.retry_at = Instant::now() + wait;
                             // Try it again after the backoff, if discovery does not first.
-                            debug!(%peer, count, ?wait, "dial failed: backing off");
+                            debug!(%peer, ?wait, "dial failed: backing off");
                         }
                     }
                     _ = tick.tick() => {}
@@ -175,7 +183,10 @@ where
                     if dialing.contains(&c.peer) {
                         continue;
                     }
-                    if failures.get(&c.peer).is_some_and(|f| f.retry_at > Instant::now()) {
+                    if failures
+                        .peek(&c.peer)
+                        .is_some_and(|f| f.retry_at > Instant::now())
+                    {
                         skipped.push(c);
                         continue;
                     }
@@ -210,14 +221,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_exponentially_within_bounds() {
-        let mean = |f: u32| (0..200).map(|_| backoff(f).as_secs_f64()).sum::<f64>() / 200.0;
-        let (b1, b2, b3, b10) = (mean(1), mean(2), mean(3), mean(10));
-        assert!((0.75..=1.25).contains(&b1), "{b1}");
-        assert!(b2 > 1.6 * b1 && b3 > 1.6 * b2, "{b1} {b2} {b3}");
-        assert!(b10 <= BACKOFF_MAX.as_secs_f64() * 1.25, "{b10}");
-        for _ in 0..100 {
-            assert!(backoff(u32::MAX) <= BACKOFF_MAX.mul_f64(1.25));
+    fn backoff_doubles_within_bounds_with_jitter_and_never_runs_out() {
+        for _ in 0..50 {
+            let mut backoff = dial_backoff();
+            let mut base = BACKOFF_MIN;
+            for _ in 0..12 {
+                let wait = next_wait(&mut backoff);
+                assert!(
+                    wait >= base && wait < base * 2,
+                    "{wait:?} for base {base:?}"
+                );
+                base = (base * 2).min(BACKOFF_MAX);
+            }
+            // Past the cap, waits stay within it and its jitter, forever.
+            for _ in 0..1000 {
+                let wait = backoff.next().expect("a dial backoff never runs out");
+                assert!(wait >= BACKOFF_MAX && wait < BACKOFF_MAX * 2);
+            }
         }
+        // The jitter spreads peers that failed together.
+        let firsts: std::collections::HashSet<Duration> =
+            (0..20).map(|_| next_wait(&mut dial_backoff())).collect();
+        assert!(firsts.len() > 10, "{firsts:?}");
     }
 }

@@ -1,62 +1,41 @@
 //! A bounded set of hashes that forgets the least recently seen first: what relay
-//! remembers a peer knows.
-
-use std::collections::{HashMap, VecDeque};
+//! remembers a peer knows. schnellru's LRU map underneath.
 
 use devmux_eth::alloy_primitives::B256;
+use schnellru::{ByLength, LruMap};
 
-/// A set of at most `capacity` hashes; inserting into a full set forgets the hash seen
-/// least recently. Inserting a present hash refreshes it.
-#[derive(Debug)]
-pub(crate) struct LruSet {
-    capacity: usize,
-    /// Hash → the stamp of its latest insert.
-    stamps: HashMap<B256, u64>,
-    /// Inserts in order; an entry whose stamp is no longer the hash's is stale.
-    order: VecDeque<(B256, u64)>,
-    next: u64,
+/// A set of at most `capacity` hashes (at least one); inserting into a full set forgets
+/// the hash seen least recently. Inserting a present hash refreshes it.
+pub(crate) struct LruSet(LruMap<B256, (), ByLength>);
+
+impl std::fmt::Debug for LruSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LruSet")
+            .field("len", &self.0.len())
+            .finish()
+    }
 }
 
 impl LruSet {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            stamps: HashMap::new(),
-            order: VecDeque::new(),
-            next: 0,
-        }
+        let capacity = u32::try_from(capacity).unwrap_or(u32::MAX).max(1);
+        Self(LruMap::new(ByLength::new(capacity)))
     }
 
     pub(crate) fn contains(&self, hash: &B256) -> bool {
-        self.stamps.contains_key(hash)
+        self.0.peek(hash).is_some()
     }
 
     /// Inserts or refreshes `hash`; true if it was not there.
     pub(crate) fn insert(&mut self, hash: B256) -> bool {
-        let stamp = self.next;
-        self.next += 1;
-        let new = self.stamps.insert(hash, stamp).is_none();
-        self.order.push_back((hash, stamp));
-        while self.stamps.len() > self.capacity {
-            let Some((old, old_stamp)) = self.order.pop_front() else {
-                break;
-            };
-            if self.stamps.get(&old) == Some(&old_stamp) {
-                self.stamps.remove(&old);
-            }
-        }
-        // Refreshes leave stale entries behind: drop them before they outnumber the
-        // live ones, so that memory stays within twice the capacity.
-        if self.order.len() > 2 * self.capacity {
-            let stamps = &self.stamps;
-            self.order.retain(|(h, s)| stamps.get(h) == Some(s));
-        }
+        let new = self.0.peek(&hash).is_none();
+        self.0.insert(hash, ());
         new
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.stamps.len()
+        self.0.len()
     }
 }
 
@@ -91,13 +70,11 @@ mod tests {
             }
             set.insert(h(1000 + round));
             assert!(set.len() <= 100);
-            assert!(set.order.len() <= 200);
         }
         for i in 0..100_000 {
             set.insert(h(i));
         }
         assert_eq!(set.len(), 100);
-        assert!(set.order.len() <= 200);
         assert!(set.contains(&h(99_999)));
         assert!(!set.contains(&h(99_899)));
     }

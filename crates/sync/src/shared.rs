@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -10,6 +11,10 @@ use devmux_chain::{Chain, Pool};
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::{EthPeer, EthPeers};
 use devmux_network::{DisconnectReason, PeerId, Penalty};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,26 +42,8 @@ struct Bench {
     severity: Severity,
 }
 
-/// A token bucket pacing our requests to one peer. Tokens may go negative: each
-/// request reserves the next free slot, so that waiting requests go in turn.
-struct Pacer {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Pacer {
-    /// Takes a token at `now`; returns how long to wait for it.
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Duration {
-        let refill = now.saturating_duration_since(self.last).as_secs_f64() * rate;
-        self.tokens = (self.tokens + refill).min(burst) - 1.0;
-        self.last = now;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / rate)
-        }
-    }
-}
+/// Token buckets pacing our requests, one per peer (governor's GCRA, keyed by peer).
+type Pacers = RateLimiter<PeerId, HashMapStateStore<PeerId>, DefaultClock, NoOpMiddleware>;
 
 /// What one peer is known to have: blocks and transactions it sent, announced, or was
 /// sent.
@@ -80,11 +67,19 @@ pub(crate) struct Shared {
     benched: Mutex<HashMap<PeerId, Bench>>,
     /// The peer the current sync round follows.
     pub(crate) round_peer: Mutex<Option<PeerId>>,
-    pacers: Mutex<HashMap<PeerId, Pacer>>,
+    pacers: Pacers,
     /// The CPU peers' bodies and receipts may cost us.
     pub(crate) root_checks: RootChecks,
     /// Peers with a `NewBlock` queued or importing, and how many.
     importing: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// [`SyncConfig::request_rate`] with bursts of [`SyncConfig::request_burst`] (each at
+/// least 1).
+fn request_quota(config: &SyncConfig) -> Quota {
+    let rate = NonZeroU32::new(config.request_rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(config.request_burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,7 +106,7 @@ impl Shared {
             known: Mutex::new(HashMap::new()),
             benched: Mutex::new(HashMap::new()),
             round_peer: Mutex::new(None),
-            pacers: Mutex::new(HashMap::new()),
+            pacers: RateLimiter::hashmap(request_quota(&config)),
             root_checks: RootChecks::new(config.root_check_slots, config.request_timeout),
             importing: Mutex::new(HashMap::new()),
             config,
@@ -134,19 +129,9 @@ impl Shared {
         peer: &EthPeer,
         fut: impl Future<Output = Result<T, devmux_eth::Error>>,
     ) -> Result<T, Error> {
-        let wait = {
-            let rate = f64::from(self.config.request_rate.max(1));
-            let burst = f64::from(self.config.request_burst.max(1));
-            let now = Instant::now();
-            lock(&self.pacers)
-                .entry(peer.peer_id())
-                .or_insert(Pacer {
-                    tokens: burst,
-                    last: now,
-                })
-                .take(now, rate, burst)
-        };
-        if !wait.is_zero() {
+        let clock = DefaultClock::default();
+        while let Err(not_until) = self.pacers.check_key(&peer.peer_id()) {
+            let wait = not_until.wait_time_from(clock.now());
             self.or_cancel(tokio::time::sleep(wait)).await?;
         }
         let timeout = self.config.request_timeout;
@@ -232,7 +217,8 @@ impl Shared {
     pub(crate) fn prune(&self) {
         let live: std::collections::HashSet<PeerId> = self.peers.ids().into_iter().collect();
         lock(&self.known).retain(|p, _| live.contains(p));
-        lock(&self.pacers).retain(|p, _| live.contains(p));
+        // A peer's bucket refilled by now is the same as none: governor forgets it.
+        self.pacers.retain_recent();
         self.root_checks.retain(|p| live.contains(p));
         let now = Instant::now();
         lock(&self.benched).retain(|_, b| b.until > now);
@@ -329,26 +315,44 @@ impl Shared {
 mod tests {
     use super::*;
 
-    #[test]
-    fn requests_are_paced_to_the_rate_after_the_burst() {
-        let start = Instant::now();
-        let mut pacer = Pacer {
-            tokens: 4.0,
-            last: start,
-        };
-        // The burst goes at once.
+    #[tokio::test]
+    async fn requests_are_paced_to_the_rate_after_the_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain =
+            Chain::open(dir.path().join("c.redb"), devmux_chain::ChainSpec::devnet()).unwrap();
+        let pool = Pool::new(devmux_chain::PoolConfig::devnet());
+        let (_, peers) =
+            devmux_eth::EthHandler::new(chain.clone(), pool.clone(), Default::default());
+        let config = SyncConfig::default().with_request_rate(20, 4);
+        let shared = Shared::new(chain, pool, peers, config);
+        let (a, b) = (
+            devmux_network::NodeKey::generate().peer_id(),
+            devmux_network::NodeKey::generate().peer_id(),
+        );
+        // The burst goes at once, then one every 50 ms.
         for _ in 0..4 {
-            assert_eq!(pacer.take(start, 10.0, 4.0), Duration::ZERO);
+            assert!(shared.pacers.check_key(&a).is_ok());
         }
-        // Then one every 100 ms, each waiting behind the one before.
-        let waits: Vec<u128> = (0..3)
-            .map(|_| pacer.take(start, 10.0, 4.0).as_millis())
-            .collect();
-        assert_eq!(waits, vec![100, 200, 300]);
-        // Time refills the bucket, never beyond the burst.
-        let later = start + Duration::from_secs(60);
-        assert_eq!(pacer.take(later, 10.0, 4.0), Duration::ZERO);
-        assert!(pacer.tokens <= 3.0);
+        let wait = shared.pacers.check_key(&a).unwrap_err();
+        let wait = wait.wait_time_from(DefaultClock::default().now());
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(50),
+            "{wait:?}"
+        );
+        // Another peer has its own bucket.
+        assert!(shared.pacers.check_key(&b).is_ok());
+        // Waiting takes the time the rate says, never less.
+        let start = Instant::now();
+        for _ in 0..3 {
+            while let Err(n) = shared.pacers.check_key(&a) {
+                tokio::time::sleep(n.wait_time_from(DefaultClock::default().now())).await;
+            }
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
