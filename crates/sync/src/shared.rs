@@ -315,16 +315,21 @@ impl Shared {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn requests_are_paced_to_the_rate_after_the_burst() {
+    /// A `Shared` over an empty devnet store in a temp dir (kept alive by the second
+    /// value).
+    fn shared(config: SyncConfig) -> (Shared, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let chain =
             Chain::open(dir.path().join("c.redb"), devmux_chain::ChainSpec::devnet()).unwrap();
         let pool = Pool::new(devmux_chain::PoolConfig::devnet());
         let (_, peers) =
             devmux_eth::EthHandler::new(chain.clone(), pool.clone(), Default::default());
-        let config = SyncConfig::default().with_request_rate(20, 4);
-        let shared = Shared::new(chain, pool, peers, config);
+        (Shared::new(chain, pool, peers, config), dir)
+    }
+
+    #[tokio::test]
+    async fn requests_are_paced_to_the_rate_after_the_burst() {
+        let (shared, _dir) = shared(SyncConfig::default().with_request_rate(20, 4));
         let (a, b) = (
             devmux_network::NodeKey::generate().peer_id(),
             devmux_network::NodeKey::generate().peer_id(),
@@ -357,13 +362,7 @@ mod tests {
 
     #[test]
     fn a_fault_is_punished_once_and_a_worse_one_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let chain =
-            Chain::open(dir.path().join("c.redb"), devmux_chain::ChainSpec::devnet()).unwrap();
-        let pool = Pool::new(devmux_chain::PoolConfig::devnet());
-        let (_, peers) =
-            devmux_eth::EthHandler::new(chain.clone(), pool.clone(), Default::default());
-        let shared = Shared::new(chain, pool, peers, SyncConfig::default());
+        let (shared, _dir) = shared(SyncConfig::default());
         let peer = devmux_network::NodeKey::generate().peer_id();
         let long = Duration::from_secs(60);
         assert!(!shared.is_benched(&peer));
