@@ -278,6 +278,7 @@ async fn garbage_at_each_stage_closes_only_that_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The handler only sees the error: the network penalises the framing fault itself, once.
 async fn oversize_frame_from_a_peer_resets_the_stream_and_penalises() {
     let seen = Arc::new(AtomicUsize::new(0));
     let errors = seen.clone();
@@ -285,15 +286,15 @@ async fn oversize_frame_from_a_peer_resets_the_stream_and_penalises() {
     registrar
         .request(
             "/demo/strict/1.0.0",
-            move |peer: PeerCtx, mut stream: MessageStream| {
+            move |_peer: PeerCtx, mut stream: MessageStream| {
                 let errors = errors.clone();
                 async move {
                     while let Some(msg) = stream.next().await {
                         match msg {
                             Ok(m) => stream.send(m).await?,
                             Err(e) => {
+                                assert!(e.is_framing_fault(), "{e}");
                                 errors.fetch_add(1, Ordering::SeqCst);
-                                peer.penalize(Penalty::Major, e.to_string());
                                 return Err(e);
                             }
                         }
@@ -331,14 +332,24 @@ async fn oversize_frame_from_a_peer_resets_the_stream_and_penalises() {
     let _ = io.write_all(&[0u8; 100]).await;
     let _ = io.flush().await;
     let penalised = wait_for(&mut events, SECS, |e| match e {
-        NetworkEvent::PeerPenalized { peer, reason, .. } => Some((*peer, reason.clone())),
+        NetworkEvent::PeerPenalized {
+            peer,
+            reason,
+            penalty,
+        } => Some((*peer, reason.clone(), *penalty)),
         _ => None,
     })
     .await
     .expect("peer penalised");
     assert_eq!(penalised.0, client_key.peer_id());
-    assert!(penalised.1.contains("exceeds"), "{}", penalised.1);
-    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(penalised.2, Penalty::Major);
+    assert!(
+        penalised.1.contains("/demo/strict/1.0.0") && penalised.1.contains("exceeds"),
+        "{}",
+        penalised.1
+    );
+    // The handler got the error right after the penalty.
+    assert!(eventually(SECS, || seen.load(Ordering::SeqCst) == 1).await);
     // The stream is gone: reading ends.
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(SECS, io.read_to_end(&mut rest))
@@ -358,6 +369,13 @@ async fn oversize_frame_from_a_peer_resets_the_stream_and_penalises() {
     let mut back = [0u8; 4];
     io.read_exact(&mut back).await.unwrap();
     assert_eq!(back, [3, 7, b'h', b'i']);
+    // One fault, one penalty.
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, NetworkEvent::PeerPenalized { .. }),
+            "penalised twice: {e:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

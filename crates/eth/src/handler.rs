@@ -164,6 +164,8 @@ enum End {
     Stopped,
     /// The peer broke the protocol: penalise and disconnect.
     Breach(String),
+    /// The peer broke the message framing, which the network penalised: disconnect.
+    Framing(String),
 }
 
 async fn run_session<C: ChainReader, P: TxPool>(
@@ -292,6 +294,10 @@ async fn run_session<C: ChainReader, P: TxPool>(
             ctx.disconnect(DisconnectReason::BreachOfProtocol);
             linger(&mut reader).await;
         }
+        End::Framing(why) => {
+            info!(peer = %ctx.peer_id, "eth stream broke the framing: {why}");
+            ctx.disconnect(DisconnectReason::BreachOfProtocol);
+        }
     }
     for task in tasks {
         let abort = task.abort_handle();
@@ -347,7 +353,14 @@ async fn handshake(
     let msg = match tokio::time::timeout_at(deadline, reader.next()).await {
         Err(_) => return Err(timed_out()),
         Ok(None) => return Err(Refusal::Gone),
-        Ok(Some(Err(e))) if is_framing_fault(&e) => return Err(breach(Error::Network(e))),
+        // The network penalised the framing fault already: only disconnect.
+        Ok(Some(Err(e))) if e.is_framing_fault() => {
+            return Err(Refusal::Disconnect {
+                error: Error::Network(e),
+                reason: DisconnectReason::BreachOfProtocol,
+                penalty: None,
+            })
+        }
         Ok(Some(Err(_))) => return Err(Refusal::Gone),
         Ok(Some(Ok(msg))) => msg,
     };
@@ -398,17 +411,6 @@ fn validate_status(
             theirs: theirs.fork_id(),
             reason,
         })
-}
-
-/// Whether a stream error is the peer's fault (it broke the framing or the size cap)
-/// rather than the connection failing.
-fn is_framing_fault(e: &devmux_network::Error) -> bool {
-    matches!(
-        e,
-        devmux_network::Error::MessageTooLarge { .. }
-            | devmux_network::Error::MalformedFrame(_)
-            | devmux_network::Error::CodeOutOfRange { .. }
-    )
 }
 
 /// Drains the peer's stream, unread, until it ends or [`DISCONNECT_LINGER`] passes: the
@@ -490,7 +492,7 @@ impl Session<'_> {
             };
             let msg = match next {
                 None => return End::Closed,
-                Some(Err(e)) if is_framing_fault(&e) => return End::Breach(e.to_string()),
+                Some(Err(e)) if e.is_framing_fault() => return End::Framing(e.to_string()),
                 Some(Err(e)) => {
                     debug!(error = %e, "eth stream failed");
                     return End::Closed;

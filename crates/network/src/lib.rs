@@ -3,7 +3,10 @@
 //!
 //! - [`Registrar`] maps protocol ids ([`ProtocolId`], e.g. `/eth/68/1.0.0`) to
 //!   async handlers. A handler sees a [`MessageStream`] of [`Message`]s (code and
-//!   payload) and a [`PeerCtx`]; it never learns which server carries it.
+//!   payload) and a [`PeerCtx`]; it never learns which server carries it. The stream
+//!   keeps one contract on both: a cancel-safe [`MessageStream::next`], the size cap
+//!   and the session protocol's message count in both directions, and framing faults
+//!   ([`Error::is_framing_fault`]) penalised by the server itself.
 //! - [`Network`] runs one server, chosen by [`NetworkConfig::use_p2p_server`]:
 //!   the P2P server (TCP → Noise → Yamux, each stream negotiated with
 //!   multistream-select; built-in libp2p ping and identify, and devmux goodbye),
@@ -79,6 +82,18 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The server cannot serve a registered protocol: on RLPx, a session id without the
+    /// capability form `/<name>/<version>/1.0.0`, or any request protocol (RLPx has no
+    /// per-request streams). `Network::start` refuses rather than leave it out of Hello.
+    #[error("protocol {id} cannot be served on {server}: {why}")]
+    Unservable {
+        /// The protocol.
+        id: ProtocolId,
+        /// The server that cannot serve it.
+        server: ServerKind,
+        /// Why not.
+        why: &'static str,
+    },
     /// An id was registered twice, or is a built-in one.
     #[error("protocol {0} is already registered")]
     DuplicateProtocol(ProtocolId),
@@ -88,8 +103,8 @@ pub enum Error {
     /// No such protocol is registered.
     #[error("protocol {0} is not registered")]
     UnknownProtocol(String),
-    /// A message's declared size exceeds the protocol's cap. The stream is reset
-    /// and the peer penalised.
+    /// A message's declared size exceeds the protocol's cap. The stream gives nothing
+    /// more and the peer is penalised ([`Error::is_framing_fault`]).
     #[error("message of {size} bytes exceeds the cap of {max}")]
     MessageTooLarge {
         /// The declared size.
@@ -100,7 +115,8 @@ pub enum Error {
     /// A message frame is malformed (the peer broke the framing).
     #[error("malformed message: {0}")]
     MalformedFrame(String),
-    /// A code outside the capability's message-id space.
+    /// A code outside the protocol's message-id space (its declared message count), in
+    /// either direction.
     #[error("message code {code} is outside the protocol's {count} codes")]
     CodeOutOfRange {
         /// The code.
@@ -138,6 +154,19 @@ pub enum Error {
     /// The network is shutting down.
     #[error("the network is shutting down")]
     ShuttingDown,
+}
+
+impl Error {
+    /// Whether the peer broke the message framing: a size over the cap, a malformed
+    /// frame, or a code outside the protocol's message count. The server penalises
+    /// these itself (a major penalty), on either carrier; a handler only ends its
+    /// session.
+    pub fn is_framing_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::MessageTooLarge { .. } | Self::MalformedFrame(_) | Self::CodeOutOfRange { .. }
+        )
+    }
 }
 
 /// Which server carries a connection.
@@ -313,6 +342,9 @@ impl Network {
         key: NodeKey,
         registrar: Registrar,
     ) -> Result<Self, Error> {
+        if !config.use_p2p_server {
+            rlpx::check_servable(&registrar)?;
+        }
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let pool = std::sync::Arc::new(pool::PeerPool::open(config.pool.clone())?);
         let server = if config.use_p2p_server {

@@ -8,12 +8,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::Error;
+use crate::registrar::PeerOps;
+use crate::{Error, PeerId, Penalty};
 
 /// The default cap on `N` (code plus payload): 10 MiB (WIRE.md §1).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
@@ -98,6 +101,37 @@ impl Drop for ActivityGuard {
     }
 }
 
+/// Whom a stream-stack reader tells about a peer that broke the framing: the server,
+/// which penalises it (a major penalty), so that no handler has to remember to.
+#[derive(Clone)]
+pub(crate) struct FaultReport {
+    pub(crate) ops: Arc<dyn PeerOps>,
+    pub(crate) peer: PeerId,
+    pub(crate) protocol: String,
+}
+
+/// What a stream-stack [`MessageStream`] enforces: the size cap on `N`, the codes the
+/// protocol declares (a session protocol's message count; any code for a request
+/// protocol), and whom to tell about a framing fault.
+#[derive(Clone)]
+pub(crate) struct StreamRules {
+    pub(crate) max: usize,
+    pub(crate) message_count: Option<u8>,
+    pub(crate) fault: Option<FaultReport>,
+}
+
+impl StreamRules {
+    /// Only the size cap: for tests and streams whose peer is nobody to penalise.
+    #[cfg(test)]
+    pub(crate) fn max(max: usize) -> Self {
+        Self {
+            max,
+            message_count: None,
+            fault: None,
+        }
+    }
+}
+
 /// The byte stream under a [`MessageStream`] on the stream stack.
 pub(crate) trait RawStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawStream for T {}
@@ -159,6 +193,8 @@ enum ReaderImpl {
         io: ReadHalf<BoxedRaw>,
         buf: BytesMut,
         max: usize,
+        message_count: Option<u8>,
+        fault: Option<FaultReport>,
         done: bool,
     },
     Channel {
@@ -170,14 +206,51 @@ enum WriterImpl {
     Stream {
         io: WriteHalf<BoxedRaw>,
         max: usize,
+        message_count: Option<u8>,
         scratch: BytesMut,
+        closed: bool,
     },
     Channel {
-        tx: mpsc::Sender<OutboundFrame>,
+        /// `None` once closed.
+        tx: Option<mpsc::Sender<OutboundFrame>>,
         slot: usize,
         message_count: u8,
         max: usize,
+        session: Option<Arc<SessionClose>>,
     },
+}
+
+/// What closing one capability's stream does to its RLPx connection: a capability
+/// cannot end alone on RLPx, so the connection ends (Disconnect with
+/// `DisconnectRequested`) once every capability stream on it has closed, and the
+/// peer's streams end as a stream-stack peer's would.
+pub(crate) struct SessionClose {
+    /// Capability streams of the connection not closed yet.
+    open: std::sync::atomic::AtomicUsize,
+    ops: Arc<dyn PeerOps>,
+    peer: PeerId,
+    conn: u64,
+}
+
+impl SessionClose {
+    pub(crate) fn new(streams: usize, ops: Arc<dyn PeerOps>, peer: PeerId, conn: u64) -> Self {
+        Self {
+            open: std::sync::atomic::AtomicUsize::new(streams),
+            ops,
+            peer,
+            conn,
+        }
+    }
+
+    fn closed_one(&self) {
+        if self.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.ops.disconnect(
+                self.peer,
+                self.conn,
+                crate::DisconnectReason::DisconnectRequested,
+            );
+        }
+    }
 }
 
 /// How much one read asks of the stream.
@@ -190,16 +263,23 @@ impl MessageStream {
     /// Message framing over a byte stream (a negotiated yamux stream).
     pub(crate) fn from_raw(
         io: BoxedRaw,
-        max: usize,
+        rules: StreamRules,
         activity: Option<std::sync::Arc<ActivityGuard>>,
     ) -> Self {
         let (r, w) = io.split();
+        let StreamRules {
+            max,
+            message_count,
+            fault,
+        } = rules;
         Self {
             reader: MessageReader {
                 inner: ReaderImpl::Stream {
                     io: r,
                     buf: BytesMut::new(),
                     max,
+                    message_count,
+                    fault,
                     done: false,
                 },
                 _activity: activity.clone(),
@@ -208,7 +288,9 @@ impl MessageStream {
                 inner: WriterImpl::Stream {
                     io: w,
                     max,
+                    message_count,
                     scratch: BytesMut::new(),
+                    closed: false,
                 },
                 _activity: activity,
             },
@@ -222,6 +304,7 @@ impl MessageStream {
         slot: usize,
         message_count: u8,
         max: usize,
+        session: Option<Arc<SessionClose>>,
     ) -> Self {
         Self {
             reader: MessageReader {
@@ -230,10 +313,11 @@ impl MessageStream {
             },
             writer: MessageWriter {
                 inner: WriterImpl::Channel {
-                    tx,
+                    tx: Some(tx),
                     slot,
                     message_count,
                     max,
+                    session,
                 },
                 _activity: None,
             },
@@ -241,6 +325,13 @@ impl MessageStream {
     }
 
     /// The next message; `None` when the peer closed its side cleanly.
+    ///
+    /// Cancel-safe on both servers: a handler may `select!` on it with a timer or
+    /// another stream, and a `next()` dropped before it completed loses nothing (bytes
+    /// already read stay buffered for the next call). A message over the size cap, a
+    /// malformed frame, or a code outside the protocol's message count is a framing
+    /// fault: the server has penalised the peer (a major penalty) before the error is
+    /// returned, and the stream gives nothing more.
     pub async fn next(&mut self) -> Option<Result<Message, Error>> {
         self.reader.next().await
     }
@@ -250,7 +341,12 @@ impl MessageStream {
         self.writer.send(msg).await
     }
 
-    /// Closes the sending side; the peer's reader then sees the end of the stream.
+    /// Closes the sending side; the peer's reader then sees the end of the stream, on
+    /// either server, and later sends fail with [`Error::StreamClosed`]. On the stream
+    /// stack this half-closes the yamux stream (we may still read). On RLPx, where a
+    /// capability cannot end alone, the connection is disconnected
+    /// (`DisconnectRequested`, after what was queued) once every capability stream on it
+    /// has closed; until then only our side stops.
     pub async fn close(&mut self) -> Result<(), Error> {
         self.writer.close().await
     }
@@ -262,52 +358,109 @@ impl MessageStream {
 }
 
 impl MessageReader {
-    /// The next message; `None` when the peer closed its side cleanly.
+    /// The next message; `None` when the peer closed its side cleanly. Cancel-safe:
+    /// see [`MessageStream::next`].
     pub async fn next(&mut self) -> Option<Result<Message, Error>> {
         match &mut self.inner {
             ReaderImpl::Channel { rx } => rx.recv().await.map(|frame| Ok(frame.msg)),
-            ReaderImpl::Stream { io, buf, max, done } => {
+            ReaderImpl::Stream {
+                io,
+                buf,
+                max,
+                message_count,
+                fault,
+                done,
+            } => {
                 if *done {
                     return None;
                 }
-                loop {
-                    match decode_frame(buf, *max) {
-                        Ok(Some(msg)) => {
-                            if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
-                                // Release a large buffer once drained: idle streams stay small.
-                                *buf = BytesMut::new();
-                            }
-                            return Some(Ok(msg));
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            *done = true;
-                            return Some(Err(e));
-                        }
+                let framed = read_frame(io, buf, *max).await;
+                let framed = match (framed, *message_count) {
+                    (Ok(msg), Some(count)) if msg.code >= count => {
+                        Err(ReadEnd::Failed(Error::CodeOutOfRange {
+                            code: msg.code,
+                            count,
+                        }))
                     }
-                    let len = buf.len();
-                    // Zero at most one chunk per read: a large message's reserved
-                    // space fills chunk by chunk, not by re-zeroing all of it each time.
-                    let grow = READ_CHUNK.min((buf.capacity() - len).max(4096));
-                    buf.resize(len + grow, 0);
-                    let n = match io.read(&mut buf[len..]).await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            buf.truncate(len);
-                            *done = true;
-                            return Some(Err(Error::Io(e)));
-                        }
-                    };
-                    buf.truncate(len + n);
-                    if n == 0 {
+                    (framed, _) => framed,
+                };
+                match framed {
+                    Ok(msg) => Some(Ok(msg)),
+                    Err(ReadEnd::Closed) => {
                         *done = true;
-                        if buf.is_empty() {
-                            return None;
+                        None
+                    }
+                    Err(ReadEnd::Failed(e)) => {
+                        *done = true;
+                        if e.is_framing_fault() {
+                            if let Some(f) = fault {
+                                f.ops.penalize(
+                                    f.peer,
+                                    Penalty::Major,
+                                    format!("{}: {e}", f.protocol),
+                                );
+                            }
                         }
-                        return Some(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
+                        Some(Err(e))
                     }
                 }
             }
+        }
+    }
+}
+
+/// Why [`read_frame`] returned no message.
+enum ReadEnd {
+    /// The peer closed its side between messages.
+    Closed,
+    /// The stream failed or broke the framing.
+    Failed(Error),
+}
+
+impl From<Error> for ReadEnd {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Reads until `buf` holds one whole message and takes it off. Cancel-safe: between
+/// polls `buf` holds only bytes the peer sent (room for a read is zeroed and used
+/// within one poll, and cut back before the poll returns), so a dropped call loses
+/// nothing and the next one decodes from where this one stopped.
+async fn read_frame(
+    io: &mut ReadHalf<BoxedRaw>,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Message, ReadEnd> {
+    loop {
+        if let Some(msg) = decode_frame(buf, max)? {
+            if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
+                // Release a large buffer once drained: idle streams stay small.
+                *buf = BytesMut::new();
+            }
+            return Ok(msg);
+        }
+        let n = futures::future::poll_fn(|cx| {
+            let len = buf.len();
+            // Zero at most one chunk per read: a large message's reserved space
+            // fills chunk by chunk, not by re-zeroing all of it each time.
+            let grow = READ_CHUNK.min((buf.capacity() - len).max(4096));
+            buf.resize(len + grow, 0);
+            let polled = Pin::new(&mut *io).poll_read(cx, &mut buf[len..]);
+            let n = match &polled {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(len + n);
+            polled
+        })
+        .await
+        .map_err(Error::Io)?;
+        if n == 0 {
+            if buf.is_empty() {
+                return Err(ReadEnd::Closed);
+            }
+            return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()).into());
         }
     }
 }
@@ -316,7 +469,24 @@ impl MessageWriter {
     /// Sends one message.
     pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
         match &mut self.inner {
-            WriterImpl::Stream { io, max, scratch } => {
+            WriterImpl::Stream {
+                io,
+                max,
+                message_count,
+                scratch,
+                closed,
+            } => {
+                if *closed {
+                    return Err(Error::StreamClosed);
+                }
+                if let Some(count) = *message_count {
+                    if msg.code >= count {
+                        return Err(Error::CodeOutOfRange {
+                            code: msg.code,
+                            count,
+                        });
+                    }
+                }
                 let size = 1 + msg.payload.len();
                 if size > *max {
                     return Err(Error::MessageTooLarge {
@@ -346,7 +516,11 @@ impl MessageWriter {
                 slot,
                 message_count,
                 max,
+                ..
             } => {
+                let Some(tx) = tx else {
+                    return Err(Error::StreamClosed);
+                };
                 if msg.code >= *message_count {
                     return Err(Error::CodeOutOfRange {
                         code: msg.code,
@@ -366,12 +540,23 @@ impl MessageWriter {
         }
     }
 
-    /// Closes the sending side.
+    /// Closes the sending side: see [`MessageStream::close`]. Closing twice is a no-op.
     pub async fn close(&mut self) -> Result<(), Error> {
         match &mut self.inner {
-            WriterImpl::Stream { io, .. } => Ok(io.close().await?),
-            // A capability has no half-close on RLPx; the session ends with the connection.
-            WriterImpl::Channel { .. } => Ok(()),
+            WriterImpl::Stream { io, closed, .. } => {
+                if std::mem::replace(closed, true) {
+                    return Ok(());
+                }
+                Ok(io.close().await?)
+            }
+            WriterImpl::Channel { tx, session, .. } => {
+                if tx.take().is_some() {
+                    if let Some(session) = session {
+                        session.closed_one();
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -417,8 +602,8 @@ mod tests {
     async fn stream_round_trip_with_split_reads() {
         let (a, b) = tokio::io::duplex(1024);
         use tokio_util::compat::TokioAsyncReadCompatExt;
-        let mut a = MessageStream::from_raw(Box::pin(a.compat()), 1 << 20, None);
-        let mut b = MessageStream::from_raw(Box::pin(b.compat()), 1 << 20, None);
+        let mut a = MessageStream::from_raw(Box::pin(a.compat()), StreamRules::max(1 << 20), None);
+        let mut b = MessageStream::from_raw(Box::pin(b.compat()), StreamRules::max(1 << 20), None);
         let big = Message::new(7, vec![9u8; 100_000]);
         let small = Message::new(1, vec![]);
         let send = async {

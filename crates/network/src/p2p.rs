@@ -19,7 +19,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
-use crate::message::{ActivityGuard, BoxedRaw, MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::message::{
+    ActivityGuard, BoxedRaw, FaultReport, MessageStream, StreamRules, DEFAULT_MAX_MESSAGE_SIZE,
+};
 use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
@@ -154,6 +156,29 @@ impl P2pServer {
 
     fn ops(&self) -> Arc<dyn PeerOps> {
         Arc::new(Ops(Arc::downgrade(&self.shared)))
+    }
+
+    /// What a stream of protocol `id` to `peer` enforces: the protocol's size cap, a
+    /// session protocol's message count, and framing faults reported to us.
+    fn stream_rules(
+        &self,
+        peer: PeerId,
+        id: &ProtocolId,
+        max: usize,
+        kind: &ProtocolKind,
+    ) -> StreamRules {
+        StreamRules {
+            max,
+            message_count: match kind {
+                ProtocolKind::Session { message_count } => Some(*message_count),
+                ProtocolKind::Request => None,
+            },
+            fault: Some(FaultReport {
+                ops: self.ops(),
+                peer,
+                protocol: id.to_string(),
+            }),
+        }
     }
 
     fn emit(&self, event: NetworkEvent) {
@@ -490,8 +515,8 @@ impl P2pServer {
             ops: self.ops(),
             conn: conn.id,
         };
-        let stream =
-            MessageStream::from_raw(io, max_message_size, Some(ActivityGuard::new(&conn.active)));
+        let rules = self.stream_rules(info.peer_id, &id, max_message_size, &kind);
+        let stream = MessageStream::from_raw(io, rules, Some(ActivityGuard::new(&conn.active)));
         let result = handler.call(ctx, stream).await;
         if let Err(e) = result {
             debug!(protocol = %id, error = %e, "handler ended with an error");
@@ -516,18 +541,18 @@ impl P2pServer {
             .collect::<Result<Vec<_>, _>>()?;
         let handle = self.handle(peer)?;
         let (io, id) = self.negotiate_outbound(&handle.control, &ids).await?;
-        let max = self
-            .shared
-            .registrar
-            .get(id.as_str())
-            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |r| r.max_message_size);
+        let rules = match self.shared.registrar.get(id.as_str()) {
+            Some(r) => self.stream_rules(*peer, &id, r.max_message_size, &r.kind),
+            // Not ours to serve: the default cap, any code.
+            None => self.stream_rules(*peer, &id, DEFAULT_MAX_MESSAGE_SIZE, &ProtocolKind::Request),
+        };
         self.emit(NetworkEvent::StreamOpened {
             peer: *peer,
             protocol: id.clone(),
             direction: Direction::Outbound,
         });
         let activity = ActivityGuard::new(&handle.active);
-        Ok((MessageStream::from_raw(io, max, Some(activity)), id))
+        Ok((MessageStream::from_raw(io, rules, Some(activity)), id))
     }
 
     /// One keepalive round: a peer that does not answer a ping in time is

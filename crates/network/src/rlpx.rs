@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::message::{InboundFrame, MessageStream, OutboundFrame};
+use crate::message::{InboundFrame, MessageStream, OutboundFrame, SessionClose};
 use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::{PeerOps, ProtocolKind, Registration};
@@ -114,6 +114,28 @@ impl PeerOps for Ops {
             RlpxServer { shared }.penalize(peer, penalty, why);
         }
     }
+}
+
+/// Refuses a registrar with a protocol RLPx cannot serve ([`Error::Unservable`]).
+pub(crate) fn check_servable(registrar: &Registrar) -> Result<(), Error> {
+    for r in &registrar.entries {
+        let why = match (r.kind, r.id.capability()) {
+            (ProtocolKind::Session { .. }, Some(_)) => continue,
+            (ProtocolKind::Session { .. }, None) => {
+                "a session id must have the form /<name>/<version>/1.0.0 (name: up to 8 \
+                 lowercase letters or digits) to be a capability"
+            }
+            (ProtocolKind::Request, _) => {
+                "request protocols need the stream stack (RLPx has no per-request streams)"
+            }
+        };
+        return Err(Error::Unservable {
+            id: r.id.clone(),
+            server: ServerKind::Rlpx,
+            why,
+        });
+    }
+    Ok(())
 }
 
 /// The capabilities a registrar offers on RLPx: its session protocols whose ids
@@ -402,10 +424,22 @@ impl RlpxServer {
         // One handler per shared capability.
         let mut routes: Vec<Option<(mpsc::Sender<InboundFrame>, Arc<Semaphore>)>> = Vec::new();
         let handlers = TaskTracker::new();
-        for (slot, cap) in shared_caps.iter().enumerate() {
-            let registration = ProtocolId::from_capability(&cap.name, cap.version)
-                .ok()
-                .and_then(|id| self.shared.registrar.get(id.as_str()).cloned());
+        let registrations: Vec<Option<Registration>> = shared_caps
+            .iter()
+            .map(|cap| {
+                ProtocolId::from_capability(&cap.name, cap.version)
+                    .ok()
+                    .and_then(|id| self.shared.registrar.get(id.as_str()).cloned())
+            })
+            .collect();
+        let ops: Arc<dyn PeerOps> = Arc::new(Ops(Arc::downgrade(&self.shared)));
+        let session_close = Arc::new(SessionClose::new(
+            registrations.iter().flatten().count(),
+            ops.clone(),
+            peer,
+            handle.id,
+        ));
+        for ((slot, cap), registration) in shared_caps.iter().enumerate().zip(registrations) {
             let Some(Registration {
                 id,
                 handler,
@@ -424,6 +458,7 @@ impl RlpxServer {
                 slot,
                 cap.message_count,
                 max_message_size,
+                Some(session_close.clone()),
             );
             self.shared.peers.add_protocol(&peer, &id);
             self.emit(NetworkEvent::StreamOpened {
@@ -437,7 +472,7 @@ impl RlpxServer {
                 direction,
                 protocol: id.clone(),
                 server: ServerKind::Rlpx,
-                ops: Arc::new(Ops(Arc::downgrade(&self.shared))),
+                ops: ops.clone(),
                 conn: handle.id,
             };
             handlers.spawn(
