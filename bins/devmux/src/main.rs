@@ -17,6 +17,10 @@
 //! Every flag is also a key of the `--config` TOML file (same name, without `--`);
 //! a flag given wins over the file.
 
+// The doc comments on the CLI types are clap's --help text, where `<datadir>` is a
+// placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod identity;
 
 use std::io::Write;
@@ -402,7 +406,7 @@ fn main() {
     let cli = parse_cli();
     if let Err(e) = main_inner(cli) {
         // One line: what failed and why, so the fix is obvious.
-        eprintln!("devmux: {e:#}");
+        eprintln!("devmux: {}", devmux_node::error_line(e.as_ref()));
         std::process::exit(1);
     }
 }

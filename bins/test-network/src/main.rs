@@ -192,7 +192,7 @@ fn main() {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
-            eprintln!("test-network: {e:#}");
+            eprintln!("test-network: {}", devmux_node::error_line(e.as_ref()));
             std::process::exit(1);
         }
     }

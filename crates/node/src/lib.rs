@@ -36,6 +36,30 @@ use std::path::PathBuf;
 
 pub use config::{LogFormat, NodeConfig, DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_PORT};
 pub use rpc::{SyncProgress, SyncStatus};
+
+/// `error` and its causes on one line, for a binary to print: each cause is added only
+/// when the text so far does not already say it (the project's error types put their
+/// source in their own message as well, so a plain `{:#}` would say it twice or three
+/// times).
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+/// let e = devmux_node::Error::Network(devmux_network::Error::Io(io));
+/// assert_eq!(devmux_node::error_line(&e), "network: i/o: Address already in use");
+/// ```
+pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -115,7 +115,7 @@ impl From<multistream_select::NegotiationError> for Error {
 }
 
 /// Transport settings. The defaults bound what one peer can make us buffer to
-/// `max_connection_window` (8 MiB).
+/// `max_connection_window` (16 MiB).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Deadline for the TCP connect and for each handshake step
