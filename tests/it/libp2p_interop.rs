@@ -236,3 +236,35 @@ async fn devmux_dials_rust_libp2p() {
     .await;
     assert_eq!(pinged, node.local_peer_id());
 }
+
+/// `devmux probe p2p` reads a rust-libp2p node: identify (its agent, protocols and
+/// listen address) and a ping's round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_p2p_reads_rust_libp2p() {
+    let key = NodeKey::generate();
+    let mut sw = swarm(&key);
+    sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let mut seen = drive(sw);
+    let listen = expect(&mut seen, |s| match s {
+        Seen::Listening(a) => Some(a),
+        _ => None,
+    })
+    .await;
+    let addr = format!("{listen}/p2p/{}", key.peer_id());
+    let probed = devmux_node::probe::p2p(&addr, Duration::from_secs(5))
+        .await
+        .expect("probe rust-libp2p");
+    assert_eq!(probed.peer_id, key.peer_id().to_string());
+    assert!(probed.agent_version.contains("rust-libp2p"), "{probed:?}");
+    assert_eq!(probed.protocol_version, "/ipfs/0.1.0");
+    assert!(
+        probed.protocols.iter().any(|p| p == "/ipfs/ping/1.0.0"),
+        "{probed:?}"
+    );
+    assert!(
+        probed.listen_addrs.contains(&listen.to_string()),
+        "{probed:?}"
+    );
+    assert!(probed.rtt_ms > 0.0);
+}

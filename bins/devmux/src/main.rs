@@ -22,6 +22,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod identity;
+mod probe;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +58,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Ask a remote node what it is, over one protocol, and print it (non-zero exit
+    /// and one line when it is unreachable or speaks something else)
+    #[command(subcommand)]
+    Probe(probe::Probe),
+    /// Work with `enr:` records
+    #[command(subcommand)]
+    Enr(probe::EnrCommand),
 }
 
 /// Node flags. Every one is optional here so that a flag given wins over the config
@@ -388,6 +396,8 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Keygen { out }) => identity::keygen(&out),
         Some(Command::Identity(args)) => identity::print(&args.into_config()?),
+        Some(Command::Probe(what)) => probe::run_probe(what),
+        Some(Command::Enr(what)) => probe::run_enr(what),
         None => {
             let log_flag_given = cli.node.log_level.is_some();
             let config = cli.node.into_config()?;

@@ -978,3 +978,143 @@ fn log_format_json_and_log_level() {
     }
     assert_eq!(node.interrupt(), Some(0));
 }
+
+/// Runs `devmux ARGS --json`, expecting success and one JSON object.
+fn probe_json(args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let (code, out, err) = run_to_end(&args);
+    assert_eq!(code, Some(0), "{args:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `devmux probe rlpx|p2p|discv5` and `devmux enr decode` against nodes started here,
+/// one per server: each reports what the node is (checked against what the node
+/// printed about itself), and each fails with one line and exit code 1 against a port
+/// where nothing listens or where the other server runs.
+#[test]
+fn probes_report_what_a_node_is_and_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let rlpx = Proc::start(&[
+        "--dev",
+        "--port",
+        "0",
+        "--datadir",
+        a_dir.to_str().unwrap(),
+        "--dev-blocks",
+        "12",
+    ]);
+    let p2p = Proc::start(&[
+        "--dev",
+        "--port",
+        "0",
+        "--use-p2p-server",
+        "--datadir",
+        b_dir.to_str().unwrap(),
+    ]);
+
+    let seen = probe_json(&["probe", "rlpx", &rlpx.addr]);
+    let id = rlpx
+        .addr
+        .trim_start_matches("enode://")
+        .split('@')
+        .next()
+        .unwrap();
+    assert_eq!(seen["node_id"], id);
+    assert!(
+        seen["client_id"].as_str().unwrap().starts_with("devmux/"),
+        "{seen}"
+    );
+    assert_eq!(seen["p2p_version"], 5);
+    assert!(
+        seen["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("eth/69")),
+        "{seen}"
+    );
+    assert_eq!(seen["eth"]["version"], 69);
+    assert_eq!(seen["eth"]["network_id"], 1337);
+    assert_eq!(seen["eth"]["head_number"], 12);
+    assert!(seen["rtt_ms"].as_f64().unwrap() > 0.0);
+
+    let seen = probe_json(&["probe", "p2p", &p2p.addr]);
+    assert_eq!(seen["peer_id"], p2p.addr.rsplit('/').next().unwrap());
+    assert!(seen["agent_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("devmux/"));
+    let protocols = seen["protocols"].as_array().unwrap();
+    for p in ["/eth/69/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"] {
+        assert!(protocols.contains(&json!(p)), "{p} missing: {seen}");
+    }
+    assert!(seen["observed_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("/ip4/127.0.0.1/tcp/"));
+
+    for node in [&rlpx, &p2p] {
+        let enr = node.enr();
+        let seen = probe_json(&["probe", "discv5", &enr]);
+        let decoded = probe_json(&["enr", "decode", &enr]);
+        assert_eq!(seen["enr"]["node_id"], decoded["node_id"]);
+        assert_eq!(
+            seen["observed"].as_str().unwrap().split(':').next(),
+            Some("127.0.0.1")
+        );
+        let keys: Vec<&str> = decoded["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap())
+            .collect();
+        // WIRE.md §4: `tcp` only with RLPx, `mux` only with the stream stack.
+        let carrier = if std::ptr::eq(node, &rlpx) {
+            "tcp"
+        } else {
+            "mux"
+        };
+        for k in ["eth", "id", "ip", "secp256k1", "udp", carrier] {
+            assert!(keys.contains(&k), "{k} missing from {decoded}");
+        }
+    }
+
+    // Failures: one line, exit 1, naming the step.
+    let port_of = |addr: &str| addr.rsplit(':').next().unwrap().to_string();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("enode://{id}@127.0.0.1:{free}");
+    let p2p_port = p2p.addr.split('/').nth(4).unwrap().to_string();
+    let wrong_server = format!("enode://{id}@127.0.0.1:{p2p_port}");
+    let rlpx_as_p2p = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        port_of(&rlpx.addr),
+        p2p.addr.rsplit('/').next().unwrap()
+    );
+    for (args, needle) in [
+        (
+            vec!["probe", "rlpx", &nowhere, "--timeout", "2"],
+            "TCP connect",
+        ),
+        (
+            vec!["probe", "rlpx", &wrong_server, "--timeout", "2"],
+            "ECIES handshake",
+        ),
+        (
+            vec!["probe", "p2p", &rlpx_as_p2p, "--timeout", "2"],
+            "connect",
+        ),
+        (vec!["enr", "decode", "enr:nope"], "invalid ENR"),
+    ] {
+        let (code, out, err) = run_to_end(&args);
+        assert_eq!(code, Some(1), "{args:?}: {out} {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(rlpx.interrupt(), Some(0));
+    assert_eq!(p2p.interrupt(), Some(0));
+}

@@ -66,6 +66,7 @@
 mod candidate;
 mod config;
 mod eth_entry;
+pub mod probe;
 mod service;
 mod store;
 #[cfg(test)]

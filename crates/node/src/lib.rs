@@ -30,6 +30,7 @@
 
 mod config;
 pub mod metrics;
+pub mod probe;
 pub mod rpc;
 
 use std::path::PathBuf;
@@ -110,6 +111,15 @@ pub enum Error {
     /// Sync or the block producer failed to start.
     #[error("sync: {0}")]
     Sync(#[from] devmux_sync::Error),
+    /// A probed peer was unreachable, stalled, or spoke something else
+    /// ([`probe`]); `why` names the step.
+    #[error("probe of {target}: {why}")]
+    Probe {
+        /// The address or record probed (its start).
+        target: String,
+        /// The step that failed, and how.
+        why: String,
+    },
     /// The admin RPC or metrics socket could not be bound.
     #[error("{what} {addr}: {error}")]
     Listen {
