@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod contract;
+mod counters;
 mod eth;
 mod libp2p_interop;
 mod p2p;

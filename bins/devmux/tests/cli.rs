@@ -802,6 +802,25 @@ fn rpc_and_metrics(stream_stack: bool) {
         1.0,
         "{after}"
     );
+    // Per protocol and code: at least each side's Status (code 0x00) each way.
+    for direction in ["in", "out"] {
+        assert!(
+            after.contains(&format!(
+                "devmux_protocol_messages_total{{protocol=\"/eth/69/1.0.0\",direction=\"{direction}\",code=\"0x00\"}} 1"
+            )),
+            "{after}"
+        );
+    }
+    assert!(
+        sample_sum(&after, "devmux_protocol_bytes_total") > 0.0,
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!(
+            "devmux_dials_total{{server=\"{server}\",outcome=\"connected\"}} 1"
+        )),
+        "{after}"
+    );
 
     // admin_removePeer: gone, and the disconnect is counted.
     let peer_id = peer["id"].as_str().unwrap().to_string();
@@ -1117,4 +1136,135 @@ fn probes_report_what_a_node_is_and_fail_with_one_line() {
     }
     assert_eq!(rlpx.interrupt(), Some(0));
     assert_eq!(p2p.interrupt(), Some(0));
+}
+
+/// The `# TYPE` names of an exposition, and the sample names it has.
+fn exposition(text: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let types = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+    (types, samples)
+}
+
+/// `/metrics` in both formats: OpenMetrics when asked for (as Prometheus does), the
+/// classic text format otherwise (what `promtool check metrics` reads; CI runs it on
+/// this output). Every metric the Grafana dashboard (`testnet/grafana/devmux.json`)
+/// queries is one the node exports.
+#[test]
+fn metrics_formats_and_the_dashboard_agree_with_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let node = Proc::start(&[
+        "--dev",
+        "--port",
+        "0",
+        "--datadir",
+        a_dir.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    // A peer, so that the per-protocol series exist.
+    let peer = Proc::start(&[
+        "--dev",
+        "--port",
+        "0",
+        "--no-discovery",
+        "--datadir",
+        b_dir.to_str().unwrap(),
+        "--static-peers",
+        &node.addr,
+    ]);
+    assert!(peer.wait_for_log("eth status exchanged", Duration::from_secs(20)));
+    let metrics = node.metrics();
+    let classic = scrape(&metrics);
+    let mut stream = TcpStream::connect(&metrics).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.contains("application/openmetrics-text"),
+        "{response}"
+    );
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    assert!(!classic.contains("# EOF"));
+
+    // OpenMetrics names a counter family without `_total`; the classic format names
+    // it as its samples are named.
+    let (om_types, _) = exposition(&response);
+    let (classic_types, classic_samples) = exposition(&classic);
+    for (name, kind) in &om_types {
+        let expected = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.clone()
+        };
+        assert!(
+            classic_types
+                .iter()
+                .any(|(n, k)| *n == expected && k == kind),
+            "{name} ({kind}) missing from the classic format"
+        );
+    }
+    for sample in &classic_samples {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| sample.strip_suffix(s))
+            .unwrap_or(sample);
+        assert!(
+            classic_types
+                .iter()
+                .any(|(n, _)| n == sample || n == family),
+            "sample {sample} has no TYPE line"
+        );
+    }
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testnet/grafana/devmux.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("devmux_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    let families: Vec<&str> = om_types.iter().map(|(n, _)| n.as_str()).collect();
+    for name in &queried {
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            families.contains(&family),
+            "the dashboard queries {name}, which the node does not export"
+        );
+    }
+    assert_eq!(peer.interrupt(), Some(0));
+    assert_eq!(node.interrupt(), Some(0));
 }

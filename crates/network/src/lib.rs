@@ -33,6 +33,7 @@
 //! ```
 
 mod builtin;
+mod counters;
 pub mod dialer;
 mod message;
 mod p2p;
@@ -46,6 +47,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
+pub use counters::{
+    CountersSnapshot, DialCount, HandshakeFailureCount, MessageCount, ProtocolBytes,
+};
 pub use devmux_identity::{Multiaddr, NodeKey, PeerId};
 pub use devmux_rlpx::DisconnectReason;
 pub use devmux_transport::{Direction, IoStatsSnapshot, HANDSHAKE_BUCKETS};
@@ -157,6 +161,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short label for what went wrong, for metrics (`devmux_dials_total{outcome}`,
+    /// `devmux_handshake_failures_total{reason}`): `timeout`, `io`, `noise`, `ecies`,
+    /// `negotiation`, `wrong_peer`, `yamux`, `no_shared_capability`, `disconnected`,
+    /// `refused`, `self`, `rlpx` (another RLPx fault) or `other`.
+    pub fn kind(&self) -> &'static str {
+        use devmux_rlpx::Error as R;
+        use devmux_transport::Error as T;
+        match self {
+            Self::Timeout(_) | Self::Transport(T::Timeout(_)) => "timeout",
+            Self::Io(_)
+            | Self::Transport(T::Io(_) | T::ConnectionClosed)
+            | Self::Rlpx(R::Io(_) | R::ConnectionClosed) => "io",
+            Self::Transport(T::Noise(_)) => "noise",
+            Self::Negotiation(_) | Self::Transport(T::Negotiation(_)) => "negotiation",
+            Self::Transport(T::PeerIdMismatch { .. }) | Self::Rlpx(R::HelloIdMismatch) => {
+                "wrong_peer"
+            }
+            Self::Transport(T::Yamux(_)) => "yamux",
+            Self::Transport(T::SelfDial)
+            | Self::Rlpx(R::ConnectedToSelf)
+            | Self::Refused(DisconnectReason::ConnectedToSelf) => "self",
+            Self::Rlpx(
+                R::EciesDecrypt
+                | R::InvalidHandshake(_)
+                | R::HandshakeTooLarge { .. }
+                | R::InvalidNodeId,
+            ) => "ecies",
+            Self::Rlpx(R::NoSharedCapabilities) => "no_shared_capability",
+            Self::Rlpx(R::Disconnected(_)) => "disconnected",
+            Self::Refused(_) => "refused",
+            Self::Rlpx(_) => "rlpx",
+            _ => "other",
+        }
+    }
+
     /// Whether the peer broke the message framing: a size over the cap, a malformed
     /// frame, or a code outside the protocol's message count. The server penalises
     /// these itself (a major penalty), on either carrier; a handler only ends its
@@ -321,6 +360,7 @@ enum Server {
 #[derive(Clone)]
 pub struct Network {
     server: std::sync::Arc<Server>,
+    counters: std::sync::Arc<counters::Counters>,
     events: broadcast::Sender<NetworkEvent>,
     /// Cancelled at shutdown: stops the dialer's tasks.
     stop: tokio_util::sync::CancellationToken,
@@ -347,15 +387,35 @@ impl Network {
         }
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let pool = std::sync::Arc::new(pool::PeerPool::open(config.pool.clone())?);
+        let counters = std::sync::Arc::new(counters::Counters::default());
         let server = if config.use_p2p_server {
-            Server::P2p(p2p::P2pServer::start(config, key, registrar, events.clone(), pool).await?)
+            Server::P2p(
+                p2p::P2pServer::start(
+                    config,
+                    key,
+                    registrar,
+                    events.clone(),
+                    pool,
+                    counters.clone(),
+                )
+                .await?,
+            )
         } else {
             Server::Rlpx(
-                rlpx::RlpxServer::start(config, key, registrar, events.clone(), pool).await?,
+                rlpx::RlpxServer::start(
+                    config,
+                    key,
+                    registrar,
+                    events.clone(),
+                    pool,
+                    counters.clone(),
+                )
+                .await?,
             )
         };
         Ok(Self {
             server: std::sync::Arc::new(server),
+            counters,
             events,
             stop: tokio_util::sync::CancellationToken::new(),
         })
@@ -403,6 +463,18 @@ impl Network {
     /// URL for RLPx) and returns its id once connected. Returns at once if the
     /// named peer is already connected.
     pub async fn dial(&self, addr: &str) -> Result<PeerId, Error> {
+        let result = self.dial_uncounted(addr).await;
+        self.counters.dialled(self.server_kind(), &result);
+        result
+    }
+
+    /// Messages and bytes per protocol and code, dials by outcome and failed
+    /// handshakes by reason, since the network started (see [`CountersSnapshot`]).
+    pub fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    async fn dial_uncounted(&self, addr: &str) -> Result<PeerId, Error> {
         match &*self.server {
             Server::P2p(s) => {
                 let addr: Multiaddr = addr.parse().map_err(|e| {

@@ -15,7 +15,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use crate::counters::ProtocolCounter;
 use crate::registrar::PeerOps;
+use crate::Direction;
 use crate::{Error, PeerId, Penalty};
 
 /// The default cap on `N` (code plus payload): 10 MiB (WIRE.md §1).
@@ -118,6 +120,7 @@ pub(crate) struct StreamRules {
     pub(crate) max: usize,
     pub(crate) message_count: Option<u8>,
     pub(crate) fault: Option<FaultReport>,
+    pub(crate) counter: Option<Arc<ProtocolCounter>>,
 }
 
 impl StreamRules {
@@ -128,6 +131,7 @@ impl StreamRules {
             max,
             message_count: None,
             fault: None,
+            counter: None,
         }
     }
 }
@@ -167,12 +171,14 @@ pub struct MessageStream {
 /// The receiving half of a [`MessageStream`].
 pub struct MessageReader {
     inner: ReaderImpl,
+    counter: Option<Arc<ProtocolCounter>>,
     _activity: Option<std::sync::Arc<ActivityGuard>>,
 }
 
 /// The sending half of a [`MessageStream`].
 pub struct MessageWriter {
     inner: WriterImpl,
+    counter: Option<Arc<ProtocolCounter>>,
     _activity: Option<std::sync::Arc<ActivityGuard>>,
 }
 
@@ -271,6 +277,7 @@ impl MessageStream {
             max,
             message_count,
             fault,
+            counter,
         } = rules;
         Self {
             reader: MessageReader {
@@ -282,6 +289,7 @@ impl MessageStream {
                     fault,
                     done: false,
                 },
+                counter: counter.clone(),
                 _activity: activity.clone(),
             },
             writer: MessageWriter {
@@ -292,6 +300,7 @@ impl MessageStream {
                     scratch: BytesMut::new(),
                     closed: false,
                 },
+                counter,
                 _activity: activity,
             },
         }
@@ -305,10 +314,12 @@ impl MessageStream {
         message_count: u8,
         max: usize,
         session: Option<Arc<SessionClose>>,
+        counter: Option<Arc<ProtocolCounter>>,
     ) -> Self {
         Self {
             reader: MessageReader {
                 inner: ReaderImpl::Channel { rx },
+                counter: counter.clone(),
                 _activity: None,
             },
             writer: MessageWriter {
@@ -319,6 +330,7 @@ impl MessageStream {
                     max,
                     session,
                 },
+                counter,
                 _activity: None,
             },
         }
@@ -361,6 +373,14 @@ impl MessageReader {
     /// The next message; `None` when the peer closed its side cleanly. Cancel-safe:
     /// see [`MessageStream::next`].
     pub async fn next(&mut self) -> Option<Result<Message, Error>> {
+        let next = self.next_uncounted().await;
+        if let (Some(Ok(msg)), Some(counter)) = (&next, &self.counter) {
+            counter.count(Direction::Inbound, msg.code, msg.payload.len());
+        }
+        next
+    }
+
+    async fn next_uncounted(&mut self) -> Option<Result<Message, Error>> {
         match &mut self.inner {
             ReaderImpl::Channel { rx } => rx.recv().await.map(|frame| Ok(frame.msg)),
             ReaderImpl::Stream {
@@ -468,6 +488,15 @@ async fn read_frame(
 impl MessageWriter {
     /// Sends one message.
     pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
+        let (code, len) = (msg.code, msg.payload.len());
+        self.send_uncounted(msg).await?;
+        if let Some(counter) = &self.counter {
+            counter.count(Direction::Outbound, code, len);
+        }
+        Ok(())
+    }
+
+    async fn send_uncounted(&mut self, msg: Message) -> Result<(), Error> {
         match &mut self.inner {
             WriterImpl::Stream {
                 io,

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
+use crate::counters::Counters;
 use crate::message::{
     ActivityGuard, BoxedRaw, FaultReport, MessageStream, StreamRules, DEFAULT_MAX_MESSAGE_SIZE,
 };
@@ -45,6 +46,7 @@ pub(crate) struct P2pShared {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     supported: Vec<String>,
+    counters: Arc<Counters>,
 }
 
 /// What the peer table holds per P2P connection.
@@ -105,6 +107,7 @@ impl P2pServer {
         registrar: Registrar,
         events: broadcast::Sender<NetworkEvent>,
         pool: Arc<PeerPool>,
+        counters: Arc<Counters>,
     ) -> Result<Self, Error> {
         let upgrader = Upgrader::new(key.clone(), config.transport.clone())?;
         let mut listener = Listener::bind(config.listen_addr, upgrader.clone()).await?;
@@ -122,6 +125,7 @@ impl P2pServer {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             supported,
+            counters,
         });
         let server = Self { shared };
         let accept = server.clone();
@@ -132,7 +136,12 @@ impl P2pServer {
                     _ = token.cancelled() => break,
                     next = listener.accept() => match next {
                         Some(Ok(conn)) => accept.clone().run_connection(conn),
-                        Some(Err(_)) => {} // Logged by the listener; it keeps running.
+                        // Logged by the listener; it keeps running.
+                        Some(Err(e)) => accept.shared.counters.handshake_failed(
+                            ServerKind::P2p,
+                            Direction::Inbound,
+                            &e.into(),
+                        ),
                         None => break,
                     },
                 }
@@ -178,6 +187,7 @@ impl P2pServer {
                 peer,
                 protocol: id.to_string(),
             }),
+            counter: Some(self.shared.counters.protocol(id.as_str())),
         }
     }
 
@@ -208,7 +218,16 @@ impl P2pServer {
         if self.shared.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let conn = self.shared.upgrader.dial(socket, expected).await?;
+        let conn = match self.shared.upgrader.dial(socket, expected).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let e = Error::from(e);
+                self.shared
+                    .counters
+                    .handshake_failed(ServerKind::P2p, Direction::Outbound, &e);
+                return Err(e);
+            }
+        };
         let peer = conn.info.peer_id;
         let shutting_down = self.shared.shutdown.is_cancelled();
         self.clone().run_connection(conn);

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::counters::Counters;
 use crate::message::{InboundFrame, MessageStream, OutboundFrame, SessionClose};
 use crate::peers::{Admission, PeerIndex, PeerTable};
 use crate::pool::PeerPool;
@@ -81,6 +82,7 @@ struct RlpxShared {
     tasks: TaskTracker,
     pending: Arc<Semaphore>,
     stats: Arc<IoStats>,
+    counters: Arc<Counters>,
 }
 
 /// The RLPx server. Cheap to clone.
@@ -160,6 +162,7 @@ impl RlpxServer {
         registrar: Registrar,
         events: broadcast::Sender<NetworkEvent>,
         pool: Arc<PeerPool>,
+        counters: Arc<Counters>,
     ) -> Result<Self, Error> {
         let secret = Keypair::from_seckey_slice(SECP256K1, &key.secret_bytes())
             .map_err(|_| Error::Identity(devmux_identity::Error::InvalidSecretKey))?;
@@ -184,6 +187,7 @@ impl RlpxServer {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
+            counters,
         });
         let server = Self { shared };
         let accept = server.clone();
@@ -212,6 +216,11 @@ impl RlpxServer {
             };
             let Ok(permit) = self.shared.pending.clone().try_acquire_owned() else {
                 debug!(%remote, "too many pending handshakes: dropping connection");
+                self.shared.counters.handshake_refused(
+                    ServerKind::Rlpx,
+                    Direction::Inbound,
+                    "busy",
+                );
                 continue;
             };
             let server = self.clone();
@@ -221,7 +230,14 @@ impl RlpxServer {
                     drop(permit);
                     match result {
                         Ok(session) => server.run_session(session, remote, Direction::Inbound),
-                        Err(e) => debug!(error = %e, "inbound handshake failed"),
+                        Err(e) => {
+                            debug!(error = %e, "inbound handshake failed");
+                            server.shared.counters.handshake_failed(
+                                ServerKind::Rlpx,
+                                Direction::Inbound,
+                                &e,
+                            );
+                        }
                     }
                 }
                 .instrument(tracing::debug_span!("rlpx-handshake", %remote)),
@@ -314,18 +330,28 @@ impl RlpxServer {
         let _ = tcp.set_nodelay(true);
         let started = std::time::Instant::now();
         let tcp = Counted::new(tcp, self.shared.stats.clone());
-        let ecies = self
-            .timed(
-                "ECIES handshake",
-                EciesStream::connect(tcp, &self.shared.secret, &enode.id.0),
-            )
-            .await?;
-        let ecies = self
-            .admission_check(ecies, enode.addr, Direction::Outbound)
-            .await?;
-        let session = self
-            .timed("Hello", ecies.exchange_hello(&self.shared.session))
-            .await?;
+        let handshake = async {
+            let ecies = self
+                .timed(
+                    "ECIES handshake",
+                    EciesStream::connect(tcp, &self.shared.secret, &enode.id.0),
+                )
+                .await?;
+            let ecies = self
+                .admission_check(ecies, enode.addr, Direction::Outbound)
+                .await?;
+            self.timed("Hello", ecies.exchange_hello(&self.shared.session))
+                .await
+        };
+        let session = match handshake.await {
+            Ok(session) => session,
+            Err(e) => {
+                self.shared
+                    .counters
+                    .handshake_failed(ServerKind::Rlpx, Direction::Outbound, &e);
+                return Err(e);
+            }
+        };
         self.shared.stats.record_handshake(started.elapsed());
         self.run_session(session, enode.addr, Direction::Outbound);
         Ok(peer)
@@ -459,6 +485,7 @@ impl RlpxServer {
                 cap.message_count,
                 max_message_size,
                 Some(session_close.clone()),
+                Some(self.shared.counters.protocol(id.as_str())),
             );
             self.shared.peers.add_protocol(&peer, &id);
             self.emit(NetworkEvent::StreamOpened {

@@ -25,6 +25,10 @@
 //! | `devmux_sync_blocks_per_second` | gauge | – | blocks imported per second by the running sync |
 //! | `devmux_bytes_total` | counter | `direction` (`in`/`out`) | socket bytes, from `Network::stats()` |
 //! | `devmux_handshake_seconds` | histogram | – | TCP connect to established session, from `Network::stats()` |
+//! | `devmux_protocol_messages_total` | counter | `protocol`, `direction` (`in`/`out`), `code` | messages per registrar protocol and code, from `Network::counters()` |
+//! | `devmux_protocol_bytes_total` | counter | `protocol`, `direction` | message bytes (code and payload) per protocol |
+//! | `devmux_dials_total` | counter | `server`, `outcome` (`connected`, `timeout`, `io`, `refused`, …) | every `Network::dial` |
+//! | `devmux_handshake_failures_total` | counter | `server`, `direction`, `reason` (`timeout`, `noise`, `ecies`, `busy`, …) | failed handshakes |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use devmux_eth::{EthEvent, EthPeers};
-use devmux_network::{Direction, Network, NetworkEvent, Penalty, ServerKind};
+use devmux_network::{Direction, DisconnectReason, Network, NetworkEvent, Penalty, ServerKind};
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -101,6 +105,40 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    protocol: String,
+    direction: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolDirectionLabels {
+    protocol: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DialLabels {
+    server: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeFailureLabels {
+    server: String,
+    direction: &'static str,
+    reason: &'static str,
+}
+
+/// `in` for what we received or was dialled to us, `out` for what we sent or dialled.
+fn direction_label(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => "in",
+        Direction::Outbound => "out",
+    }
+}
+
 /// Bytes and handshake durations, read from the network's own counters at each
 /// scrape.
 #[derive(Debug)]
@@ -111,6 +149,69 @@ struct WireStats {
 impl Collector for WireStats {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.network.stats();
+        let counters = self.network.counters();
+        {
+            let mut family = encoder.encode_descriptor(
+                "protocol_messages",
+                "Messages received (in) and sent (out) per registrar protocol and message code",
+                None,
+                MetricType::Counter,
+            )?;
+            for m in &counters.messages {
+                let labels = MessageLabels {
+                    protocol: m.protocol.clone(),
+                    direction: direction_label(m.direction),
+                    code: format!("{:#04x}", m.code),
+                };
+                ConstCounter::new(m.messages).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "protocol_bytes",
+                "Message bytes (code and payload, before framing and compression) per protocol",
+                None,
+                MetricType::Counter,
+            )?;
+            for b in &counters.bytes {
+                let labels = ProtocolDirectionLabels {
+                    protocol: b.protocol.clone(),
+                    direction: direction_label(b.direction),
+                };
+                ConstCounter::new(b.bytes).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "dials",
+                "Dials by outcome: connected, or what failed (timeout, io, refused, ...)",
+                None,
+                MetricType::Counter,
+            )?;
+            for d in &counters.dials {
+                let labels = DialLabels {
+                    server: d.server.to_string(),
+                    outcome: d.outcome,
+                };
+                ConstCounter::new(d.count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "handshake_failures",
+                "Handshakes that failed, by direction and reason (timeout, noise, ecies, busy, ...)",
+                None,
+                MetricType::Counter,
+            )?;
+            for f in &counters.handshake_failures {
+                let labels = HandshakeFailureLabels {
+                    server: f.server.to_string(),
+                    direction: direction_label(f.direction),
+                    reason: f.reason,
+                };
+                ConstCounter::new(f.count).encode(family.encode_family(&labels)?)?;
+            }
+        }
         {
             let mut bytes = encoder.encode_descriptor(
                 "bytes",
@@ -209,6 +310,26 @@ impl Inner {
             sync_rate: Gauge::default(),
             registry: Mutex::new(Registry::with_prefix("devmux")),
         };
+        // Zero series for every label set known in advance, so that a new node shows 0
+        // (and `rate()` starts from it) rather than no series at all.
+        for penalty in ["minor", "major", "fatal"] {
+            let _ = inner.penalties.get_or_create(&PenaltyLabels {
+                penalty: penalty.to_string(),
+            });
+        }
+        for source in ["network", "eth"] {
+            let _ = inner.lagged.get_or_create(&SourceLabels {
+                source: source.to_string(),
+            });
+        }
+        for reason in DisconnectReason::ALL {
+            for by in ["local", "remote"] {
+                let _ = inner.disconnects.get_or_create(&DisconnectLabels {
+                    reason: format!("{reason:?}"),
+                    by: by.to_string(),
+                });
+            }
+        }
         {
             let mut r = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
             r.register(
@@ -614,6 +735,36 @@ async fn accept_loop(
     }
 }
 
+/// The classic Prometheus text format (version 0.0.4).
+const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text as the classic Prometheus text format: a counter family's `HELP`
+/// and `TYPE` lines name its `_total` samples, and the `# EOF` and `# UNIT` lines go.
+/// Everything else (gauges, histograms, samples, labels) is written the same in both.
+fn to_classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 fn respond(
     inner: &Inner,
     view: &NodeView,
@@ -636,8 +787,21 @@ fn respond(
             "GET /metrics\n".into(),
         );
     }
+    // Prometheus asks for OpenMetrics; other clients (promtool, curl, older scrapers)
+    // get the classic text format, as the Go client does.
+    let openmetrics = request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     match request.uri().path() {
-        "/metrics" => reply(StatusCode::OK, CONTENT_TYPE, inner.render(view)),
+        "/metrics" if openmetrics => reply(StatusCode::OK, CONTENT_TYPE, inner.render(view)),
+        "/metrics" => reply(
+            StatusCode::OK,
+            CLASSIC_CONTENT_TYPE,
+            to_classic_text(&inner.render(view)),
+        ),
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -649,6 +813,19 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let om = "# HELP devmux_dials Dials.\n# TYPE devmux_dials counter\n\
+                  devmux_dials_total{outcome=\"io\"} 2\n# HELP devmux_peers Peers.\n\
+                  # TYPE devmux_peers gauge\ndevmux_peers 1\n# UNIT devmux_x seconds\n# EOF\n";
+        assert_eq!(
+            to_classic_text(om),
+            "# HELP devmux_dials_total Dials.\n# TYPE devmux_dials_total counter\n\
+             devmux_dials_total{outcome=\"io\"} 2\n# HELP devmux_peers Peers.\n\
+             # TYPE devmux_peers gauge\ndevmux_peers 1\n"
+        );
+    }
     use devmux_network::DisconnectReason;
 
     #[test]
