@@ -6,6 +6,7 @@
 mod contract;
 mod counters;
 mod eth;
+mod fuzz_corpus;
 mod go_libp2p;
 mod libp2p_interop;
 mod p2p;

@@ -647,3 +647,28 @@ impl Network {
         }
     }
 }
+
+/// Entry points for the fuzz targets in `fuzz/` and their corpus replay: plain
+/// functions over bytes a peer could send. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use futures::FutureExt;
+
+    /// An identify message as a stream-stack peer sends it (length-prefixed protobuf).
+    pub fn identify(data: &[u8]) {
+        let peer = crate::NodeKey::from_secret_bytes(&[7u8; 32])
+            .map(|k| k.peer_id())
+            .ok();
+        if let Some(peer) = peer {
+            let read = crate::builtin::read_identify(futures::io::Cursor::new(data), &peer);
+            // A cursor never waits: the read completes in one poll.
+            let _ = read.now_or_never();
+        }
+    }
+
+    /// A goodbye message (registrar framing, an RLPx Disconnect payload).
+    pub fn goodbye(data: &[u8]) {
+        let read = crate::builtin::read_goodbye(futures::io::Cursor::new(data.to_vec()));
+        let _ = read.now_or_never();
+    }
+}

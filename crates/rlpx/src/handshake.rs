@@ -148,6 +148,26 @@ pub(crate) struct AckMessage {
     pub(crate) version: Option<u64>,
 }
 
+/// Parses a decrypted auth body, for the fuzz targets ([`crate::fuzzing`]).
+pub(crate) fn decode_auth_body(plaintext: &[u8], eip8: bool) -> Result<(), Error> {
+    let packet = Packet {
+        raw: Bytes::new(),
+        plaintext: plaintext.to_vec(),
+        eip8,
+    };
+    AuthMessage::decode(&packet).map(|_| ())
+}
+
+/// Parses a decrypted ack body, for the fuzz targets ([`crate::fuzzing`]).
+pub(crate) fn decode_ack_body(plaintext: &[u8], eip8: bool) -> Result<(), Error> {
+    let packet = Packet {
+        raw: Bytes::new(),
+        plaintext: plaintext.to_vec(),
+        eip8,
+    };
+    AckMessage::decode(&packet).map(|_| ())
+}
+
 fn array<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N], Error> {
     bytes.try_into().map_err(|_| Error::InvalidHandshake(what))
 }

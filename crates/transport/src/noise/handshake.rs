@@ -230,6 +230,11 @@ fn verify_payload(payload: &[u8], remote_static: Option<&[u8]>) -> Result<Public
     Ok(key)
 }
 
+/// [`verify_payload`] for the fuzz targets ([`crate::fuzzing`]).
+pub(crate) fn verify_handshake_payload(payload: &[u8], remote_static: &[u8]) -> Result<(), Error> {
+    verify_payload(payload, Some(remote_static)).map(|_| ())
+}
+
 /// Checks `sig` (DER) over `msg` by `key`. secp256k1 keys, the ones devmux and
 /// Ethereum nodes use, go to libsecp256k1 (about twice as fast as the k256 code
 /// behind libp2p-identity); like libp2p-identity it refuses high-S signatures.

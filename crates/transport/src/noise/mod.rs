@@ -33,6 +33,6 @@ pub(crate) const HANDSHAKE_OVERHEAD: usize = 32 + 48 + TAG_LEN;
 /// The most plaintext one Noise transport message carries.
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 
-pub(crate) use handshake::{handshake_initiator, handshake_responder};
+pub(crate) use handshake::{handshake_initiator, handshake_responder, verify_handshake_payload};
 pub use handshake::{NoiseIdentity, SharedNoiseIdentity};
 pub use stream::NoiseStream;

@@ -1,0 +1,162 @@
+//! The fuzz targets' bodies: plain functions over bytes a peer (or an operator) could
+//! hand us, each calling one family of the project's parsers and checking what must
+//! hold when they accept something. The fuzz crate wraps each in `fuzz_target!`; the
+//! workspace test `fuzz_corpus` (tests/it/fuzz_corpus.rs) runs them, uninstrumented, on
+//! every file of `fuzz/corpus/<target>/`. Keep them free of anything but the crates'
+//! public APIs (and their `fuzzing` entry points).
+
+use devmux_eth::alloy_eips::eip2718::Decodable2718;
+use devmux_eth::alloy_rlp::{self, Decodable};
+use devmux_eth::{DecodeLimits, EthMessage, EthVersion};
+
+/// A target's body.
+pub type Body = fn(&[u8]);
+
+/// Every target: its corpus directory name and its body.
+pub const TARGETS: &[(&str, Body)] = &[
+    ("registrar_frame", registrar_frame),
+    ("noise_payload", noise_payload),
+    ("identify_goodbye", identify_goodbye),
+    ("rlpx_handshake", rlpx_handshake),
+    ("rlpx_p2p", rlpx_p2p),
+    ("eth_message", eth_message),
+    ("eth_status_forkid", eth_status_forkid),
+    ("text_inputs", text_inputs),
+];
+
+/// Registrar framing (WIRE.md §1): whatever decodes re-encodes to the bytes it took.
+pub fn registrar_frame(data: &[u8]) {
+    let mut buf = bytes::BytesMut::from(data);
+    loop {
+        let before = buf.clone();
+        match devmux_network::decode_frame(&mut buf, 1 << 20) {
+            Ok(Some(msg)) => {
+                let taken = before.len() - buf.len();
+                let mut again = bytes::BytesMut::new();
+                devmux_network::encode_frame(&msg, &mut again);
+                // A frame may encode its length with more varint bytes than needed
+                // only if the decoder accepted it; canonical ones round-trip exactly.
+                if again.len() == taken {
+                    assert_eq!(&again[..], &before[..taken]);
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// The Noise handshake payload (protobuf key and signature).
+pub fn noise_payload(data: &[u8]) {
+    devmux_transport::fuzzing::noise_payload(data);
+}
+
+/// identify (selector byte even) and goodbye (odd).
+pub fn identify_goodbye(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    if selector % 2 == 0 {
+        devmux_network::fuzzing::identify(rest);
+    } else {
+        devmux_network::fuzzing::goodbye(rest);
+    }
+}
+
+/// ECIES auth and ack bodies after decryption, in both encodings.
+pub fn rlpx_handshake(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let eip8 = selector & 1 == 1;
+    if selector & 2 == 0 {
+        devmux_rlpx::fuzzing::auth_body(rest, eip8);
+    } else {
+        devmux_rlpx::fuzzing::ack_body(rest, eip8);
+    }
+}
+
+/// The p2p capability: Hello (which must re-encode to what decodes the same),
+/// Disconnect, and Snappy's length check before any allocation.
+pub fn rlpx_p2p(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    match selector % 3 {
+        0 => {
+            if let Ok(hello) = devmux_rlpx::Hello::decode(rest) {
+                let mut out = Vec::new();
+                hello.encode(&mut out);
+                let again = devmux_rlpx::Hello::decode(&out).expect("our Hello decodes");
+                assert_eq!(again, hello);
+            }
+        }
+        1 => {
+            let _ = devmux_rlpx::p2p::decode_disconnect(rest);
+        }
+        _ => {
+            if let Ok(len) = devmux_rlpx::snappy::checked_decompress_len(rest, 16 << 20) {
+                assert!(len <= 16 << 20);
+            }
+        }
+    }
+}
+
+/// eth messages: byte 0 picks the version, byte 1 the code; what decodes under the
+/// devnet's limits re-encodes and decodes to the same message.
+pub fn eth_message(data: &[u8]) {
+    let [v, code, payload @ ..] = data else {
+        return;
+    };
+    let version = EthVersion::ALL[*v as usize % EthVersion::ALL.len()];
+    let Ok(msg) = EthMessage::decode_bounded(version, *code, payload, &DecodeLimits::devnet())
+    else {
+        return;
+    };
+    let (code2, payload2) = msg.encode_for(version).expect("a decoded message encodes");
+    assert_eq!(code2, *code);
+    let again = EthMessage::decode(version, code2, &payload2).expect("our encoding decodes");
+    assert_eq!(again, msg);
+}
+
+/// Status for every version, a bare fork id, and the ENR `eth` entry.
+pub fn eth_status_forkid(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    match selector % 3 {
+        0 => {
+            for version in EthVersion::ALL {
+                let _ = EthMessage::decode(version, 0, rest);
+            }
+        }
+        1 => {
+            if let Ok(id) = alloy_rlp::decode_exact::<devmux_eth::ForkId>(rest) {
+                assert_eq!(alloy_rlp::encode(id), rest, "a fork id has one encoding");
+            }
+        }
+        _ => {
+            if let Ok(id) = devmux_discovery::decode_enr_value(rest) {
+                let again = devmux_discovery::encode_enr_value(id);
+                assert_eq!(devmux_discovery::decode_enr_value(&again).ok(), Some(id));
+            }
+        }
+    }
+}
+
+/// What operators and RPC clients hand us: enode URLs, multiaddrs, the TOML config
+/// (as text), and `eth_sendRawTransaction`'s EIP-2718 bytes.
+pub fn text_inputs(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(enode) = text.parse::<devmux_identity::Enode>() {
+            let again: devmux_identity::Enode = enode.to_string().parse().expect("reparses");
+            assert_eq!(again.id, enode.id);
+        }
+        if let Ok(addr) = text.parse::<devmux_identity::Multiaddr>() {
+            let _ = devmux_identity::parse_peer_multiaddr(&addr);
+        }
+        let _ = devmux_node::NodeConfig::from_toml_str(text, "fuzz");
+    }
+    let mut slice = data;
+    let _ = devmux_eth::PooledTransaction::decode_2718(&mut slice);
+    let _ = <devmux_eth::Header as Decodable>::decode(&mut &data[..]);
+}
