@@ -96,6 +96,20 @@ async fn expect<T>(
     .expect("swarm event in time")
 }
 
+/// Starts `sw` listening on 127.0.0.1 and driving; returns what it sees and the
+/// address it listens on.
+async fn listening(mut sw: Swarm<Behaviour>) -> (mpsc::UnboundedReceiver<Seen>, Multiaddr) {
+    sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let mut seen = drive(sw);
+    let listen = expect(&mut seen, |s| match s {
+        Seen::Listening(a) => Some(a),
+        _ => None,
+    })
+    .await;
+    (seen, listen)
+}
+
 /// Sends framed messages on a raw libp2p stream and checks the echo.
 async fn framed_echo_round_trip(stream: &mut libp2p::Stream) {
     for (code, payload) in [(0u8, b"hello".to_vec()), (0x11, vec![7u8; 100_000])] {
@@ -169,16 +183,9 @@ async fn rust_libp2p_dials_devmux() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devmux_dials_rust_libp2p() {
     let key = NodeKey::generate();
-    let mut sw = swarm(&key);
+    let sw = swarm(&key);
     let mut incoming = sw.behaviour().stream.new_control().accept(ECHO).unwrap();
-    sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let mut seen = drive(sw);
-    let listen = expect(&mut seen, |s| match s {
-        Seen::Listening(a) => Some(a),
-        _ => None,
-    })
-    .await;
+    let (mut seen, listen) = listening(sw).await;
     // libp2p's side of echo: bytes back as they come, which echoes frames too.
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {
@@ -242,15 +249,8 @@ async fn devmux_dials_rust_libp2p() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_p2p_reads_rust_libp2p() {
     let key = NodeKey::generate();
-    let mut sw = swarm(&key);
-    sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let mut seen = drive(sw);
-    let listen = expect(&mut seen, |s| match s {
-        Seen::Listening(a) => Some(a),
-        _ => None,
-    })
-    .await;
+    let sw = swarm(&key);
+    let (_seen, listen) = listening(sw).await;
     let addr = format!("{listen}/p2p/{}", key.peer_id());
     let probed = devmux_node::probe::p2p(&addr, Duration::from_secs(5))
         .await
