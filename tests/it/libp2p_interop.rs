@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use devmux_network::{Message, NetworkEvent, NodeKey, Registrar};
-use devmux_tests::{echo, start, wait_for};
+use devmux_tests::{echo, start, start_with, wait_for};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
@@ -127,11 +127,30 @@ async fn framed_echo_round_trip(stream: &mut libp2p::Stream) {
     }
 }
 
+/// A node of the stream stack alone, or a dual node (whose multiaddr is its
+/// `local_addr`): rust-libp2p sees no difference.
+async fn stream_node(dual: bool, registrar: Registrar) -> devmux_network::Network {
+    if dual {
+        start_with(devmux_tests::dual_config(), registrar).await
+    } else {
+        start(true, registrar).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_libp2p_dials_devmux() {
+    rust_libp2p_dials(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_libp2p_dials_a_dual_devmux_node() {
+    rust_libp2p_dials(true).await;
+}
+
+async fn rust_libp2p_dials(dual: bool) {
     let mut registrar = Registrar::new();
     registrar.request("/demo/echo/1.0.0", echo).unwrap();
-    let node = start(true, registrar).await;
+    let node = stream_node(dual, registrar).await;
     let mut node_events = node.events();
 
     let key = NodeKey::generate();
@@ -182,6 +201,15 @@ async fn rust_libp2p_dials_devmux() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devmux_dials_rust_libp2p() {
+    dials_rust_libp2p(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_devmux_node_dials_rust_libp2p() {
+    dials_rust_libp2p(true).await;
+}
+
+async fn dials_rust_libp2p(dual: bool) {
     let key = NodeKey::generate();
     let sw = swarm(&key);
     let mut incoming = sw.behaviour().stream.new_control().accept(ECHO).unwrap();
@@ -206,7 +234,7 @@ async fn devmux_dials_rust_libp2p() {
         }
     });
 
-    let node = start(true, Registrar::new()).await;
+    let node = stream_node(dual, Registrar::new()).await;
     let addr = format!("{listen}/p2p/{}", key.peer_id());
     let peer = node.dial(&addr).await.expect("devmux dials libp2p");
     assert_eq!(peer, key.peer_id());

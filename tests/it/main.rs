@@ -5,6 +5,7 @@
 
 mod contract;
 mod counters;
+mod dual;
 mod eth;
 mod fuzz_corpus;
 mod go_libp2p;

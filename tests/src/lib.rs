@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use devmux_network::{
-    MessageStream, Network, NetworkConfig, NetworkEvent, NodeKey, PeerCtx, Registrar,
+    MessageStream, Network, NetworkConfig, NetworkEvent, NodeKey, PeerCtx, Registrar, ServerKind,
 };
 use tokio::sync::broadcast;
 
@@ -28,6 +28,13 @@ pub fn test_config(use_p2p_server: bool) -> NetworkConfig {
     // loaded CI machine must not drop a quiet test connection.
     config.ping_interval = Duration::from_secs(120);
     config.idle_timeout = Duration::from_secs(300);
+    config
+}
+
+/// Config for a test node running both servers (a dual node), each on a free port.
+pub fn dual_config() -> NetworkConfig {
+    let mut config = test_config(false).with_servers(&[ServerKind::Rlpx, ServerKind::P2p]);
+    config.p2p_listen_addr = Some(([127, 0, 0, 1], 0).into());
     config
 }
 

@@ -81,15 +81,21 @@ struct NodeArgs {
     /// Node key file (64 hex digits, see `devmux keygen`) [default: <datadir>/nodekey, created if missing]
     #[arg(long, value_name = "FILE")]
     nodekey: Option<PathBuf>,
-    /// Run the multiplexed stream stack (libp2p-compatible) instead of RLPx
+    /// Run the multiplexed stream stack (libp2p-compatible) instead of RLPx: the shorthand for --servers p2p
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     use_p2p_server: Option<bool>,
+    /// Servers to run: rlpx, p2p, or rlpx,p2p (both: a dual node that bridges the two) [default: rlpx]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    servers: Option<Vec<devmux_node::ServerKind>>,
     /// IP address to listen on and advertise [default: 127.0.0.1]
     #[arg(long, value_name = "IP")]
     addr: Option<IpAddr>,
-    /// TCP port; 0 picks a free one [default: 30303]
+    /// TCP port; 0 picks a free one (RLPx's when both servers run) [default: 30303]
     #[arg(long, value_name = "N")]
     port: Option<u16>,
+    /// The stream stack's TCP port when both servers run [default: --port + 1000]
+    #[arg(long, value_name = "N")]
+    p2p_port: Option<u16>,
     /// UDP port for discv5 discovery [default: the TCP port]
     #[arg(long, value_name = "N")]
     discovery_port: Option<u16>,
@@ -176,12 +182,18 @@ struct IdentityArgs {
     /// Show the stream stack's ENR entry (mux) instead of RLPx's (tcp)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     use_p2p_server: Option<bool>,
+    /// Servers whose ENR entries to show: rlpx, p2p, or rlpx,p2p [default: rlpx]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    servers: Option<Vec<devmux_node::ServerKind>>,
     /// IP address [default: 127.0.0.1]
     #[arg(long, value_name = "IP")]
     addr: Option<IpAddr>,
     /// TCP port [default: 30303]
     #[arg(long, value_name = "N")]
     port: Option<u16>,
+    /// The stream stack's TCP port when both servers run [default: --port + 1000]
+    #[arg(long, value_name = "N")]
+    p2p_port: Option<u16>,
     /// UDP discovery port [default: the TCP port]
     #[arg(long, value_name = "N")]
     discovery_port: Option<u16>,
@@ -215,8 +227,10 @@ impl NodeArgs {
         set(&mut config.datadir, self.datadir);
         set(&mut config.nodekey, self.nodekey.map(Some));
         set(&mut config.use_p2p_server, self.use_p2p_server);
+        set(&mut config.servers, self.servers);
         set(&mut config.addr, self.addr);
         set(&mut config.port, self.port);
+        set(&mut config.p2p_port, self.p2p_port.map(Some));
         set(&mut config.discovery_port, self.discovery_port.map(Some));
         set(&mut config.dev, self.dev);
         set(&mut config.dev_blocks, self.dev_blocks);
@@ -260,8 +274,10 @@ impl IdentityArgs {
             datadir: self.datadir,
             nodekey: self.nodekey,
             use_p2p_server: self.use_p2p_server,
+            servers: self.servers,
             addr: self.addr,
             port: self.port,
+            p2p_port: self.p2p_port,
             discovery_port: self.discovery_port,
             ..NodeArgs::default()
         }
@@ -319,7 +335,7 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // node starts up must stop it cleanly too.
     let mut signals = Signals::new()?;
     let node = Node::start(config).await.context("node failed to start")?;
-    let mut lines = vec![node.local_addr()];
+    let mut lines = node.local_addrs();
     lines.extend(node.enr());
     lines.extend(node.rpc_addr().map(|a| format!("rpc http://{a}")));
     lines.extend(

@@ -293,6 +293,32 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
         "enode://",
     );
     refused(
+        &with(datadir, &["--servers", "rlpx,p2p", "--use-p2p-server"]),
+        "conflict",
+    );
+    refused(
+        &with(datadir, &["--servers", "tcp"]),
+        "expected rlpx or p2p",
+    );
+    refused(
+        &with(datadir, &["--p2p-port", "31000"]),
+        "only when both servers run",
+    );
+    refused(
+        &with(
+            datadir,
+            &[
+                "--servers",
+                "rlpx,p2p",
+                "--port",
+                "30999",
+                "--p2p-port",
+                "30999",
+            ],
+        ),
+        "also RLPx's port",
+    );
+    refused(
         &with(datadir, &["--static-peers", "enode://1234@127.0.0.1:1"]),
         "node id",
     );
@@ -504,6 +530,52 @@ fn two_processes_exchange_status(stream_stack: bool) {
     );
     assert_eq!(b.interrupt(), Some(0));
     assert_eq!(a.interrupt(), Some(0));
+}
+
+/// A dual process (`--servers rlpx,p2p`) prints both addresses and serves an RLPx
+/// process and a stream-stack process at once, each dialing the address of its stack.
+#[test]
+fn a_dual_process_serves_an_rlpx_process_and_a_stream_stack_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (dual_dir, r_dir, p_dir) = (path("dual"), path("r"), path("p"));
+    let common = ["--dev", "--port", "0", "--no-discovery"];
+    let mut args = common.to_vec();
+    args.extend(["--datadir", &dual_dir, "--servers", "rlpx,p2p"]);
+    let dual = Proc::start(&args);
+    assert!(dual.addr.starts_with("enode://"), "{}", dual.addr);
+    let multiaddr = dual.line("/ip4/127.0.0.1/tcp/");
+    assert!(multiaddr.contains("/p2p/16Uiu2HA"), "{multiaddr}");
+    let mut args = common.to_vec();
+    args.extend(["--datadir", &r_dir, "--static-peers", &dual.addr]);
+    let rlpx = Proc::start(&args);
+    let mut args = common.to_vec();
+    args.extend([
+        "--datadir",
+        &p_dir,
+        "--use-p2p-server",
+        "--static-peers",
+        &multiaddr,
+    ]);
+    let p2p = Proc::start(&args);
+    for (name, node) in [("rlpx", &rlpx), ("p2p", &p2p)] {
+        assert!(
+            node.wait_for_log("eth status exchanged", Duration::from_secs(20)),
+            "{name} logs:\n{}",
+            node.logs.lock().unwrap()
+        );
+    }
+    let exchanged = || {
+        dual.logs
+            .lock()
+            .unwrap()
+            .matches("eth status exchanged")
+            .count()
+    };
+    eventually("two eth sessions on the dual node", || exchanged() >= 2);
+    assert_eq!(p2p.interrupt(), Some(0));
+    assert_eq!(rlpx.interrupt(), Some(0));
+    assert_eq!(dual.interrupt(), Some(0));
 }
 
 #[test]

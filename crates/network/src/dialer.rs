@@ -67,7 +67,7 @@ fn next_wait(backoff: &mut ExponentialBackoff) -> Duration {
 /// [`FLAP_WINDOW`] counts as a failure, so a flapping peer backs off too.
 pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationToken) {
     let span = tracing::info_span!("static-peer", %addr);
-    tokio::spawn(
+    network.clone().spawn(
         async move {
             let mut backoff = dial_backoff();
             // The peer and when its current connection was made.
@@ -93,7 +93,11 @@ pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationT
                         }
                     }
                 }
-                match network.dial(&addr).await {
+                let dialed = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    dialed = network.dial(&addr) => dialed,
+                };
+                match dialed {
                     Ok(peer) => {
                         info!(%peer, "static peer connected");
                         connection = Some((peer, Instant::now()));
@@ -126,7 +130,7 @@ where
     S: Stream<Item = DialTarget> + Send + Unpin + 'static,
 {
     let span = tracing::info_span!("dialer");
-    tokio::spawn(
+    network.clone().spawn(
         async move {
             let mut candidates = candidates;
             let mut candidates_done = false;
@@ -195,8 +199,9 @@ where
                         break;
                     };
                     dialing.insert(c.peer);
-                    let (network, done) = (network.clone(), done_tx.clone());
-                    tokio::spawn(async move {
+                    let (dialer, done) = (network.clone(), done_tx.clone());
+                    network.spawn(async move {
+                        let network = dialer;
                         let ok = match network.dial(&c.addr).await {
                             Ok(peer) => peer == c.peer,
                             Err(e) => {

@@ -7,17 +7,21 @@
 //!   keeps one contract on both: a cancel-safe [`MessageStream::next`], the size cap
 //!   and the session protocol's message count in both directions, and framing faults
 //!   ([`Error::is_framing_fault`]) penalised by the server itself.
-//! - [`Network`] runs one server, chosen by [`NetworkConfig::use_p2p_server`]:
-//!   the P2P server (TCP → Noise → Yamux, each stream negotiated with
-//!   multistream-select; built-in libp2p ping and identify, and devmux goodbye),
-//!   or the RLPx server (a session protocol `/<name>/<version>/1.0.0` is the
-//!   capability `<name>/<version>`).
+//! - [`Network`] runs one server, chosen by [`NetworkConfig::use_p2p_server`], or
+//!   both ([`NetworkConfig::servers`]): the stream stack (TCP → Noise → Yamux, each
+//!   stream negotiated with multistream-select; built-in libp2p ping and identify,
+//!   and devmux goodbye) and RLPx (a session protocol `/<name>/<version>/1.0.0` is
+//!   the capability `<name>/<version>`). Each is a carrier under one supervisor,
+//!   which owns what is the same for every peer: one peer table across carriers
+//!   (one connection per peer), the [`PeerPoolConfig`] limits counted once, bans
+//!   by key and IP on both, penalties, events, and every task under one
+//!   cancellation token.
 //! - [`NetworkEvent`]s report peers connecting and leaving (with reasons), streams
 //!   opening, and penalties.
 //!
 //! ```no_run
 //! use devmux_identity::NodeKey;
-//! use devmux_network::{Network, NetworkConfig, Registrar, PeerCtx, MessageStream};
+//! use devmux_network::{Network, NetworkConfig, Registrar, PeerCtx, MessageStream, ServerKind};
 //! # async fn run() -> Result<(), devmux_network::Error> {
 //! let mut registrar = Registrar::new();
 //! registrar.request("/demo/echo/1.0.0", |_peer: PeerCtx, mut stream: MessageStream| async move {
@@ -29,10 +33,20 @@
 //! let config = NetworkConfig { use_p2p_server: true, ..NetworkConfig::default() };
 //! let network = Network::start(config, NodeKey::generate(), registrar).await?;
 //! println!("{}", network.local_addr());
+//!
+//! // A dual node: RLPx on 30304, the stream stack on 31304; it prints both addresses.
+//! let dual = NetworkConfig::default()
+//!     .with_servers(&[ServerKind::Rlpx, ServerKind::P2p])
+//!     .with_listen_addr("127.0.0.1:30304".parse().unwrap());
+//! let bridge = Network::start(dual, NodeKey::generate(), Registrar::new()).await?;
+//! for addr in bridge.local_addrs() {
+//!     println!("{addr}"); // enode://…@127.0.0.1:30304, then /ip4/127.0.0.1/tcp/31304/p2p/…
+//! }
 //! # Ok(()) }
 //! ```
 
 mod builtin;
+mod carrier;
 mod counters;
 pub mod dialer;
 mod message;
@@ -42,6 +56,7 @@ mod pool;
 mod protocol;
 mod registrar;
 mod rlpx;
+mod supervisor;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,7 +65,7 @@ pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOC
 pub use counters::{
     CountersSnapshot, DialCount, HandshakeFailureCount, MessageCount, ProtocolBytes,
 };
-pub use devmux_identity::{Multiaddr, NodeKey, PeerId};
+pub use devmux_identity::{Enode, Multiaddr, NodeKey, PeerId};
 pub use devmux_rlpx::DisconnectReason;
 pub use devmux_transport::{Direction, IoStatsSnapshot, HANDSHAKE_BUCKETS};
 pub use dialer::DialTarget;
@@ -131,9 +146,10 @@ pub enum Error {
     /// The stream is closed.
     #[error("stream closed")]
     StreamClosed,
-    /// Protocol negotiation failed: the peer supports none of the ids offered.
+    /// Protocol negotiation failed: the peer supports none of the ids offered, or
+    /// broke multistream-select.
     #[error("protocol negotiation failed: {0}")]
-    Negotiation(String),
+    Negotiation(#[source] multistream_select::NegotiationError),
     /// A wait on the peer passed its deadline.
     #[error("{0} timed out")]
     Timeout(&'static str),
@@ -143,9 +159,16 @@ pub enum Error {
     /// A ping came back different.
     #[error("ping answer does not match")]
     PingMismatch,
-    /// The operation needs the other server.
-    #[error("{0} is not available on this server")]
+    /// The operation needs the other carrier (e.g. libp2p ping to a peer on RLPx).
+    #[error("{0} is not available")]
     Unsupported(&'static str),
+    /// The address is for a carrier this node does not run (an `enode://` URL on a
+    /// stream-stack-only node, a multiaddr on an RLPx-only one).
+    #[error("this node runs no {0} server")]
+    NotServing(ServerKind),
+    /// `NetworkConfig::servers` names no server.
+    #[error("no server configured")]
+    NoServers,
     /// The RLPx transport failed (handshake, frame, Hello).
     #[error("rlpx: {0}")]
     Rlpx(#[from] devmux_rlpx::Error),
@@ -154,7 +177,7 @@ pub enum Error {
     Refused(DisconnectReason),
     /// The peer store could not be opened or written.
     #[error("peer store: {0}")]
-    Store(String),
+    Store(#[source] redb::Error),
     /// The network is shutting down.
     #[error("the network is shutting down")]
     ShuttingDown,
@@ -169,7 +192,10 @@ impl Error {
         use devmux_rlpx::Error as R;
         use devmux_transport::Error as T;
         match self {
-            Self::Timeout(_) | Self::Transport(T::Timeout(_)) => "timeout",
+            Self::Timeout(_) | Self::Transport(T::Timeout(_)) | Self::Rlpx(R::Timeout(_)) => {
+                "timeout"
+            }
+            Self::Rlpx(R::Busy) => "busy",
             Self::Io(_)
             | Self::Transport(T::Io(_) | T::ConnectionClosed)
             | Self::Rlpx(R::Io(_) | R::ConnectionClosed) => "io",
@@ -190,7 +216,7 @@ impl Error {
             ) => "ecies",
             Self::Rlpx(R::NoSharedCapabilities) => "no_shared_capability",
             Self::Rlpx(R::Disconnected(_)) => "disconnected",
-            Self::Refused(_) => "refused",
+            Self::Refused(_) | Self::Rlpx(R::Refused(_)) => "refused",
             Self::Rlpx(_) => "rlpx",
             _ => "other",
         }
@@ -208,13 +234,27 @@ impl Error {
     }
 }
 
-/// Which server carries a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which server carries a connection: `p2p` or `rlpx` in text, TOML and JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ServerKind {
     /// The multiplexed stream stack (TCP → Noise → Yamux).
     P2p,
     /// The legacy RLPx server.
     Rlpx,
+}
+
+impl std::str::FromStr for ServerKind {
+    type Err = String;
+
+    /// `rlpx` or `p2p`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "rlpx" => Ok(ServerKind::Rlpx),
+            "p2p" => Ok(ServerKind::P2p),
+            other => Err(format!("unknown server {other:?}: expected rlpx or p2p")),
+        }
+    }
 }
 
 impl std::fmt::Display for ServerKind {
@@ -291,10 +331,18 @@ pub struct PeerInfo {
 /// Network settings.
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
-    /// `true`: the multiplexed stream stack; `false` (default): the RLPx server.
+    /// With `servers` empty, the one server to run: `true`, the multiplexed stream
+    /// stack; `false` (default), RLPx.
     pub use_p2p_server: bool,
-    /// Where to listen (port 0 picks a free port).
+    /// The servers to run; empty (default): the one `use_p2p_server` picks. With both,
+    /// RLPx listens on `listen_addr` and the stream stack on `p2p_listen_addr`.
+    pub servers: Vec<ServerKind>,
+    /// Where to listen (port 0 picks a free port): the one server's address, or
+    /// RLPx's when both run.
     pub listen_addr: SocketAddr,
+    /// Where the stream stack listens when both servers run; `None`: `listen_addr`'s
+    /// IP with its port + 1000 (WIRE.md §5), or a free port if that port is 0.
+    pub p2p_listen_addr: Option<SocketAddr>,
     /// Transport settings (handshake deadlines, stream and window limits).
     pub transport: devmux_transport::Config,
     /// Deadline for negotiating a stream's protocol.
@@ -322,7 +370,9 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
             use_p2p_server: false,
+            servers: Vec::new(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 30303)),
+            p2p_listen_addr: None,
             transport: devmux_transport::Config::default(),
             negotiation_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
@@ -348,145 +398,264 @@ impl NetworkConfig {
         self.listen_addr = addr;
         self
     }
+
+    /// Runs these servers (both: a dual node).
+    pub fn with_servers(mut self, servers: &[ServerKind]) -> Self {
+        self.servers = servers.to_vec();
+        self
+    }
+
+    /// Where the stream stack listens when both servers run.
+    pub fn with_p2p_listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.p2p_listen_addr = Some(addr);
+        self
+    }
+
+    /// Whether `kind` runs.
+    pub fn runs(&self, kind: ServerKind) -> bool {
+        if self.servers.is_empty() {
+            (kind == ServerKind::P2p) == self.use_p2p_server
+        } else {
+            self.servers.contains(&kind)
+        }
+    }
+
+    /// Where `kind` listens, if it runs.
+    pub fn listen_addr_of(&self, kind: ServerKind) -> Option<SocketAddr> {
+        if !self.runs(kind) {
+            return None;
+        }
+        if kind == ServerKind::Rlpx || !self.runs(ServerKind::Rlpx) {
+            return Some(self.listen_addr);
+        }
+        Some(self.p2p_listen_addr.unwrap_or_else(|| {
+            let mut addr = self.listen_addr;
+            if addr.port() != 0 {
+                addr.set_port(addr.port().saturating_add(P2P_PORT_OFFSET));
+            }
+            addr
+        }))
+    }
 }
 
-enum Server {
-    P2p(p2p::P2pServer),
-    Rlpx(rlpx::RlpxServer),
-}
+/// How far above RLPx's port the stream stack listens on a node that runs both,
+/// unless told otherwise (WIRE.md §5).
+pub const P2P_PORT_OFFSET: u16 = 1000;
 
-/// A running network: one server, its peers, and the registrar's handlers.
-/// Cheap to clone.
+/// A running network: its carriers (one server or both), its peers, and the
+/// registrar's handlers. Cheap to clone.
 #[derive(Clone)]
 pub struct Network {
-    server: std::sync::Arc<Server>,
-    counters: std::sync::Arc<counters::Counters>,
-    events: broadcast::Sender<NetworkEvent>,
-    /// Cancelled at shutdown: stops the dialer's tasks.
-    stop: tokio_util::sync::CancellationToken,
+    sup: std::sync::Arc<supervisor::Supervisor>,
+    p2p: Option<std::sync::Arc<p2p::P2pCarrier>>,
+    rlpx: Option<std::sync::Arc<rlpx::RlpxCarrier>>,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("peer_id", &self.local_peer_id())
-            .field("addr", &self.local_addr())
+            .field("addrs", &self.local_addrs())
             .finish()
     }
 }
 
+/// A parsed address: which carrier dials it.
+enum DialAddr {
+    Enode(devmux_identity::Enode),
+    Multiaddr(Multiaddr),
+}
+
+impl DialAddr {
+    fn parse(addr: &str) -> Result<Self, Error> {
+        if addr.starts_with("enode://") {
+            return Ok(Self::Enode(addr.parse()?));
+        }
+        addr.parse().map(Self::Multiaddr).map_err(|e| {
+            Error::Identity(devmux_identity::Error::InvalidMultiaddr {
+                addr: addr.to_string(),
+                problem: format!("{e}"),
+            })
+        })
+    }
+
+    fn kind(&self) -> ServerKind {
+        match self {
+            Self::Enode(_) => ServerKind::Rlpx,
+            Self::Multiaddr(_) => ServerKind::P2p,
+        }
+    }
+
+    /// The peer the address names, if it names one.
+    fn peer(&self) -> Result<Option<PeerId>, Error> {
+        match self {
+            Self::Enode(enode) => Ok(Some(enode.id.to_peer_id()?)),
+            Self::Multiaddr(ma) => Ok(devmux_identity::parse_peer_multiaddr(ma)?.1),
+        }
+    }
+}
+
 impl Network {
-    /// Starts the server `config` selects, serving `registrar`.
+    /// Starts the servers `config` selects ([`NetworkConfig::runs`]), serving
+    /// `registrar` on each. Fails with [`Error::Unservable`] if a carrier that runs
+    /// cannot serve a registered protocol.
     pub async fn start(
         config: NetworkConfig,
         key: NodeKey,
         registrar: Registrar,
     ) -> Result<Self, Error> {
-        if !config.use_p2p_server {
-            rlpx::check_servable(&registrar)?;
+        let rlpx_addr = config.listen_addr_of(ServerKind::Rlpx);
+        let p2p_addr = config.listen_addr_of(ServerKind::P2p);
+        if rlpx_addr.is_none() && p2p_addr.is_none() {
+            return Err(Error::NoServers);
         }
-        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        if rlpx_addr.is_some() {
+            rlpx::check_servable(&registrar, p2p_addr.is_none())?;
+        }
         let pool = std::sync::Arc::new(pool::PeerPool::open(config.pool.clone())?);
-        let counters = std::sync::Arc::new(counters::Counters::default());
-        let server = if config.use_p2p_server {
-            Server::P2p(
-                p2p::P2pServer::start(
-                    config,
-                    key,
-                    registrar,
-                    events.clone(),
-                    pool,
-                    counters.clone(),
-                )
-                .await?,
-            )
-        } else {
-            Server::Rlpx(
-                rlpx::RlpxServer::start(
-                    config,
-                    key,
-                    registrar,
-                    events.clone(),
-                    pool,
-                    counters.clone(),
-                )
-                .await?,
-            )
+        let sup = supervisor::Supervisor::new(key, config, registrar, pool);
+        let started = async {
+            let rlpx = match rlpx_addr {
+                Some(addr) => Some(rlpx::RlpxCarrier::start(sup.clone(), addr).await?),
+                None => None,
+            };
+            let p2p = match p2p_addr {
+                Some(addr) => Some(p2p::P2pCarrier::start(sup.clone(), addr).await?),
+                None => None,
+            };
+            Ok::<_, Error>((rlpx, p2p))
         };
-        Ok(Self {
-            server: std::sync::Arc::new(server),
-            counters,
-            events,
-            stop: tokio_util::sync::CancellationToken::new(),
-        })
+        match started.await {
+            Ok((rlpx, p2p)) => Ok(Self { sup, p2p, rlpx }),
+            Err(e) => {
+                // One carrier may be up already: stop it.
+                sup.shutdown().await;
+                Err(e)
+            }
+        }
     }
 
-    /// Which server runs.
+    /// The preferred server: the stream stack when it runs, else RLPx.
     pub fn server_kind(&self) -> ServerKind {
-        match &*self.server {
-            Server::P2p(_) => ServerKind::P2p,
-            Server::Rlpx(_) => ServerKind::Rlpx,
+        if self.p2p.is_some() {
+            ServerKind::P2p
+        } else {
+            ServerKind::Rlpx
+        }
+    }
+
+    /// The servers that run: RLPx first, then the stream stack.
+    pub fn servers(&self) -> Vec<ServerKind> {
+        let mut servers = Vec::new();
+        if self.rlpx.is_some() {
+            servers.push(ServerKind::Rlpx);
+        }
+        if self.p2p.is_some() {
+            servers.push(ServerKind::P2p);
+        }
+        servers
+    }
+
+    /// Whether `kind` runs.
+    pub fn runs(&self, kind: ServerKind) -> bool {
+        match kind {
+            ServerKind::P2p => self.p2p.is_some(),
+            ServerKind::Rlpx => self.rlpx.is_some(),
         }
     }
 
     /// This node's PeerId (on RLPx too: both stacks name a peer by its key).
     pub fn local_peer_id(&self) -> PeerId {
-        match &*self.server {
-            Server::P2p(s) => s.local_peer_id(),
-            Server::Rlpx(s) => s.local_peer_id(),
-        }
+        self.sup.key.peer_id()
     }
 
-    /// The bound socket address.
+    /// The bound address of [`NetworkConfig::listen_addr`]: the one server's, or
+    /// RLPx's when both run.
     pub fn listen_addr(&self) -> SocketAddr {
-        match &*self.server {
-            Server::P2p(s) => s.listen_addr(),
-            Server::Rlpx(s) => s.listen_addr(),
+        match (&self.rlpx, &self.p2p) {
+            (Some(r), _) => carrier::Carrier::listen_addr(&**r),
+            (None, Some(p)) => carrier::Carrier::listen_addr(&**p),
+            (None, None) => self.sup.config.listen_addr,
         }
     }
 
-    /// The address others dial: the full multiaddr (stream stack) or the
-    /// `enode://` URL (RLPx).
-    pub fn local_addr(&self) -> String {
-        match &*self.server {
-            Server::P2p(s) => s.local_multiaddr().to_string(),
-            Server::Rlpx(s) => s.local_enode().to_string(),
+    /// The bound address of `kind`, if it runs.
+    pub fn listen_addr_of(&self, kind: ServerKind) -> Option<SocketAddr> {
+        match kind {
+            ServerKind::P2p => self.p2p.as_deref().map(carrier::Carrier::listen_addr),
+            ServerKind::Rlpx => self.rlpx.as_deref().map(carrier::Carrier::listen_addr),
         }
+    }
+
+    /// The address others dial over the preferred server: the full multiaddr
+    /// (stream stack) or the `enode://` URL (RLPx). [`Network::local_addrs`] has both.
+    pub fn local_addr(&self) -> String {
+        match (self.local_multiaddr(), self.local_enode()) {
+            (Some(ma), _) => ma.to_string(),
+            (None, Some(enode)) => enode.to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Every address others dial: the `enode://` URL if RLPx runs, then the multiaddr
+    /// if the stream stack does.
+    pub fn local_addrs(&self) -> Vec<String> {
+        let enode = self.local_enode().map(|e| e.to_string());
+        let ma = self.local_multiaddr().map(|m| m.to_string());
+        enode.into_iter().chain(ma).collect()
+    }
+
+    /// This node's `enode://` URL, if RLPx runs.
+    pub fn local_enode(&self) -> Option<devmux_identity::Enode> {
+        self.rlpx.as_ref().map(|r| r.local_enode())
+    }
+
+    /// This node's full multiaddr, if the stream stack runs.
+    pub fn local_multiaddr(&self) -> Option<Multiaddr> {
+        self.p2p.as_ref().map(|p| p.local_multiaddr())
     }
 
     /// Subscribes to events from now on.
     pub fn events(&self) -> broadcast::Receiver<NetworkEvent> {
-        self.events.subscribe()
+        self.sup.events.subscribe()
     }
 
-    /// Dials a peer by address (a multiaddr for the stream stack, an `enode://`
-    /// URL for RLPx) and returns its id once connected. Returns at once if the
-    /// named peer is already connected.
+    /// Dials a peer by address (an `enode://` URL over RLPx, a multiaddr over the
+    /// stream stack) and returns its id once connected. Returns at once if the
+    /// named peer is already connected, over either carrier.
     pub async fn dial(&self, addr: &str) -> Result<PeerId, Error> {
-        let result = self.dial_uncounted(addr).await;
-        self.counters.dialled(self.server_kind(), &result);
+        let parsed = DialAddr::parse(addr);
+        let kind = parsed.as_ref().map_or(self.server_kind(), DialAddr::kind);
+        let result = match parsed {
+            Ok(addr) => self.dial_parsed(&addr).await,
+            Err(e) => Err(e),
+        };
+        self.sup.counters.dialled(kind, &result);
         result
+    }
+
+    async fn dial_parsed(&self, addr: &DialAddr) -> Result<PeerId, Error> {
+        let named = addr.peer()?;
+        match (addr, &self.rlpx, &self.p2p) {
+            (DialAddr::Enode(enode), Some(rlpx), _) => {
+                if named == Some(self.local_peer_id()) {
+                    return Err(Error::Refused(DisconnectReason::ConnectedToSelf));
+                }
+                self.sup.dial(rlpx, enode, named).await
+            }
+            (DialAddr::Multiaddr(ma), _, Some(p2p)) => self.sup.dial(p2p, ma, named).await,
+            (addr, _, _) => Err(Error::NotServing(addr.kind())),
+        }
     }
 
     /// Messages and bytes per protocol and code, dials by outcome and failed
     /// handshakes by reason, since the network started (see [`CountersSnapshot`]).
     pub fn counters(&self) -> CountersSnapshot {
-        self.counters.snapshot()
+        self.sup.counters.snapshot()
     }
 
-    async fn dial_uncounted(&self, addr: &str) -> Result<PeerId, Error> {
-        match &*self.server {
-            Server::P2p(s) => {
-                let addr: Multiaddr = addr.parse().map_err(|e| {
-                    Error::Identity(devmux_identity::Error::InvalidMultiaddr {
-                        addr: addr.to_string(),
-                        problem: format!("{e}"),
-                    })
-                })?;
-                s.dial(&addr).await
-            }
-            Server::Rlpx(s) => s.dial(&addr.parse()?).await,
-        }
+    fn p2p(&self, what: &'static str) -> Result<&p2p::P2pCarrier, Error> {
+        self.p2p.as_deref().ok_or(Error::Unsupported(what))
     }
 
     /// Opens a request-protocol stream to `peer`, proposing `ids` in order; returns
@@ -497,47 +666,37 @@ impl Network {
         peer: &PeerId,
         ids: &[&str],
     ) -> Result<(MessageStream, ProtocolId), Error> {
-        match &*self.server {
-            Server::P2p(s) => s.open(peer, ids).await,
-            Server::Rlpx(_) => Err(Error::Unsupported("request protocols")),
-        }
+        self.p2p("request protocols")?.open(peer, ids).await
     }
 
     /// Pings `peer` with libp2p ping (stream stack only; RLPx pings itself).
     pub async fn ping(&self, peer: &PeerId) -> Result<Duration, Error> {
-        match &*self.server {
-            Server::P2p(s) => s.ping(peer).await,
-            Server::Rlpx(_) => Err(Error::Unsupported("libp2p ping")),
-        }
+        self.p2p("libp2p ping")?.ping(peer).await
     }
 
     /// Reads `peer`'s libp2p identify record (stream stack only).
     pub async fn identify(&self, peer: &PeerId) -> Result<IdentifyInfo, Error> {
-        match &*self.server {
-            Server::P2p(s) => s.identify(peer).await,
-            Server::Rlpx(_) => Err(Error::Unsupported("libp2p identify")),
-        }
+        self.p2p("libp2p identify")?.identify(peer).await
     }
 
-    /// The connected peers.
+    /// The connected peers, over either carrier.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.table().infos()
+        self.sup.peers.infos()
     }
 
-    /// Disconnects `peer`, telling it `reason`.
+    /// Which carrier `peer` is connected over, if it is.
+    pub fn carrier_of(&self, peer: &PeerId) -> Option<ServerKind> {
+        self.sup.peers.carrier(peer)
+    }
+
+    /// Disconnects `peer`, telling it `reason`, and waits (bounded) until it is gone.
     pub async fn disconnect(&self, peer: &PeerId, reason: DisconnectReason) {
-        match &*self.server {
-            Server::P2p(s) => s.disconnect(peer, reason).await,
-            Server::Rlpx(s) => s.disconnect(peer, reason).await,
-        }
+        self.sup.disconnect(peer, reason).await
     }
 
     /// Lowers `peer`'s reputation.
     pub fn penalize(&self, peer: &PeerId, penalty: Penalty, why: impl Into<String>) {
-        match &*self.server {
-            Server::P2p(s) => s.penalize(*peer, penalty, why.into()),
-            Server::Rlpx(s) => s.penalize(*peer, penalty, why.into()),
-        }
+        self.sup.penalize(*peer, penalty, why.into())
     }
 
     /// Keeps a static peer connected: dials it now and redials it, with
@@ -547,7 +706,11 @@ impl Network {
         if let Some(peer) = self.check_addr(addr)? {
             self.pool().trust(peer);
         }
-        dialer::keep_connected(self.clone(), addr.to_string(), self.stop.child_token());
+        dialer::keep_connected(
+            self.clone(),
+            addr.to_string(),
+            self.sup.shutdown.child_token(),
+        );
         Ok(())
     }
 
@@ -556,23 +719,15 @@ impl Network {
         self.pool().trust(peer);
     }
 
-    /// Checks that `addr` is an address this network's server can dial; returns the
-    /// peer id it names, if any.
+    /// Checks that `addr` is an address one of this network's servers can dial (an
+    /// `enode://` URL needs RLPx, a multiaddr the stream stack); returns the peer id
+    /// it names, if any.
     pub fn check_addr(&self, addr: &str) -> Result<Option<PeerId>, Error> {
-        match &*self.server {
-            Server::P2p(_) => {
-                let ma: Multiaddr = addr.parse().map_err(|e| {
-                    Error::Identity(devmux_identity::Error::InvalidMultiaddr {
-                        addr: addr.to_string(),
-                        problem: format!("{e}"),
-                    })
-                })?;
-                Ok(devmux_identity::parse_peer_multiaddr(&ma)?.1)
-            }
-            Server::Rlpx(_) => Ok(Some(
-                addr.parse::<devmux_identity::Enode>()?.id.to_peer_id()?,
-            )),
+        let parsed = DialAddr::parse(addr)?;
+        if !self.runs(parsed.kind()) {
+            return Err(Error::NotServing(parsed.kind()));
         }
+        parsed.peer()
     }
 
     /// Dials peers from `candidates` (e.g. discovery's) until the outbound target
@@ -583,35 +738,49 @@ impl Network {
     where
         S: futures::Stream<Item = dialer::DialTarget> + Send + Unpin + 'static,
     {
-        dialer::run(self.clone(), candidates, self.stop.child_token());
+        dialer::run(self.clone(), candidates, self.sup.shutdown.child_token());
     }
 
-    /// Wire statistics of this node's server: bytes in and out of every socket and
-    /// handshake durations (TCP connect to established session).
-    pub fn stats(&self) -> devmux_transport::IoStatsSnapshot {
-        match &*self.server {
-            Server::P2p(s) => s.stats().snapshot(),
-            Server::Rlpx(s) => s.stats().snapshot(),
+    /// Wire statistics of this node: bytes in and out of every socket and handshake
+    /// durations (TCP connect to established session), over all its servers.
+    pub fn stats(&self) -> IoStatsSnapshot {
+        self.servers()
+            .into_iter()
+            .filter_map(|kind| self.stats_of(kind))
+            .fold(IoStatsSnapshot::default(), |sum, s| sum.merged(&s))
+    }
+
+    /// Wire statistics of one server, if it runs.
+    pub fn stats_of(&self, kind: ServerKind) -> Option<IoStatsSnapshot> {
+        match kind {
+            ServerKind::P2p => self
+                .p2p
+                .as_deref()
+                .map(|c| carrier::Carrier::stats(c).snapshot()),
+            ServerKind::Rlpx => self
+                .rlpx
+                .as_deref()
+                .map(|c| carrier::Carrier::stats(c).snapshot()),
         }
     }
 
     /// Whether `peer` is connected.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
-        self.table().contains(peer)
+        self.sup.peers.contains(peer)
     }
 
-    /// Connected peers that we dialed.
+    /// Connected peers that we dialed, over either carrier.
     pub fn outbound_count(&self) -> usize {
-        self.table().count(Direction::Outbound)
+        self.sup.peers.count(Direction::Outbound)
     }
 
-    /// Connected peers that dialed us.
+    /// Connected peers that dialed us, over either carrier.
     pub fn inbound_count(&self) -> usize {
-        self.table().count(Direction::Inbound)
+        self.sup.peers.count(Direction::Inbound)
     }
 
-    /// Bans `peer` for `duration` (stored if the pool has a store) and disconnects
-    /// it if connected.
+    /// Bans `peer` for `duration` (stored if the pool has a store), on every carrier,
+    /// and disconnects it if connected.
     pub async fn ban(&self, peer: &PeerId, duration: Duration) {
         self.pool().ban(*peer, duration);
         self.disconnect(peer, DisconnectReason::UselessPeer).await;
@@ -628,23 +797,19 @@ impl Network {
     }
 
     fn pool(&self) -> &std::sync::Arc<pool::PeerPool> {
-        self.table().pool()
+        self.sup.peers.pool()
     }
 
-    fn table(&self) -> &dyn peers::PeerIndex {
-        match &*self.server {
-            Server::P2p(s) => s.table(),
-            Server::Rlpx(s) => s.table(),
-        }
+    /// Runs `task` under the supervisor: shutdown waits for it (bounded), so it must
+    /// end on the network's cancellation.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.sup.tasks.spawn(task);
     }
 
-    /// Stops accepting, tells every peer `ClientQuitting`, and waits a bounded time.
+    /// Stops accepting and dialing, tells every peer `ClientQuitting`, and waits a
+    /// bounded time for every task.
     pub async fn shutdown(&self) {
-        self.stop.cancel();
-        match &*self.server {
-            Server::P2p(s) => s.shutdown().await,
-            Server::Rlpx(s) => s.shutdown().await,
-        }
+        self.sup.shutdown().await
     }
 }
 

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
+use devmux_rlpx::session::{InboundMessage, OutboundMessage};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 use crate::counters::ProtocolCounter;
 use crate::registrar::PeerOps;
@@ -141,25 +142,6 @@ pub(crate) trait RawStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawStream for T {}
 pub(crate) type BoxedRaw = Pin<Box<dyn RawStream>>;
 
-/// A message from an RLPx peer on its way to its capability's handler, holding
-/// its share of the handler queue's byte budget until the handler takes it.
-#[derive(Debug)]
-pub(crate) struct InboundFrame {
-    pub(crate) msg: Message,
-    pub(crate) _budget: OwnedSemaphorePermit,
-}
-
-/// A message on its way to an RLPx connection's writer task.
-#[derive(Debug)]
-pub(crate) struct OutboundFrame {
-    /// Which shared capability it belongs to.
-    pub(crate) slot: usize,
-    /// The message, its code relative to the capability.
-    pub(crate) msg: Message,
-}
-
-/// A message-framed, bidirectional channel to one peer for one protocol.
-///
 /// `recv`/`send` for simple handlers; [`MessageStream::split`] when reading and
 /// writing must happen concurrently (requests out while serving requests in).
 #[derive(Debug)]
@@ -204,7 +186,7 @@ enum ReaderImpl {
         done: bool,
     },
     Channel {
-        rx: mpsc::Receiver<InboundFrame>,
+        rx: mpsc::Receiver<InboundMessage>,
     },
 }
 
@@ -218,7 +200,7 @@ enum WriterImpl {
     },
     Channel {
         /// `None` once closed.
-        tx: Option<mpsc::Sender<OutboundFrame>>,
+        tx: Option<mpsc::Sender<OutboundMessage>>,
         slot: usize,
         message_count: u8,
         max: usize,
@@ -308,8 +290,8 @@ impl MessageStream {
 
     /// A stream backed by an RLPx connection's reader and writer tasks.
     pub(crate) fn from_channels(
-        rx: mpsc::Receiver<InboundFrame>,
-        tx: mpsc::Sender<OutboundFrame>,
+        rx: mpsc::Receiver<InboundMessage>,
+        tx: mpsc::Sender<OutboundMessage>,
         slot: usize,
         message_count: u8,
         max: usize,
@@ -382,7 +364,9 @@ impl MessageReader {
 
     async fn next_uncounted(&mut self) -> Option<Result<Message, Error>> {
         match &mut self.inner {
-            ReaderImpl::Channel { rx } => rx.recv().await.map(|frame| Ok(frame.msg)),
+            ReaderImpl::Channel { rx } => {
+                rx.recv().await.map(|m| Ok(Message::new(m.code, m.payload)))
+            }
             ReaderImpl::Stream {
                 io,
                 buf,
@@ -562,9 +546,13 @@ impl MessageWriter {
                         max: *max,
                     });
                 }
-                tx.send(OutboundFrame { slot: *slot, msg })
-                    .await
-                    .map_err(|_| Error::StreamClosed)
+                tx.send(OutboundMessage {
+                    slot: *slot,
+                    code: msg.code,
+                    payload: msg.payload,
+                })
+                .await
+                .map_err(|_| Error::StreamClosed)
             }
         }
     }

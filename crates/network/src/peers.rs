@@ -1,6 +1,6 @@
-//! The table of connected peers that both servers keep: one connection per peer,
-//! the simultaneous-dial tie-break and disconnect reasons; admission and
-//! reputation policy come from the [`PeerPool`].
+//! The supervisor's table of connected peers, across both carriers: one
+//! connection per peer, the simultaneous-dial tie-break and disconnect reasons;
+//! admission and reputation policy come from the [`PeerPool`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,22 +14,10 @@ use tracing::warn;
 use crate::pool::{Census, Origin, PeerPool};
 use crate::{Direction, DisconnectReason, NetworkEvent, PeerInfo, Penalty, ProtocolId, ServerKind};
 
-/// What the network reads from either server's peer table, whatever the
-/// server's connection handle type.
-pub(crate) trait PeerIndex {
-    /// The connected peers.
-    fn infos(&self) -> Vec<PeerInfo>;
-    /// Whether `peer` is connected.
-    fn contains(&self, peer: &PeerId) -> bool;
-    /// Connected peers in `direction`.
-    fn count(&self, direction: Direction) -> usize;
-    /// The admission and reputation policy.
-    fn pool(&self) -> &Arc<PeerPool>;
-}
-
-/// One connected peer. `H` is the server's handle to the connection.
+/// One connected peer. `H` is the handle to its connection.
 pub(crate) struct PeerEntry<H> {
     pub(crate) conn_id: u64,
+    pub(crate) carrier: ServerKind,
     pub(crate) remote_addr: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) protocols: Vec<ProtocolId>,
@@ -52,17 +40,15 @@ pub(crate) enum Admission<H> {
 
 pub(crate) struct PeerTable<H> {
     local: PeerId,
-    server: ServerKind,
     pool: Arc<PeerPool>,
     peers: Mutex<HashMap<PeerId, PeerEntry<H>>>,
     next_conn_id: AtomicU64,
 }
 
 impl<H: Clone> PeerTable<H> {
-    pub(crate) fn new(local: PeerId, server: ServerKind, pool: Arc<PeerPool>) -> Self {
+    pub(crate) fn new(local: PeerId, pool: Arc<PeerPool>) -> Self {
         Self {
             local,
-            server,
             pool,
             peers: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(1),
@@ -139,26 +125,28 @@ impl<H: Clone> PeerTable<H> {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers connection `conn_id` (from [`PeerTable::next_id`]); returns it and
-    /// what happened.
+    /// Registers connection `conn_id` (from [`PeerTable::next_id`]) on `carrier`;
+    /// returns what happened.
     pub(crate) fn admit(
         &self,
         peer: PeerId,
         remote_addr: SocketAddr,
         direction: Direction,
+        carrier: ServerKind,
         handle: H,
         conn_id: u64,
-    ) -> (u64, Admission<H>) {
+    ) -> Admission<H> {
         let mut peers = self.lock();
         let admission = match self.decide(&peers, &peer, remote_addr, direction) {
             Ok(None) => Admission::New,
             Ok(Some(old)) => Admission::Replaces(old),
-            Err(refused) => return (conn_id, refused),
+            Err(refused) => return refused,
         };
         peers.insert(
             peer,
             PeerEntry {
                 conn_id,
+                carrier,
                 remote_addr,
                 direction,
                 protocols: Vec::new(),
@@ -166,7 +154,7 @@ impl<H: Clone> PeerTable<H> {
                 handle,
             },
         );
-        (conn_id, admission)
+        admission
     }
 
     /// Removes the peer if `conn_id` is still its connection; returns the reason
@@ -195,15 +183,28 @@ impl<H: Clone> PeerTable<H> {
         self.lock().get(peer).map(|e| e.handle.clone())
     }
 
-    pub(crate) fn ids(&self) -> Vec<PeerId> {
-        self.lock().keys().copied().collect()
+    /// Every connection's handle.
+    pub(crate) fn handles(&self) -> Vec<H> {
+        self.lock().values().map(|e| e.handle.clone()).collect()
     }
 
-    /// Records the first reason given for a peer's disconnect.
-    pub(crate) fn set_reason(&self, peer: &PeerId, reason: DisconnectReason, by_remote: bool) {
-        if let Some(e) = self.lock().get_mut(peer) {
+    /// Records the first reason given for the end of `peer`'s connection `conn_id`
+    /// (nothing if that is no longer its connection).
+    pub(crate) fn set_reason(
+        &self,
+        peer: &PeerId,
+        conn_id: u64,
+        reason: DisconnectReason,
+        by_remote: bool,
+    ) {
+        if let Some(e) = self.lock().get_mut(peer).filter(|e| e.conn_id == conn_id) {
             e.reason.get_or_insert((reason, by_remote));
         }
+    }
+
+    /// The carrier of `peer`'s connection.
+    pub(crate) fn carrier(&self, peer: &PeerId) -> Option<ServerKind> {
+        self.lock().get(peer).map(|e| e.carrier)
     }
 
     pub(crate) fn add_protocol(&self, peer: &PeerId, id: &ProtocolId) {
@@ -238,33 +239,37 @@ impl<H: Clone> PeerTable<H> {
     }
 }
 
-impl<H: Clone> PeerIndex for PeerTable<H> {
-    fn infos(&self) -> Vec<PeerInfo> {
+impl<H: Clone> PeerTable<H> {
+    /// The connected peers.
+    pub(crate) fn infos(&self) -> Vec<PeerInfo> {
         self.lock()
             .iter()
             .map(|(id, e)| PeerInfo {
                 peer_id: *id,
                 remote_addr: e.remote_addr,
                 direction: e.direction,
-                server: self.server,
+                server: e.carrier,
                 protocols: e.protocols.clone(),
                 reputation: self.pool.reputation(id),
             })
             .collect()
     }
 
-    fn contains(&self, peer: &PeerId) -> bool {
+    /// Whether `peer` is connected.
+    pub(crate) fn contains(&self, peer: &PeerId) -> bool {
         self.lock().contains_key(peer)
     }
 
-    fn count(&self, direction: Direction) -> usize {
+    /// Connected peers in `direction`, over either carrier.
+    pub(crate) fn count(&self, direction: Direction) -> usize {
         self.lock()
             .values()
             .filter(|e| e.direction == direction)
             .count()
     }
 
-    fn pool(&self) -> &Arc<PeerPool> {
+    /// The admission and reputation policy.
+    pub(crate) fn pool(&self) -> &Arc<PeerPool> {
         &self.pool
     }
 }
@@ -281,7 +286,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        PeerTable::new(local, ServerKind::P2p, Arc::new(pool))
+        PeerTable::new(local, Arc::new(pool))
     }
 
     #[test]
@@ -292,14 +297,15 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         // a's dial to b is outbound at a and inbound at b; b's dial is the reverse.
         // Each end first registers its own outbound connection, then sees the other.
-        ta.admit(b, addr, Direction::Outbound, (), 0);
-        tb.admit(a, addr, Direction::Outbound, (), 0);
+        // The carriers differ: the rule is the same across them.
+        ta.admit(b, addr, Direction::Outbound, ServerKind::P2p, (), 0);
+        tb.admit(a, addr, Direction::Outbound, ServerKind::Rlpx, (), 0);
         let a_switches = matches!(
-            ta.admit(b, addr, Direction::Inbound, (), 0).1,
+            ta.admit(b, addr, Direction::Inbound, ServerKind::Rlpx, (), 0),
             Admission::Replaces(_)
         );
         let b_switches = matches!(
-            tb.admit(a, addr, Direction::Inbound, (), 0).1,
+            tb.admit(a, addr, Direction::Inbound, ServerKind::P2p, (), 0),
             Admission::Replaces(_)
         );
         // Exactly one end switches to its inbound connection: both keep the same one.
@@ -311,22 +317,25 @@ mod tests {
         let t: PeerTable<u8> = table(NodeKey::generate().peer_id(), 1);
         let (p, q) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let (id, adm) = t.admit(p, addr, Direction::Outbound, 1, 7);
+        let id = 7;
+        let adm = t.admit(p, addr, Direction::Outbound, ServerKind::Rlpx, 1, id);
         assert!(matches!(adm, Admission::New));
         assert_eq!(
             t.would_admit(&q, addr, Direction::Inbound),
             Err(DisconnectReason::TooManyPeers)
         );
         assert!(matches!(
-            t.admit(q, addr, Direction::Inbound, 2, 8).1,
+            t.admit(q, addr, Direction::Inbound, ServerKind::P2p, 2, 8),
             Admission::Refused(DisconnectReason::TooManyPeers)
         ));
         assert_eq!(
             t.would_admit(&p, addr, Direction::Outbound),
             Err(DisconnectReason::AlreadyConnected)
         );
-        t.set_reason(&p, DisconnectReason::UselessPeer, true);
-        t.set_reason(&p, DisconnectReason::ClientQuitting, false);
+        // Only the peer's current connection takes a reason; the first one stays.
+        t.set_reason(&p, id + 1, DisconnectReason::TooManyPeers, false);
+        t.set_reason(&p, id, DisconnectReason::UselessPeer, true);
+        t.set_reason(&p, id, DisconnectReason::ClientQuitting, false);
         let (events, mut seen) = broadcast::channel(4);
         assert!(!t.penalize(&p, Penalty::Major, "slow".into(), &events));
         assert!(matches!(

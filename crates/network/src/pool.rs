@@ -178,13 +178,13 @@ impl PeerPool {
         let db = match &config.store {
             None => None,
             Some(path) => {
-                let db = redb::Database::create(path).map_err(|e| Error::Store(e.to_string()))?;
+                let db = redb::Database::create(path).map_err(|e| Error::Store(e.into()))?;
                 let now = unix_now();
-                let read = db.begin_read().map_err(|e| Error::Store(e.to_string()))?;
+                let read = db.begin_read().map_err(|e| Error::Store(e.into()))?;
                 match read.open_table(BANS) {
                     Ok(table) => {
-                        for row in table.iter().map_err(|e| Error::Store(e.to_string()))? {
-                            let (k, v) = row.map_err(|e| Error::Store(e.to_string()))?;
+                        for row in table.iter().map_err(|e| Error::Store(e.into()))? {
+                            let (k, v) = row.map_err(|e| Error::Store(e.into()))?;
                             if let (Ok(peer), expiry) = (PeerId::from_bytes(k.value()), v.value()) {
                                 if expiry > now {
                                     bans.insert(peer, expiry);
@@ -193,7 +193,7 @@ impl PeerPool {
                         }
                     }
                     Err(redb::TableError::TableDoesNotExist(_)) => {}
-                    Err(e) => return Err(Error::Store(e.to_string())),
+                    Err(e) => return Err(Error::Store(e.into())),
                 }
                 Some(Arc::new(db))
             }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use devmux_chain::devnet;
 use devmux_chain::signing::SecretKey;
 use devmux_eth::alloy_primitives::Address;
+use devmux_network::{NetworkConfig, ServerKind};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -65,12 +66,20 @@ pub struct NodeConfig {
     /// The node key file (64 hex digits, as `devmux keygen` writes). Unset: the key
     /// is `<datadir>/nodekey`, created on first start. Set: the file must exist.
     pub nodekey: Option<PathBuf>,
-    /// Run the multiplexed stream stack instead of the RLPx server.
+    /// Run the multiplexed stream stack instead of the RLPx server: the shorthand
+    /// for `servers = ["p2p"]`.
     pub use_p2p_server: bool,
+    /// The servers to run: `["rlpx"]` (the default), `["p2p"]`, or both, a dual node
+    /// that bridges a network migrating from RLPx to the stream stack. Empty: the one
+    /// `use-p2p-server` picks.
+    pub servers: Vec<ServerKind>,
     /// IP to listen on and to advertise.
     pub addr: IpAddr,
-    /// TCP port (0 picks a free one).
+    /// TCP port (0 picks a free one): the one server's, or RLPx's when both run.
     pub port: u16,
+    /// The stream stack's TCP port when both servers run; defaults to `port` + 1000
+    /// (WIRE.md §5).
+    pub p2p_port: Option<u16>,
     /// Serve the devnet chain (WIRE.md §7).
     pub dev: bool,
     /// Build blocks 1…N of the devnet chain at start (if not there yet).
@@ -137,8 +146,10 @@ impl Default for NodeConfig {
         Self {
             datadir: PathBuf::from("devmux-data"),
             use_p2p_server: false,
+            servers: Vec::new(),
             addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: DEFAULT_PORT,
+            p2p_port: None,
             dev: false,
             dev_blocks: 0,
             static_peers: Vec::new(),
@@ -270,9 +281,29 @@ impl NodeConfig {
             .map_err(|_| bad("is not a valid secp256k1 secret".into()))
     }
 
-    /// The TCP address to listen on.
+    /// The TCP address to listen on: the one server's, or RLPx's when both run.
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.port)
+    }
+
+    /// The network settings these options give: the servers and their addresses.
+    pub fn network_config(&self) -> NetworkConfig {
+        let mut network = NetworkConfig::default()
+            .with_p2p_server(self.use_p2p_server)
+            .with_servers(&self.servers)
+            .with_listen_addr(self.listen_addr());
+        network.p2p_listen_addr = self.p2p_port.map(|port| SocketAddr::new(self.addr, port));
+        network
+    }
+
+    /// Whether the node runs `kind`.
+    pub fn runs(&self, kind: ServerKind) -> bool {
+        self.network_config().runs(kind)
+    }
+
+    /// The TCP address `kind` listens on, if it runs.
+    pub fn listen_addr_of(&self, kind: ServerKind) -> Option<SocketAddr> {
+        self.network_config().listen_addr_of(kind)
     }
 
     /// Checks what can be checked before anything starts.
@@ -292,18 +323,48 @@ impl NodeConfig {
         if self.max_peers == 0 {
             return Err(bad("max-peers must be at least 1".into()));
         }
-        let wanted = if self.use_p2p_server {
-            "a multiaddr (/ip4/…/tcp/…/p2p/…) for the stream stack"
-        } else {
-            "an enode:// URL for the RLPx server"
-        };
+        if self.use_p2p_server && !self.servers.is_empty() && self.servers != [ServerKind::P2p] {
+            let list: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+            return Err(bad(format!(
+                "servers {} and use-p2p-server conflict: use-p2p-server is the shorthand for servers p2p; drop one",
+                list.join(",")
+            )));
+        }
+        let dual = self.runs(ServerKind::Rlpx) && self.runs(ServerKind::P2p);
+        if let Some(port) = self.p2p_port {
+            if !dual {
+                return Err(bad(format!(
+                    "p2p-port {port} is used only when both servers run (servers rlpx,p2p); a single server listens on port"
+                )));
+            }
+            if port == self.port && port != 0 {
+                return Err(bad(format!(
+                    "p2p-port {port} is also RLPx's port: give the stream stack a port of its own"
+                )));
+            }
+        }
         for (what, list) in [
             ("static peer", &self.static_peers),
             ("trusted peer", &self.trusted_peers),
         ] {
             for peer in list {
-                if peer.starts_with("enode://") == self.use_p2p_server {
-                    return Err(bad(format!("{what} {peer:?} must be {wanted}")));
+                let (needs, form, instead) = if peer.starts_with("enode://") {
+                    (
+                        ServerKind::Rlpx,
+                        "an enode:// URL, which needs RLPx",
+                        "a multiaddr (/ip4/…/tcp/…/p2p/…)",
+                    )
+                } else {
+                    (
+                        ServerKind::P2p,
+                        "a multiaddr, which needs the stream stack",
+                        "an enode:// URL",
+                    )
+                };
+                if !self.runs(needs) {
+                    return Err(bad(format!(
+                        "{what} {peer:?} is {form}: give {instead}, or add {needs} to servers"
+                    )));
                 }
             }
         }
@@ -317,7 +378,7 @@ impl NodeConfig {
             ("trusted peer", &self.trusted_peers),
         ] {
             for peer in list {
-                if let Err(problem) = check_peer_addr(peer, self.use_p2p_server) {
+                if let Err(problem) = check_peer_addr(peer, !peer.starts_with("enode://")) {
                     return Err(bad(format!("{what}: {problem}")));
                 }
             }
@@ -413,8 +474,12 @@ impl NodeConfig {
                 )));
             }
         }
+        let tcp: Vec<SocketAddr> = [ServerKind::Rlpx, ServerKind::P2p]
+            .into_iter()
+            .filter_map(|kind| self.listen_addr_of(kind))
+            .collect();
         for (flag, addr) in [("http", self.http), ("metrics", self.metrics)] {
-            if let Some(addr) = addr.filter(|a| *a == self.listen_addr() && a.port() != 0) {
+            if let Some(addr) = addr.filter(|a| tcp.contains(a) && a.port() != 0) {
                 return Err(bad(format!(
                     "{flag} {addr} is the node's own TCP address: pick another port"
                 )));
@@ -427,7 +492,8 @@ impl NodeConfig {
     }
 }
 
-/// Checks that `addr` parses as what the selected server dials.
+/// Checks that `addr` parses as what its server dials: a multiaddr with a peer id
+/// (`p2p`) or an `enode://` URL.
 fn check_peer_addr(addr: &str, p2p: bool) -> Result<(), String> {
     if p2p {
         let parsed: devmux_identity::Multiaddr = addr
@@ -446,6 +512,53 @@ fn check_peer_addr(addr: &str, p2p: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_from_toml_and_their_ports() {
+        let config =
+            NodeConfig::from_toml_str("dev = true\nservers = [\"rlpx\", \"p2p\"]\n", "f.toml")
+                .unwrap();
+        config.validate().unwrap();
+        assert!(config.runs(ServerKind::Rlpx) && config.runs(ServerKind::P2p));
+        let port = |kind| config.listen_addr_of(kind).map(|a| a.port());
+        assert_eq!(port(ServerKind::Rlpx), Some(30303));
+        assert_eq!(port(ServerKind::P2p), Some(31303));
+        let moved = NodeConfig {
+            p2p_port: Some(30453),
+            ..config.clone()
+        };
+        assert_eq!(moved.listen_addr_of(ServerKind::P2p).unwrap().port(), 30453);
+        // Either form of static peer, on a dual node.
+        let both = NodeConfig {
+            static_peers: vec![
+                format!("enode://{}@127.0.0.1:1", "ab".repeat(64)),
+                "/ip4/127.0.0.1/tcp/1/p2p/16Uiu2HAmEWQnHq2jLKJypwVnVoQeFCULuyop6atvq2eWjYSUjzNi"
+                    .into(),
+            ],
+            ..config.clone()
+        };
+        let err = both.validate().err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_none_or(|e| !e.contains("servers")),
+            "{err:?}"
+        );
+        // The default and the shorthand run one server each.
+        let rlpx = NodeConfig::default();
+        assert!(rlpx.runs(ServerKind::Rlpx) && !rlpx.runs(ServerKind::P2p));
+        let p2p = NodeConfig {
+            use_p2p_server: true,
+            ..NodeConfig::default()
+        };
+        assert!(!p2p.runs(ServerKind::Rlpx) && p2p.runs(ServerKind::P2p));
+        assert_eq!(p2p.listen_addr_of(ServerKind::P2p).unwrap().port(), 30303);
+        assert!(NodeConfig::from_toml_str("servers = [\"tcp\"]", "f.toml").is_err());
+        let conflict = NodeConfig {
+            use_p2p_server: true,
+            ..config
+        };
+        let err = conflict.validate().unwrap_err().to_string();
+        assert!(err.contains("conflict"), "{err}");
+    }
 
     #[test]
     fn remote_admin_rpc_needs_its_flag() {

@@ -36,6 +36,7 @@ pub mod rpc;
 use std::path::PathBuf;
 
 pub use config::{LogFormat, NodeConfig, DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_PORT};
+pub use devmux_network::ServerKind;
 pub use rpc::{SyncProgress, SyncStatus};
 
 /// `error` and its causes on one line, for a binary to print: each cause is added only
@@ -69,7 +70,7 @@ use devmux_chain::{devnet::Devnet, Chain, ChainSpec, Pool, PoolConfig};
 use devmux_discovery::{Discovery, DiscoveryConfig};
 use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkFilter, ForkId};
 use devmux_identity::NodeKey;
-use devmux_network::{DialTarget, Network, NetworkConfig, Registrar};
+use devmux_network::{DialTarget, Network, Registrar};
 use futures::StreamExt;
 use tracing::info;
 
@@ -238,9 +239,7 @@ impl Node {
         let mut registrar = Registrar::new();
         registrar.session(devmux_eth::protocols(), eth_handler)?;
 
-        let mut network_config = NetworkConfig::default()
-            .with_p2p_server(config.use_p2p_server)
-            .with_listen_addr(config.listen_addr());
+        let mut network_config = config.network_config();
         network_config.pool.max_peers = config.max_peers;
         network_config.pool.max_inbound = config.max_inbound;
         network_config.pool.outbound_target = config.outbound_target;
@@ -288,7 +287,7 @@ impl Node {
             discovery: discovery.as_ref().map(Arc::downgrade),
             enr: discovery.as_ref().map(|d| d.local_enr_string()),
             discovery_port: discovery.as_ref().map(|d| d.udp_addr().port()),
-            protocols: rpc::advertised_protocols(network.server_kind(), protocols),
+            protocols: rpc::advertised_protocols(network.runs(ServerKind::P2p), protocols),
             network_id,
             sync: sync.clone(),
         };
@@ -302,9 +301,9 @@ impl Node {
         };
         let head = chain.head();
         info!(
-            addr = %network.local_addr(),
+            addrs = ?network.local_addrs(),
             head = head.number,
-            server = %network.server_kind(),
+            servers = ?network.servers(),
             "node started"
         );
         Ok(Self {
@@ -340,10 +339,16 @@ impl Node {
         &self.sync
     }
 
-    /// The address to dial this node at: its `enode://` URL (RLPx) or its full
-    /// multiaddr (stream stack).
+    /// The address to dial this node at over its preferred server: its full
+    /// multiaddr (stream stack) or its `enode://` URL (RLPx).
     pub fn local_addr(&self) -> String {
         self.network.local_addr()
+    }
+
+    /// Every address to dial this node at: the `enode://` URL if RLPx runs, then the
+    /// multiaddr if the stream stack does.
+    pub fn local_addrs(&self) -> Vec<String> {
+        self.network.local_addrs()
     }
 
     /// The node's ENR (`enr:…`), if discovery runs.
@@ -449,16 +454,21 @@ impl Node {
     }
 }
 
-/// The discovery settings of a node with `config` whose server listens on
-/// `tcp_port`: the running stack and our fork id in the ENR, eth's fork filter on
-/// candidates.
-fn discovery_config(config: &NodeConfig, filter: ForkFilter, tcp_port: u16) -> DiscoveryConfig {
+/// The discovery settings of a node with `config` whose RLPx server listens on
+/// `rlpx_port` and stream stack on `mux_port` (each if it runs): the running stacks
+/// and our fork id in the ENR, eth's fork filter on candidates.
+fn discovery_config(
+    config: &NodeConfig,
+    filter: ForkFilter,
+    rlpx_port: Option<u16>,
+    mux_port: Option<u16>,
+) -> DiscoveryConfig {
     let ours = filter.current();
     DiscoveryConfig::default()
         .with_listen(config.discovery_addr())
         .with_enr_ip(config.addr)
-        .with_rlpx_tcp_port((!config.use_p2p_server).then_some(tcp_port))
-        .with_mux_tcp_port(config.use_p2p_server.then_some(tcp_port))
+        .with_rlpx_tcp_port(rlpx_port)
+        .with_mux_tcp_port(mux_port)
         .with_eth(ours)
         .with_fork_filter(move |remote: &ForkId| filter.validate(*remote).is_ok())
         .with_bootnodes(config.bootnodes.clone())
@@ -472,7 +482,13 @@ pub fn enr_for(config: &NodeConfig, key: &NodeKey) -> Result<String, Error> {
     // Without opening the chain: the fork id at genesis, which on the devnet (every
     // fork at block 0) is the fork id at any head.
     let filter = ChainSpec::devnet().fork_filter(devmux_eth::Head::default());
-    let discovery = discovery_config(config, filter, config.port);
+    let port = |kind| config.listen_addr_of(kind).map(|a| a.port());
+    let discovery = discovery_config(
+        config,
+        filter,
+        port(ServerKind::Rlpx),
+        port(ServerKind::P2p),
+    );
     Ok(devmux_discovery::local_enr(&discovery, key)?.to_base64())
 }
 
@@ -484,8 +500,13 @@ async fn start_discovery(
     chain: &Chain,
     network: &Network,
 ) -> Result<Discovery, Error> {
-    let discovery_config =
-        discovery_config(config, chain.fork_filter(), network.listen_addr().port());
+    let port = |kind| network.listen_addr_of(kind).map(|a| a.port());
+    let discovery_config = discovery_config(
+        config,
+        chain.fork_filter(),
+        port(ServerKind::Rlpx),
+        port(ServerKind::P2p),
+    );
     let mut discovery = Discovery::start(discovery_config, key).await?;
     if let Some(candidates) = discovery.take_candidates() {
         network.run_dialer(Box::pin(candidates.map(|c| DialTarget {

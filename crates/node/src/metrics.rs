@@ -506,7 +506,12 @@ impl Inner {
         self.peers.clear();
         self.peer_protocols.clear();
         // Zero series for our server, so a scrape shows 0 rather than nothing.
-        for labels in connection_labels(view.network.server_kind()) {
+        for labels in view
+            .network
+            .servers()
+            .into_iter()
+            .flat_map(connection_labels)
+        {
             let _ = self.peers.get_or_create(&labels);
         }
         for peer in &peers {
@@ -609,7 +614,7 @@ impl Metrics {
     pub(crate) fn follow(network: &Network, eth: &EthPeers, with_discovery: bool) -> Self {
         let inner = Arc::new(Inner::new(Some(network), with_discovery));
         // Zero series from the start: a rate over them works before the first event.
-        for labels in connection_labels(network.server_kind()) {
+        for labels in network.servers().into_iter().flat_map(connection_labels) {
             let _ = inner.connections.get_or_create(&labels);
         }
         for result in ["ok", "failed"] {

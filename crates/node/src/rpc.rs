@@ -154,9 +154,9 @@ pub(crate) async fn bind(
 
 /// The protocol ids a node offers: the registrar's, plus the stream stack's built-in
 /// ones.
-pub(crate) fn advertised_protocols(server: ServerKind, registered: Vec<String>) -> Vec<String> {
+pub(crate) fn advertised_protocols(stream_stack: bool, registered: Vec<String>) -> Vec<String> {
     let mut ids = registered;
-    if server == ServerKind::P2p {
+    if stream_stack {
         ids.extend(
             [PING_PROTOCOL, IDENTIFY_PROTOCOL, GOODBYE_PROTOCOL]
                 .iter()
@@ -260,13 +260,19 @@ struct NodeInfo {
     node_id: String,
     /// Client name and version.
     name: String,
-    /// The address to dial this node at (`enode` on RLPx, `multiaddr` on the stream stack).
+    /// The address to dial this node at over its preferred server (`multiaddr` when
+    /// the stream stack runs, else `enode`).
     addr: String,
+    /// The RLPx address (with the RLPx port when both servers run).
     enode: String,
+    /// The stream-stack address (with its own port when both servers run).
     multiaddr: String,
     enr: Option<String>,
     listen_addr: SocketAddr,
+    /// The preferred server.
     server: String,
+    /// Every server that runs.
+    servers: Vec<String>,
     protocols: Vec<String>,
     network_id: u64,
     genesis: String,
@@ -319,7 +325,9 @@ fn node_info(view: &NodeView) -> NodeInfo {
     let network = &view.network;
     let listen = network.listen_addr();
     let peer_id = network.local_peer_id();
-    let mut enode = Enode::new(view.key.node_id(), listen);
+    let rlpx_addr = network.listen_addr_of(ServerKind::Rlpx).unwrap_or(listen);
+    let p2p_addr = network.listen_addr_of(ServerKind::P2p).unwrap_or(listen);
+    let mut enode = Enode::new(view.key.node_id(), rlpx_addr);
     enode.discport = view.discovery_port;
     let head = view.chain.head();
     NodeInfo {
@@ -328,10 +336,11 @@ fn node_info(view: &NodeView) -> NodeInfo {
         name: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
         addr: network.local_addr(),
         enode: enode.to_string(),
-        multiaddr: peer_multiaddr(listen, &peer_id).to_string(),
+        multiaddr: peer_multiaddr(p2p_addr, &peer_id).to_string(),
         enr: view.enr.clone(),
         listen_addr: listen,
         server: network.server_kind().to_string(),
+        servers: network.servers().iter().map(ToString::to_string).collect(),
         protocols: view.protocols.clone(),
         network_id: view.network_id,
         genesis: view.chain.genesis_hash().to_string(),

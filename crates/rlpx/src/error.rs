@@ -143,6 +143,21 @@ pub enum Error {
         id: u8,
     },
 
+    /// A step of connection setup (TCP connect, ECIES, Hello) did not finish in
+    /// time. Reason: `None` (the connection is dropped).
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+
+    /// The admission check refused the peer once its key was known; it was sent
+    /// this reason already. Reason: `None`.
+    #[error("refused: {0}")]
+    Refused(DisconnectReason),
+
+    /// Too many inbound handshakes were under way: the socket was closed before
+    /// any handshake. Our load, not the peer's fault; reason: `None`.
+    #[error("too many pending handshakes")]
+    Busy,
+
     /// The frame decoder failed earlier; the stream cannot be resynchronised.
     /// Reason: `None` (the first error already decided).
     #[error("frame decoder failed earlier")]
@@ -181,6 +196,9 @@ impl Error {
             | Self::Disconnected(_)
             | Self::PayloadTooLarge { .. }
             | Self::InvalidCapability { .. }
+            | Self::Timeout(_)
+            | Self::Refused(_)
+            | Self::Busy
             | Self::Poisoned => None,
         }
     }

@@ -13,13 +13,16 @@
 //! | `p2p` | [`p2p`], [`snappy`] | Hello, Disconnect, Ping, Pong; Snappy after Hello (v5), 16 MiB cap checked before allocating |
 //! | capabilities | [`capability`] | shared capabilities and message-id offsets |
 //! | streams | [`EciesStream`] → [`Established`] → [`SessionReader`] + [`SessionWriter`] | the typed async stages over any `AsyncRead + AsyncWrite` |
+//! | carrier | [`carrier`] | connection setup: TCP connect or accept, ECIES, an admission check once the key is known, Hello, each under a deadline; a listener with a cap on pending handshakes |
+//! | sessions | [`session`] | driving a session: one bounded channel per capability (messages and bytes), keepalive, Disconnect with a grace period |
 //!
 //! The stages are types: an [`EciesStream`] (handshake done, no Hello yet) has
 //! no way to send capability messages; only [`Established`] can be split into
 //! a reader and a writer. A server runs one task on the [`SessionReader`] and
 //! one on the [`SessionWriter`]; the reader reports Ping and the writer
-//! answers with Pong. Deadlines are the caller's: wrap each step in
-//! `tokio::time::timeout` ([`DEFAULT_HANDSHAKE_TIMEOUT`]).
+//! answers with Pong. Used directly, deadlines are the caller's: wrap each step in
+//! `tokio::time::timeout` ([`DEFAULT_HANDSHAKE_TIMEOUT`]); [`carrier::Endpoint`] and
+//! [`session::Session`] do that, and run the tasks, for a server.
 //!
 //! Peers are named by their node id ([`NodeId`]): the 64-byte uncompressed
 //! secp256k1 public key. The local key is a [`secp256k1::Keypair`], made once: the
@@ -62,12 +65,14 @@
 //! ```
 
 pub mod capability;
+pub mod carrier;
 mod disconnect;
 mod ecies;
 mod error;
 pub mod frame;
 pub mod handshake;
 pub mod p2p;
+pub mod session;
 pub mod snappy;
 mod stream;
 

@@ -82,7 +82,7 @@ pub enum Error {
     Timeout(&'static str),
     /// multistream-select failed (the peer spoke something else, or refused).
     #[error("protocol negotiation failed: {0}")]
-    Negotiation(String),
+    Negotiation(#[from] multistream_select::NegotiationError),
     /// The Noise handshake failed (bad message, bad signature).
     #[error("noise handshake failed: {0}")]
     Noise(String),
@@ -106,12 +106,6 @@ pub enum Error {
     /// The identity could not be used.
     #[error(transparent)]
     Identity(#[from] devmux_identity::Error),
-}
-
-impl From<multistream_select::NegotiationError> for Error {
-    fn from(e: multistream_select::NegotiationError) -> Self {
-        Error::Negotiation(e.to_string())
-    }
 }
 
 /// Transport settings. The defaults bound what one peer can make us buffer to

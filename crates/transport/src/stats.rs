@@ -41,6 +41,29 @@ pub struct IoStatsSnapshot {
     pub handshake_buckets: Vec<(f64, u64)>,
 }
 
+impl IoStatsSnapshot {
+    /// The sum of `self` and `other` (e.g. two carriers of one node): counts add, and
+    /// so do the cumulative buckets, which share [`HANDSHAKE_BUCKETS`].
+    pub fn merged(mut self, other: &IoStatsSnapshot) -> Self {
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.handshakes += other.handshakes;
+        self.handshake_seconds += other.handshake_seconds;
+        if self.handshake_buckets.is_empty() {
+            self.handshake_buckets = other.handshake_buckets.clone();
+        } else {
+            for (mine, theirs) in self
+                .handshake_buckets
+                .iter_mut()
+                .zip(&other.handshake_buckets)
+            {
+                mine.1 += theirs.1;
+            }
+        }
+        self
+    }
+}
+
 impl IoStats {
     /// Records a completed handshake.
     pub fn record_handshake(&self, took: Duration) {

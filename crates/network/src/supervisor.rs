@@ -1,0 +1,345 @@
+//! The supervisor: what is the same for every peer, whichever carrier brought it.
+//!
+//! It owns the one [`PeerTable`] (one connection per peer across carriers, the
+//! simultaneous-dial tie-break, disconnect reasons), the [`PeerPool`] behind it
+//! (limits counted once, reputation, bans by key and by IP), penalties, events,
+//! counters, and every task of the network under one parent
+//! [`CancellationToken`] and one [`TaskTracker`]. A carrier ([`Carrier`])
+//! establishes and drives connections; the supervisor decides whether a
+//! connection may stay ([`Supervisor::serve`]), and closes it through its
+//! [`Link`] when a penalty, a handler or the API says so.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use devmux_identity::{NodeKey, PeerId};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, Instrument};
+
+use crate::carrier::{Carrier, Remote};
+use crate::counters::Counters;
+use crate::peers::{Admission, PeerTable};
+use crate::pool::PeerPool;
+use crate::registrar::PeerOps;
+use crate::{Direction, DisconnectReason, Error, NetworkConfig, NetworkEvent, Penalty, Registrar};
+
+/// How long [`Supervisor::disconnect`] and shutdown wait for connections to close: a
+/// stream-stack goodbye takes at most three seconds (negotiate and send, then close),
+/// an RLPx Disconnect about as long.
+const CLOSE_WAIT: Duration = Duration::from_secs(4);
+
+/// The supervisor's handle on one connection, whichever carrier: how to close it.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// A stream-stack connection.
+    P2p(crate::p2p::ConnHandle),
+    /// An RLPx session.
+    Rlpx {
+        /// The peer table's id of the connection.
+        id: u64,
+        /// The running session.
+        session: devmux_rlpx::session::SessionHandle,
+    },
+}
+
+impl Link {
+    /// The peer table's id of this connection.
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Link::P2p(conn) => conn.id,
+            Link::Rlpx { id, .. } => *id,
+        }
+    }
+
+    /// Tells the peer `reason` (a goodbye, or an RLPx Disconnect) and closes, without
+    /// waiting. On the stream stack, `AlreadyConnected` is said by closing alone: it
+    /// ends the losing connection of a simultaneous dial, and a goodbye there could
+    /// reach a peer that has not seen the winning one yet.
+    fn close(&self, sup: &Supervisor, reason: DisconnectReason) {
+        match self {
+            Link::P2p(conn) if reason == DisconnectReason::AlreadyConnected => conn.control.close(),
+            Link::P2p(conn) => {
+                let control = conn.control.clone();
+                let timeout = sup.config.negotiation_timeout;
+                sup.tasks.spawn(
+                    async move { crate::p2p::goodbye(&control, reason, timeout).await }
+                        .in_current_span(),
+                );
+            }
+            Link::Rlpx { session, .. } => session.disconnect(reason),
+        }
+    }
+
+    /// Closes at once, saying nothing: for connections that outlived shutdown.
+    fn abort(&self) {
+        match self {
+            Link::P2p(conn) => conn.control.close(),
+            Link::Rlpx { session, .. } => session.abort(),
+        }
+    }
+}
+
+/// What both carriers share: peers, policy, events and tasks.
+pub(crate) struct Supervisor {
+    pub(crate) key: NodeKey,
+    pub(crate) config: NetworkConfig,
+    pub(crate) registrar: Registrar,
+    pub(crate) peers: PeerTable<Link>,
+    pub(crate) events: broadcast::Sender<NetworkEvent>,
+    pub(crate) counters: Arc<Counters>,
+    /// The parent of every task's cancellation.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    weak: Weak<Supervisor>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        key: NodeKey,
+        config: NetworkConfig,
+        registrar: Registrar,
+        pool: Arc<PeerPool>,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        Arc::new_cyclic(|weak| Self {
+            peers: PeerTable::new(key.peer_id(), pool),
+            key,
+            config,
+            registrar,
+            events,
+            counters: Arc::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            weak: weak.clone(),
+        })
+    }
+
+    pub(crate) fn emit(&self, event: NetworkEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// What handlers on this network act through ([`crate::PeerCtx`]).
+    pub(crate) fn ops(&self) -> Arc<dyn PeerOps> {
+        Arc::new(Ops(self.weak.clone()))
+    }
+
+    /// The admission check once a peer's key is known, before the rest of its
+    /// handshake: `Err(reason)` refuses it.
+    pub(crate) fn would_admit(
+        &self,
+        peer: &PeerId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Result<(), DisconnectReason> {
+        self.peers.would_admit(peer, addr, direction)
+    }
+
+    /// Accepts `carrier`'s inbound connections until shutdown.
+    pub(crate) fn listen<C: Carrier>(self: &Arc<Self>, carrier: Arc<C>) {
+        let sup = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sup.shutdown.cancelled() => break,
+                    next = carrier.accept() => match next {
+                        Some(Ok(conn)) => sup.serve(&carrier, conn),
+                        Some(Err(e)) => {
+                            sup.counters.handshake_failed(C::KIND, Direction::Inbound, &e)
+                        }
+                        None => break,
+                    },
+                }
+            }
+            carrier.stop_listening().await;
+        });
+    }
+
+    /// Dials `addr` over `carrier`; returns the peer once its connection is up (or at
+    /// once if `named`, the peer the address names, is connected already).
+    pub(crate) async fn dial<C: Carrier>(
+        self: &Arc<Self>,
+        carrier: &Arc<C>,
+        addr: &C::Addr,
+        named: Option<PeerId>,
+    ) -> Result<PeerId, Error> {
+        if let Some(peer) = named {
+            if self.peers.contains(&peer) {
+                return Ok(peer);
+            }
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let conn = match carrier.connect(addr).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.counters
+                    .handshake_failed(C::KIND, Direction::Outbound, &e);
+                return Err(e);
+            }
+        };
+        let peer = C::remote(&conn).peer;
+        let shutting_down = self.shutdown.is_cancelled();
+        self.serve(carrier, conn);
+        if shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(peer)
+    }
+
+    /// Admits an established connection or refuses it, and drives an admitted one
+    /// in a task of its own until it ends.
+    pub(crate) fn serve<C: Carrier>(self: &Arc<Self>, carrier: &Arc<C>, conn: C::Conn) {
+        let Remote {
+            peer,
+            addr,
+            direction,
+        } = C::remote(&conn);
+        let span = tracing::info_span!("conn", %peer, %addr, dir = %direction, carrier = %C::KIND);
+        if self.shutdown.is_cancelled() {
+            // A dial or handshake that was under way when shutdown began.
+            let carrier = carrier.clone();
+            self.tasks.spawn(
+                async move { carrier.refuse(conn, DisconnectReason::ClientQuitting).await }
+                    .instrument(span),
+            );
+            return;
+        }
+        let id = self.peers.next_id();
+        let link = C::link(&conn, id);
+        let admission = self
+            .peers
+            .admit(peer, addr, direction, C::KIND, link.clone(), id);
+        let replaces = matches!(admission, Admission::Replaces(_));
+        let refusal = match admission {
+            Admission::New => None,
+            Admission::Replaces(old) => {
+                debug!(%peer, "simultaneous dial: the new connection wins");
+                old.close(self, DisconnectReason::AlreadyConnected);
+                None
+            }
+            Admission::Duplicate => Some(DisconnectReason::AlreadyConnected),
+            Admission::Refused(reason) => Some(reason),
+        };
+        if let Some(reason) = refusal {
+            debug!(%peer, ?reason, "refusing connection");
+            let carrier = carrier.clone();
+            self.tasks
+                .spawn(async move { carrier.refuse(conn, reason).await }.instrument(span));
+            return;
+        }
+        if !replaces {
+            info!(%peer, %addr, dir = %direction, carrier = %C::KIND, "peer connected");
+            self.emit(NetworkEvent::PeerConnected {
+                peer,
+                addr,
+                direction,
+                server: C::KIND,
+            });
+        }
+        let sup = self.clone();
+        let carrier = carrier.clone();
+        self.tasks.spawn(
+            async move {
+                carrier.drive(conn, link).await;
+                sup.ended(peer, id);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Connection `conn` of `peer` ended: if it was still the peer's, the peer leaves.
+    fn ended(&self, peer: PeerId, conn: u64) {
+        if let Some(recorded) = self.peers.remove(&peer, conn) {
+            let (reason, by_remote) = match recorded {
+                Some((r, remote)) => (Some(r), remote),
+                None => (None, false),
+            };
+            info!(?reason, by_remote, "peer disconnected");
+            self.emit(NetworkEvent::PeerDisconnected {
+                peer,
+                reason,
+                by_remote,
+            });
+        }
+    }
+
+    /// Records `reason` for connection `conn` of `peer` and closes it, if it is still
+    /// the peer's connection.
+    pub(crate) fn close(&self, peer: &PeerId, conn: u64, reason: DisconnectReason) {
+        if let Some(link) = self.peers.handle_of(peer, conn) {
+            self.peers.set_reason(peer, conn, reason, false);
+            link.close(self, reason);
+        }
+    }
+
+    /// Disconnects `peer` with `reason` and waits (bounded) until it is gone.
+    pub(crate) async fn disconnect(&self, peer: &PeerId, reason: DisconnectReason) {
+        let Some(link) = self.peers.handle(peer) else {
+            return;
+        };
+        let conn = link.id();
+        self.close(peer, conn, reason);
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while self.peers.handle_of(peer, conn).is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Lowers `peer`'s reputation; a peer that falls below the floor is banned and
+    /// disconnected (`BreachOfProtocol`), whichever carrier it is on.
+    pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
+        if self.peers.penalize(&peer, penalty, why, &self.events) {
+            if let Some(link) = self.peers.handle(&peer) {
+                self.close(&peer, link.id(), DisconnectReason::BreachOfProtocol);
+            }
+        }
+    }
+
+    /// Cancels every task, tells every peer `ClientQuitting` (each connection's task
+    /// does, on seeing the token), and waits a bounded time; connections still open
+    /// then are closed without more ado.
+    pub(crate) async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(CLOSE_WAIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            debug!("some connections outlived shutdown");
+            for link in self.peers.handles() {
+                link.abort();
+            }
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.tasks.wait()).await;
+        }
+    }
+}
+
+/// The handlers' way to act on their peer: through the supervisor, on their own
+/// connection only.
+struct Ops(Weak<Supervisor>);
+
+impl PeerOps for Ops {
+    fn disconnect(&self, peer: PeerId, conn: u64, reason: DisconnectReason) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.close(&peer, conn, reason);
+        }
+    }
+
+    fn is_current(&self, peer: PeerId, conn: u64) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|sup| sup.peers.handle_of(&peer, conn).is_some())
+    }
+
+    fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
+        if let Some(sup) = self.0.upgrade() {
+            sup.penalize(peer, penalty, why);
+        }
+    }
+}
