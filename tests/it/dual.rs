@@ -62,7 +62,7 @@ async fn a_dual_node_serves_an_rlpx_peer_and_a_stream_stack_peer_at_once() {
     assert_eq!(dual.servers(), vec![ServerKind::Rlpx, ServerKind::P2p]);
     let addrs = dual.local_addrs();
     assert_eq!(addrs.len(), 2, "{addrs:?}");
-    assert!(addrs[0].starts_with("enode://") && addrs[1].starts_with("/ip4/127.0.0.1/tcp/"));
+    assert!(addrs[0].starts_with("enode://") && addrs[1].starts_with("/ip4/127."));
     assert_ne!(
         dual.listen_addr_of(ServerKind::Rlpx),
         dual.listen_addr_of(ServerKind::P2p)
@@ -140,21 +140,13 @@ async fn a_ban_on_one_carrier_refuses_the_same_key_on_the_other() {
     assert!(eventually(SECS, || !dual.is_connected(&peer)).await);
     over_rlpx.shutdown().await;
 
-    // The same key on the stream stack: refused before it gets a session.
+    // The same key on the stream stack: refused as soon as Noise proves it, before
+    // the muxer (there is no channel yet to say why), and never admitted.
     let mut events = dual.events();
     let over_p2p = start_keyed(test_config(true), key, asking(tx)).await;
-    let mut theirs = over_p2p.events();
     let _ = over_p2p
         .dial(&dual.local_multiaddr().unwrap().to_string())
         .await;
-    let told = wait_for(&mut theirs, SECS, |e| match e {
-        NetworkEvent::PeerDisconnected {
-            reason, by_remote, ..
-        } => Some((*reason, *by_remote)),
-        _ => None,
-    })
-    .await;
-    assert_eq!(told, Some((Some(DisconnectReason::UselessPeer), true)));
     let admitted = wait_for(&mut events, Duration::from_secs(1), |e| match e {
         NetworkEvent::PeerConnected { peer: p, .. } if *p == peer => Some(()),
         _ => None,
@@ -165,6 +157,18 @@ async fn a_ban_on_one_carrier_refuses_the_same_key_on_the_other() {
         "the banned key was admitted over the stream stack"
     );
     assert!(!dual.is_connected(&peer));
+    let refused_before_the_muxer = dual
+        .counters()
+        .handshake_failures
+        .iter()
+        .any(|f| f.server == ServerKind::P2p && f.reason == "refused" && f.count >= 1);
+    assert!(
+        refused_before_the_muxer,
+        "{:?}",
+        dual.counters().handshake_failures
+    );
+    let dual_id = dual.local_peer_id();
+    assert!(eventually(SECS, || !over_p2p.is_connected(&dual_id)).await);
     over_p2p.shutdown().await;
     dual.shutdown().await;
 }
@@ -257,6 +261,7 @@ fn node_config(dir: &std::path::Path, name: &str, servers: &[ServerKind]) -> Nod
     NodeConfig {
         datadir: dir.join(name),
         servers: servers.to_vec(),
+        addr: devmux_tests::next_loopback(),
         port: 0,
         dev: true,
         no_discovery: true,

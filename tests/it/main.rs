@@ -3,6 +3,7 @@
 // Test helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod contract;
 mod counters;
 mod dual;

@@ -144,7 +144,8 @@ async fn dial_naming_the_wrong_peer_id_fails_clearly() {
     let client = start(true, Registrar::new()).await;
     let other = devmux_network::NodeKey::generate().peer_id();
     let addr = format!(
-        "/ip4/127.0.0.1/tcp/{}/p2p/{other}",
+        "/ip4/{}/tcp/{}/p2p/{other}",
+        server.listen_addr().ip(),
         server.listen_addr().port()
     );
     let err = client.dial(&addr).await.unwrap_err();

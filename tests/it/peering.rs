@@ -16,6 +16,7 @@ fn node_config(dir: &std::path::Path, name: &str, p2p: bool) -> NodeConfig {
     NodeConfig {
         datadir: dir.join(name),
         use_p2p_server: p2p,
+        addr: devmux_tests::next_loopback(),
         port: 0,
         dev: true,
         max_peers: 9, // outbound target 3, inbound limit 6
@@ -174,7 +175,7 @@ fn echo_registrar() -> Registrar {
 async fn inbound_flood(p2p: bool) {
     let mut config = test_config(p2p);
     config.pool = pool_config(8);
-    config.transport.max_concurrent_upgrades = 32;
+    config.admission.max_pending = 32;
     let server = start_with(config, echo_registrar()).await;
     let mut existing = Vec::new();
     for _ in 0..3 {
@@ -190,10 +191,13 @@ async fn inbound_flood(p2p: bool) {
     let addr = server.listen_addr();
     let peer_id = server.local_peer_id();
     let mut attempts = Vec::new();
-    for _ in 0..200 {
+    for i in 0..200u8 {
         attempts.push(tokio::spawn(async move {
             let key = NodeKey::generate();
-            let tcp = match tokio::net::TcpStream::connect(addr).await {
+            // Each from a host of its own (127.200.i.1): the per-address and per-subnet
+            // budgets are not what this test measures.
+            let from = std::net::IpAddr::from([127, 200, i, 1]);
+            let tcp = match devmux_transport::connect_from(Some(from), addr).await {
                 Ok(tcp) => tcp,
                 Err(_) => return Outcome::Closed,
             };

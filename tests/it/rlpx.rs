@@ -341,10 +341,11 @@ async fn hostile_peers_are_cut_off_with_the_right_reason() {
         Some(Some(DisconnectReason::BreachOfProtocol))
     );
 
-    // A peer that never answers Ping: PingTimeout.
+    // A peer that never answers Ping: PingTimeout, after three intervals in a row.
     let mut raw = raw_connect(&server, Capability::new("echo", 1, 4))
         .await
         .unwrap();
+    let silent_since = std::time::Instant::now();
     let reason = tokio::time::timeout(SECS, async {
         loop {
             // Read, never pong.
@@ -358,8 +359,63 @@ async fn hostile_peers_are_cut_off_with_the_right_reason() {
     .await
     .expect("timed out in time");
     assert_eq!(reason, Some(Some(DisconnectReason::PingTimeout)));
+    let silent_for = silent_since.elapsed();
+    assert!(
+        silent_for >= Duration::from_millis(850),
+        "dropped after {silent_for:?}: one lost ping must be forgiven"
+    );
 
     assert_good_peer_ok(&server, &good, &mut done).await;
+}
+
+/// Keepalive forgives lost pings: a peer that ignores every other Ping stays, with
+/// its round trip and missed count on record; the good peer's round trip is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_forgives_a_lost_ping_and_records_round_trips() {
+    let mut config = test_config(false);
+    config.rlpx_ping_interval = Duration::from_millis(200);
+    let server = start_with(config, serving_registrar()).await;
+    let mut raw = raw_connect(&server, Capability::new("echo", 1, 4))
+        .await
+        .unwrap();
+    let mut events = server.events();
+    let mut pings = 0u32;
+    let mut answered = 0u32;
+    let flaky = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match raw.reader.recv().await {
+                Ok(Incoming::Ping) => {
+                    pings += 1;
+                    if pings.is_multiple_of(2) {
+                        raw.writer.pong().await.unwrap();
+                        answered += 1;
+                    }
+                }
+                Ok(Incoming::Disconnect(reason)) => return Some(reason),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    assert!(
+        flaky.is_err(),
+        "a peer missing one ping in two was dropped: {flaky:?}"
+    );
+    assert!(
+        pings >= 6 && answered >= 3,
+        "{pings} pings, {answered} answered"
+    );
+    let info = server.peers().into_iter().next().expect("still connected");
+    assert!(info.ping_rtt.is_some(), "{info:?}");
+    assert!(info.missed_pings <= 1, "{info:?}");
+    let left = wait_for(&mut events, Duration::from_millis(100), |e| match e {
+        NetworkEvent::PeerDisconnected { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(left.is_none());
+    server.shutdown().await;
 }
 
 /// A TCP relay between a client and the server that can corrupt or cut the

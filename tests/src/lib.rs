@@ -1,6 +1,7 @@
 //! Helpers for devmux's end-to-end tests (the tests themselves are in `it/`).
 //!
-//! Every node listens on 127.0.0.1 port 0; nothing here touches another address.
+//! Every node listens on a loopback address of its own (127.X.Y.1), port 0; nothing
+//! here touches an address outside 127.0.0.0/8.
 
 use std::time::Duration;
 
@@ -17,11 +18,21 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Config for a test node on 127.0.0.1:0 with short deadlines.
+/// A loopback address no other node of this test process has: `127.X.Y.1`, each in
+/// its own /24, so that per-address and per-subnet rules see distinct hosts, as on
+/// the internet (every address of 127.0.0.0/8 reaches this machine).
+pub fn next_loopback() -> std::net::IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (254 * 254);
+    std::net::IpAddr::from([127, 1 + (n / 254) as u8, 1 + (n % 254) as u8, 1])
+}
+
+/// Config for a test node on its own loopback address ([`next_loopback`]), port 0,
+/// with short deadlines.
 pub fn test_config(use_p2p_server: bool) -> NetworkConfig {
     let mut config = NetworkConfig::default()
         .with_p2p_server(use_p2p_server)
-        .with_listen_addr(([127, 0, 0, 1], 0).into());
+        .with_listen_addr((next_loopback(), 0).into());
     config.transport.handshake_timeout = Duration::from_secs(2);
     config.negotiation_timeout = Duration::from_secs(2);
     // Keepalive and idle closing are tested on purpose where they matter; elsewhere a
@@ -34,7 +45,7 @@ pub fn test_config(use_p2p_server: bool) -> NetworkConfig {
 /// Config for a test node running both servers (a dual node), each on a free port.
 pub fn dual_config() -> NetworkConfig {
     let mut config = test_config(false).with_servers(&[ServerKind::Rlpx, ServerKind::P2p]);
-    config.p2p_listen_addr = Some(([127, 0, 0, 1], 0).into());
+    config.p2p_listen_addr = Some((config.listen_addr.ip(), 0).into());
     config
 }
 

@@ -132,6 +132,30 @@ struct NodeArgs {
     /// Outbound peers to keep from discovery [default: a third of --max-peers]
     #[arg(long, value_name = "N")]
     outbound_target: Option<usize>,
+    /// Established peers from one IP address (loopback too) [default: 4]
+    #[arg(long, value_name = "N")]
+    max_peers_per_ip: Option<usize>,
+    /// Established peers from one /24 (IPv4) or /64 (IPv6) [default: 16]
+    #[arg(long, value_name = "N")]
+    max_peers_per_subnet: Option<usize>,
+    /// Inbound handshakes under way at once; a full budget closes the one silent longest [default: 64]
+    #[arg(long, value_name = "N")]
+    max_pending_handshakes: Option<usize>,
+    /// Inbound handshakes under way at once from one IP address [default: 8]
+    #[arg(long, value_name = "N")]
+    max_pending_per_ip: Option<usize>,
+    /// Inbound handshakes under way at once from one /24 or /64 [default: 32]
+    #[arg(long, value_name = "N")]
+    max_pending_per_subnet: Option<usize>,
+    /// Seconds an accepted socket may stay silent before it is closed (no penalty) [default: 3]
+    #[arg(long, value_name = "SECS")]
+    first_byte_timeout_secs: Option<u64>,
+    /// Faulting keys one address may show within 60 s; one more bans the address [default: 10]
+    #[arg(long, value_name = "N")]
+    address_fault_limit: Option<usize>,
+    /// Keepalive pings a peer may miss in a row before it is dropped [default: 3]
+    #[arg(long, value_name = "N")]
+    max_missed_pings: Option<u32>,
     /// eth requests each peer may make per second, bursts of twice that; more are dropped and the peer penalised [default: 100]
     #[arg(long, value_name = "N")]
     eth_request_rate: Option<u32>,
@@ -246,6 +270,23 @@ impl NodeArgs {
         set(&mut config.max_peers, self.max_peers);
         set(&mut config.max_inbound, self.max_inbound.map(Some));
         set(&mut config.outbound_target, self.outbound_target.map(Some));
+        set(&mut config.max_peers_per_ip, self.max_peers_per_ip);
+        set(&mut config.max_peers_per_subnet, self.max_peers_per_subnet);
+        set(
+            &mut config.max_pending_handshakes,
+            self.max_pending_handshakes,
+        );
+        set(&mut config.max_pending_per_ip, self.max_pending_per_ip);
+        set(
+            &mut config.max_pending_per_subnet,
+            self.max_pending_per_subnet,
+        );
+        set(
+            &mut config.first_byte_timeout_secs,
+            self.first_byte_timeout_secs,
+        );
+        set(&mut config.address_fault_limit, self.address_fault_limit);
+        set(&mut config.max_missed_pings, self.max_missed_pings);
         set(&mut config.eth_request_rate, self.eth_request_rate);
         set(&mut config.produce_blocks, self.produce_blocks.map(Some));
         set(&mut config.dev_signers, list(self.dev_signers));

@@ -817,6 +817,9 @@ fn rpc_and_metrics(stream_stack: bool) {
     assert_eq!(peer["direction"], "outbound", "{peer}");
     assert_eq!(peer["server"], if stream_stack { "p2p" } else { "rlpx" });
     assert!(peer["reputation"].is_i64(), "{peer}");
+    assert_eq!(peer["missedPings"], 0, "{peer}");
+    // No keepalive round yet (15 s): no round trip on record.
+    assert!(peer["pingRttMs"].is_null(), "{peer}");
     if stream_stack {
         // B's multiaddr ends in its PeerId.
         assert_eq!(peer["id"], b.addr.rsplit('/').next().unwrap(), "{peer}");

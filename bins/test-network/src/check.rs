@@ -3,12 +3,19 @@
 //!
 //! A step is a name, a sentence saying what it asserts, an optional action run once
 //! when the step begins (send a transaction, say), and a probe polled until it
-//! passes or the step's time runs out. Sync and relay steps append to [`STEPS`]:
+//! passes or the step's time runs out. Each step is a constant, listed in [`STEPS`]
+//! (one server everywhere) and [`MIXED_STEPS`] (`--mixed`, where a list may restate
+//! what a step asserts):
 //!
 //! ```text
-//! Step { name: "synced", asserts: "nodes 2 and 3 hold node 1's head",
-//!        timeout: Duration::from_secs(20), action: None, probe: synced },
+//! const SYNCED: Step = Step { name: "synced", asserts: "nodes 2 and 3 hold node 1's head",
+//!        timeout: Duration::from_secs(20), action: None, probe: synced };
+//! Step { asserts: "node 1 synced node 2's chain, node 3 node 1's", ..SYNCED },
 //! ```
+//!
+//! Probes name no node by number where the layout decides: pairs are those that
+//! share a server ([`shared_server`]), the chain is the producer's
+//! ([`Testnet::producer`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +24,7 @@ use std::time::{Duration, Instant};
 use devmux_eth::alloy_primitives::B256;
 use devmux_node::Node;
 
-use crate::net::Testnet;
+use crate::net::{shared_server, Mode, Testnet};
 
 /// A probe's answer: `Ok(detail)` when the step holds, `Err(what is missing)` when
 /// it does not hold yet.
@@ -41,65 +48,128 @@ pub(crate) struct Step {
     pub(crate) probe: Probe,
 }
 
-/// The steps, in order.
+const DISCOVERED: Step = Step {
+    name: "discovered",
+    asserts: "every node's discv5 table holds the other two nodes",
+    timeout: Duration::from_secs(20),
+    action: None,
+    probe: discovered,
+};
+
+const CONNECTED: Step = Step {
+    name: "connected",
+    asserts: "every node is connected to the other two",
+    timeout: Duration::from_secs(20),
+    action: None,
+    probe: connected,
+};
+
+const NEGOTIATED: Step = Step {
+    name: "negotiated",
+    asserts: "every connection negotiated an eth version (stream or RLPx capability)",
+    timeout: Duration::from_secs(15),
+    action: None,
+    probe: negotiated,
+};
+
+const STATUS: Step = Step {
+    name: "status",
+    asserts: "every node exchanged eth Status with the other two, on node 1's genesis",
+    timeout: Duration::from_secs(15),
+    action: None,
+    probe: status,
+};
+
+const SYNCED: Step = Step {
+    name: "synced",
+    asserts: "nodes 2 and 3 synced node 1's devnet chain to its head",
+    timeout: Duration::from_secs(20),
+    action: None,
+    probe: synced,
+};
+
+const FOLLOWING: Step = Step {
+    name: "following",
+    asserts: "a block node 1 produced after the devnet chain is held by all three",
+    timeout: Duration::from_secs(15),
+    action: None,
+    probe: following,
+};
+
+const TX_RELAYED: Step = Step {
+    name: "tx-relayed",
+    asserts: "a transaction sent to node 3 with eth_sendRawTransaction reached the pools of nodes 1 and 2",
+    timeout: Duration::from_secs(15),
+    action: Some(send_transaction),
+    probe: tx_relayed,
+};
+
+const TX_MINED: Step = Step {
+    name: "tx-mined",
+    asserts: "the transaction landed in a block that all three nodes hold",
+    timeout: Duration::from_secs(15),
+    action: None,
+    probe: tx_mined,
+};
+
+/// The steps, in order: one server on every node.
 pub(crate) const STEPS: &[Step] = &[
+    DISCOVERED, CONNECTED, NEGOTIATED, STATUS, SYNCED, FOLLOWING, TX_RELAYED, TX_MINED,
+];
+
+/// The steps of `--mixed`: the same probes (each holds a pair of nodes to what
+/// their servers allow: pairs that share no server are not expected to connect),
+/// said for that layout, and `apart` last, so that it covers the whole run.
+pub(crate) const MIXED_STEPS: &[Step] = &[
+    DISCOVERED,
     Step {
-        name: "discovered",
-        asserts: "every node's discv5 table holds the other two nodes",
-        timeout: Duration::from_secs(20),
-        action: None,
-        probe: discovered,
+        asserts: "node 1 is connected to node 2 over RLPx and to node 3 over the stream stack",
+        ..CONNECTED
     },
     Step {
-        name: "connected",
-        asserts: "every node is connected to the other two",
-        timeout: Duration::from_secs(20),
-        action: None,
-        probe: connected,
+        asserts: "nodes 1–2 and 1–3 negotiated an eth version (RLPx capability, stream)",
+        ..NEGOTIATED
     },
     Step {
-        name: "negotiated",
-        asserts: "every connection negotiated an eth version (stream or RLPx capability)",
+        asserts: "nodes 1–2 and 1–3 exchanged eth Status, on one genesis",
+        ..STATUS
+    },
+    Step {
+        asserts: "node 1 synced node 2's devnet chain over RLPx, node 3 from node 1 over the stream stack",
+        ..SYNCED
+    },
+    Step {
+        asserts: "every node's head is a block node 2 produced after the devnet chain (node 3 got it through node 1)",
+        ..FOLLOWING
+    },
+    Step {
+        asserts: "a transaction sent to node 3 with eth_sendRawTransaction reached node 1's pool and, through it, node 2's",
+        ..TX_RELAYED
+    },
+    Step {
+        asserts: "node 2 mined the transaction in a block that nodes 1 and 3 hold",
+        ..TX_MINED
+    },
+    Step {
+        name: "apart",
+        asserts: "nodes 2 and 3, which share no server, never connected to each other",
         timeout: Duration::from_secs(15),
         action: None,
-        probe: negotiated,
-    },
-    Step {
-        name: "status",
-        asserts: "every node exchanged eth Status with the other two, on node 1's genesis",
-        timeout: Duration::from_secs(15),
-        action: None,
-        probe: status,
-    },
-    Step {
-        name: "synced",
-        asserts: "nodes 2 and 3 synced node 1's devnet chain to its head",
-        timeout: Duration::from_secs(20),
-        action: None,
-        probe: synced,
-    },
-    Step {
-        name: "following",
-        asserts: "a block node 1 produced after the devnet chain is held by all three",
-        timeout: Duration::from_secs(15),
-        action: None,
-        probe: following,
-    },
-    Step {
-        name: "tx-relayed",
-        asserts: "a transaction sent to node 3 with eth_sendRawTransaction reached the pools of nodes 1 and 2",
-        timeout: Duration::from_secs(15),
-        action: Some(send_transaction),
-        probe: tx_relayed,
-    },
-    Step {
-        name: "tx-mined",
-        asserts: "the transaction landed in a block that all three nodes hold",
-        timeout: Duration::from_secs(15),
-        action: None,
-        probe: tx_mined,
+        probe: apart,
     },
 ];
+
+/// The steps for `mode`.
+pub(crate) fn steps(mode: Mode) -> &'static [Step] {
+    match mode {
+        Mode::Mixed => MIXED_STEPS,
+        Mode::Stream | Mode::Rlpx => STEPS,
+    }
+}
+
+/// How long `apart` watches, since the last node started, before it passes: a few
+/// discovery lookups, each a chance for the dialer to try the wrong peer.
+const APART_FOR: Duration = Duration::from_secs(3 * crate::net::LOOKUP_SECS);
 
 /// How often a probe is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -153,8 +223,9 @@ async fn run_step(net: &Testnet, step: &Step, until: Instant) -> Result<String, 
     }
 }
 
-/// For every node, the other nodes for which `holds(node, other)` is false; `Ok`
-/// with `summary` per node when there are none.
+/// For every node, the other nodes it shares a server with for which
+/// `holds(node, other)` is false; `Ok` with `summary` per node when there are none.
+/// Nodes that share no server are not expected to connect: `apart` checks them.
 fn each_pair(
     net: &Testnet,
     holds: impl Fn(&Node, &Node) -> bool,
@@ -167,7 +238,11 @@ fn each_pair(
         let absent: Vec<&str> = net
             .nodes
             .iter()
-            .filter(|b| b.name != a.name && !holds(&a.node, &b.node))
+            .filter(|b| {
+                b.name != a.name
+                    && shared_server(a.node.config(), b.node.config()).is_some()
+                    && !holds(&a.node, &b.node)
+            })
             .map(|b| b.name.as_str())
             .collect();
         if !absent.is_empty() {
@@ -197,16 +272,27 @@ fn discovered(net: &Testnet) -> Result<String, String> {
 fn connected(net: &Testnet) -> Result<String, String> {
     each_pair(
         net,
-        |a, b| a.network().is_connected(&b.network().local_peer_id()),
+        // `each_pair` asks only of pairs that share a server: over that one.
+        |a, b| {
+            a.network().carrier_of(&b.network().local_peer_id())
+                == shared_server(a.config(), b.config())
+        },
         |a| {
             let network = a.network();
+            let mut carriers: Vec<String> = network
+                .peers()
+                .iter()
+                .map(|p| format!("{} {}", net.name_of(&p.peer_id), p.server))
+                .collect();
+            carriers.sort();
             format!(
-                "{} in, {} out",
+                "{} in, {} out ({})",
                 network.inbound_count(),
-                network.outbound_count()
+                network.outbound_count(),
+                carriers.join(", ")
             )
         },
-        "is not connected to",
+        "is not connected over their shared server to",
     )
 }
 
@@ -289,9 +375,10 @@ fn show(heads: &[(String, u64, B256)]) -> String {
 fn synced(net: &Testnet) -> Result<String, String> {
     let heads = heads(net);
     let target = net.layout.dev_blocks;
-    let first = heads.first().map_or(0, |h| h.1);
-    // Node 1 keeps producing: within one block of it counts as caught up.
-    if heads.iter().all(|h| h.1 >= target && h.1 + 1 >= first) {
+    let producer = net.producer().ok_or("the producer is not running")?;
+    let top = producer.node.chain().head().number;
+    // The producer keeps producing: within one block of it counts as caught up.
+    if heads.iter().all(|h| h.1 >= target && h.1 + 1 >= top) {
         Ok(show(&heads))
     } else {
         Err(show(&heads))
@@ -307,22 +394,34 @@ fn following(net: &Testnet) -> Result<String, String> {
             show(&heads)
         ));
     }
-    // The same block at that height everywhere.
-    let hashes: Vec<Option<B256>> = net
-        .nodes
+    // Every node's head is the producer's block at that height, so all hold the
+    // same block at `lowest`, one the producer built after the devnet chain.
+    let producer = net.producer().ok_or("the producer is not running")?;
+    let off: Vec<String> = heads
         .iter()
-        .map(|n| {
-            n.node
+        .filter(|(_, number, hash)| {
+            producer
+                .node
                 .chain()
-                .canonical_hash_blocking(lowest)
+                .canonical_hash_blocking(*number)
                 .ok()
                 .flatten()
+                != Some(*hash)
         })
+        .map(|(name, number, _)| format!("{name}'s head {number}"))
         .collect();
-    if hashes.windows(2).all(|w| w[0] == w[1]) && hashes[0].is_some() {
-        Ok(format!("block {lowest} on all: {}", show(&heads)))
+    if off.is_empty() {
+        Ok(format!(
+            "block {lowest} on all, every head on {}'s chain: {}",
+            producer.name,
+            show(&heads)
+        ))
     } else {
-        Err(format!("block {lowest} differs between nodes"))
+        Err(format!(
+            "{} not on {}'s chain",
+            off.join(", "),
+            producer.name
+        ))
     }
 }
 
@@ -420,17 +519,18 @@ fn tx_relayed(net: &Testnet) -> Result<String, String> {
     }
 }
 
-/// The number of the canonical block (among the last 32) that holds `hash`.
-fn block_with(node: &Node, hash: B256) -> Option<u64> {
+/// The number and hash of the canonical block (among the last 32) that holds `hash`.
+fn block_with(node: &Node, hash: B256) -> Option<(u64, B256)> {
     let chain = node.chain();
     let head = chain.head().number;
-    (head.saturating_sub(32)..=head).rev().find(|number| {
+    (head.saturating_sub(32)..=head).rev().find_map(|number| {
+        let block = chain.canonical_hash_blocking(number).ok().flatten()?;
         chain
-            .canonical_hash_blocking(*number)
+            .body_blocking(block)
             .ok()
             .flatten()
-            .and_then(|block| chain.body_blocking(block).ok().flatten())
             .is_some_and(|body| body.transactions.iter().any(|tx| *tx.tx_hash() == hash))
+            .then_some((number, block))
     })
 }
 
@@ -441,7 +541,8 @@ fn tx_mined(net: &Testnet) -> Result<String, String> {
         .map_err(|_| "watch poisoned")?
         .hash
         .ok_or("no transaction sent")?;
-    let found: Vec<(String, Option<u64>)> = net
+    let producer = net.producer().ok_or("the producer is not running")?;
+    let found: Vec<(String, Option<(u64, B256)>)> = net
         .nodes
         .iter()
         .map(|n| (n.name.clone(), block_with(&n.node, hash)))
@@ -449,14 +550,101 @@ fn tx_mined(net: &Testnet) -> Result<String, String> {
     let text = found
         .iter()
         .map(|(name, block)| match block {
-            Some(b) => format!("{name}: block {b}"),
+            Some((b, _)) => format!("{name}: block {b}"),
             None => format!("{name}: not in a block"),
         })
         .collect::<Vec<_>>()
         .join(" | ");
-    if found.iter().all(|(_, b)| b.is_some()) {
+    // One block everywhere: the one the producer mined.
+    let mined = found
+        .iter()
+        .find(|(name, _)| *name == producer.name)
+        .and_then(|(_, block)| *block);
+    if mined.is_some() && found.iter().all(|(_, b)| *b == mined) {
         Ok(text)
     } else {
         Err(text)
     }
+}
+
+fn apart(net: &Testnet) -> Result<String, String> {
+    let since = net.all_started.ok_or("not every node started")?;
+    // Pairs of nodes that share no server.
+    let mut pairs = Vec::new();
+    for (i, a) in net.nodes.iter().enumerate() {
+        for b in &net.nodes[i + 1..] {
+            if shared_server(a.node.config(), b.node.config()).is_none() {
+                pairs.push((a, b));
+            }
+        }
+    }
+    let contacts = net.contacts.lock().map_err(|_| "contacts poisoned")?;
+    let mut met = Vec::new();
+    for (a, b) in &pairs {
+        let contact = contacts.seen.iter().find(|c| {
+            (c.node == a.name && net.name_of(&c.peer) == b.name)
+                || (c.node == b.name && net.name_of(&c.peer) == a.name)
+        });
+        if let Some(c) = contact {
+            met.push(format!(
+                "{} connected to {} over {} {:.1}s after all started",
+                c.node,
+                net.name_of(&c.peer),
+                c.server,
+                c.at.saturating_duration_since(since).as_secs_f64()
+            ));
+        } else if a
+            .node
+            .network()
+            .is_connected(&b.node.network().local_peer_id())
+            || b.node
+                .network()
+                .is_connected(&a.node.network().local_peer_id())
+        {
+            met.push(format!("{} and {} are connected", a.name, b.name));
+        }
+    }
+    if !met.is_empty() {
+        return Err(met.join("; "));
+    }
+    if contacts.lost > 0 {
+        return Err(format!(
+            "{} network events were lost, so a connection may have gone unseen",
+            contacts.lost
+        ));
+    }
+    let watched = since.elapsed();
+    let names: Vec<String> = pairs
+        .iter()
+        .map(|(a, b)| {
+            let knows = |x: &Node, y: &Node| {
+                x.discovery()
+                    .is_some_and(|d| d.table_contains(&y.key().node_id().discv5_id()))
+            };
+            let known = knows(&a.node, &b.node) && knows(&b.node, &a.node);
+            format!(
+                "{}–{}{}",
+                a.name,
+                b.name,
+                if known {
+                    " (in each other's discv5 table)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    if watched < APART_FOR {
+        return Err(format!(
+            "watched {:.1}s of {}s: {} not connected so far",
+            watched.as_secs_f64(),
+            APART_FOR.as_secs(),
+            names.join(", ")
+        ));
+    }
+    Ok(format!(
+        "{} never connected in {:.1}s since all started",
+        names.join(", "),
+        watched.as_secs_f64()
+    ))
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p test-network             # the stream stack; Ctrl-C stops it
 //! cargo run --release -p test-network -- --rlpx   # the RLPx server
+//! cargo run --release -p test-network -- --mixed  # node 1 both servers, 2 RLPx, 3 the stream stack
 //! cargo run -p test-network -- --check            # the scenario once, PASS/FAIL, exit code
 //! ```
 //!
@@ -12,6 +13,12 @@
 //! temporary directory (removed at exit), listens on TCP `--base-port` + 0, 1, 2
 //! (default 30450–30452) and UDP 100 below (30350–30352), and serves the admin
 //! JSON-RPC on 127.0.0.1 `--rpc-port` + 0, 1, 2 (default 8550–8552).
+//!
+//! `--mixed`: node 1 runs both servers (RLPx on `--base-port`, the stream stack on
+//! `--base-port` + 3, 30453), node 2 RLPx only, node 3 the stream stack only. Node 2
+//! is the producer: it builds the `--dev-blocks` chain and a block every
+//! `--produce-blocks` seconds; nodes 1 and 3 start empty. Nodes 2 and 3 share no
+//! server, so blocks and transactions pass between them only through node 1.
 //!
 //! The output shows, as it happens, discovery (discv5 table entries), connections,
 //! protocol negotiation and eth Status, and every `--refresh` seconds a table of
@@ -30,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::net::{Layout, Testnet};
+use crate::net::{Layout, Mode, Testnet};
 use crate::view::Watch;
 
 /// Time between node starts.
@@ -47,19 +54,23 @@ struct Args {
     /// Run the legacy RLPx server instead of the stream stack
     #[arg(long)]
     rlpx: bool,
+    /// Node 1 runs both servers (stream stack on base+3), node 2 RLPx only and
+    /// produces the blocks, node 3 the stream stack only
+    #[arg(long, conflicts_with = "rlpx")]
+    mixed: bool,
     /// Run the scenario once, print PASS/FAIL per step, exit non-zero on a failure
     #[arg(long)]
     check: bool,
-    /// TCP port of node 1 (nodes use base..base+2; UDP discovery 100 below)
+    /// TCP port of node 1 (nodes use base..base+2, --mixed also base+3; UDP discovery 100 below)
     #[arg(long, value_name = "PORT", default_value_t = 30450)]
     base_port: u16,
     /// Admin RPC port of node 1 (nodes use 127.0.0.1:port..port+2)
     #[arg(long, value_name = "PORT", default_value_t = 8550)]
     rpc_port: u16,
-    /// Devnet blocks node 1 builds at start
+    /// Devnet blocks the producer (node 1; node 2 with --mixed) builds at start
     #[arg(long, value_name = "N", default_value_t = 1000)]
     dev_blocks: u64,
-    /// Node 1 builds a block from its pool every SECS seconds
+    /// The producer (node 1; node 2 with --mixed) builds a block from its pool every SECS seconds
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     produce_blocks: u64,
     /// Seconds between status tables
@@ -93,7 +104,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let layout = Layout {
         base_port: args.base_port,
         rpc_port: args.rpc_port,
-        stream_stack: !args.rlpx,
+        mode: match (args.mixed, args.rlpx) {
+            (true, _) => Mode::Mixed,
+            (false, true) => Mode::Rlpx,
+            (false, false) => Mode::Stream,
+        },
         dev_blocks: args.dev_blocks,
         produce_blocks: args.produce_blocks.max(1),
     };
@@ -111,12 +126,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "test-network: 3 nodes on the {}, TCP {}–{}, UDP {}–{}, RPC 127.0.0.1:{}–{}",
         layout.server_name(),
         layout.base_port,
-        layout.base_port + net::NODES - 1,
+        layout.base_port + layout.tcp_port_count() - 1,
         layout.base_port - net::UDP_OFFSET,
         layout.base_port - net::UDP_OFFSET + net::NODES - 1,
         layout.rpc_port,
         layout.rpc_port + net::NODES - 1,
     );
+    if layout.mode == Mode::Mixed {
+        let nodes: Vec<String> = (1..=net::NODES)
+            .map(|i| format!("node{i} {}", layout.describe(i)))
+            .collect();
+        println!(
+            "test-network: {}; node{} produces the blocks",
+            nodes.join(", "),
+            layout.producer()
+        );
+    }
     let watch = Watch::new();
     let started = Instant::now();
     let mut net = Testnet::prepare(layout, |name, key| watch.name(name, key))?;
@@ -139,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let ok = if args.check {
         let deadline = started + Duration::from_secs(args.deadline);
-        let steps = check::run(&net, check::STEPS, deadline);
+        let steps = check::run(&net, check::steps(net.layout.mode), deadline);
         tokio::pin!(steps);
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -195,5 +220,17 @@ fn main() {
             eprintln!("test-network: {}", devmux_node::error_line(e.as_ref()));
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_conflicts_with_rlpx() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["test-network"], args].concat());
+        assert!(parse(&["--mixed", "--rlpx"]).is_err());
+        assert!(parse(&["--check", "--mixed"]).is_ok_and(|a| a.mixed && !a.rlpx));
     }
 }

@@ -9,7 +9,7 @@ use devmux_eth::EthEvent;
 use devmux_network::{NetworkEvent, NodeKey, PeerId, PING_PROTOCOL};
 use tokio::sync::broadcast;
 
-use crate::net::{TestNode, Testnet};
+use crate::net::{server_list, TestNode, Testnet};
 
 /// Shared by the printing tasks.
 struct Shared {
@@ -115,8 +115,9 @@ impl Watch {
             &name,
             "started",
             format!(
-                "{} (udp {}, rpc http://{}, head {})",
-                node.local_addr(),
+                "{}: {} (udp {}, rpc http://{}, head {})",
+                server_list(&node.network().servers()),
+                node.local_addrs().join(" + "),
                 node.discovery()
                     .map(|d| d.udp_addr().to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -184,8 +185,9 @@ impl Watch {
             net.layout.server_name()
         );
         println!(
-            "{:<6} {:>5} {:>6} {:>6} {:>4} {:>6} {:>8} {:>9} {:>9}  {:<30} peers",
+            "{:<6} {:<8} {:>5} {:>6} {:>6} {:>4} {:>6} {:>8} {:>9} {:>9}  {:<30} peers (carrier)",
             "node",
+            "servers",
             "peers",
             "in/out",
             "discv5",
@@ -215,8 +217,10 @@ impl Watch {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            let mut peer_names: Vec<String> =
-                peers.iter().map(|p| net.name_of(&p.peer_id)).collect();
+            let mut peer_names: Vec<String> = peers
+                .iter()
+                .map(|p| format!("{} {}", net.name_of(&p.peer_id), p.server))
+                .collect();
             peer_names.sort();
             let streams = shared
                 .streams
@@ -227,8 +231,9 @@ impl Watch {
                 .unwrap_or(0);
             let wire = network.stats();
             println!(
-                "{:<6} {:>5} {:>6} {:>6} {:>4} {:>6} {:>8} {:>9} {:>9}  {:<30} {}",
+                "{:<6} {:<8} {:>5} {:>6} {:>6} {:>4} {:>6} {:>8} {:>9} {:>9}  {:<30} {}",
                 test_node.name,
+                server_list(&network.servers()),
                 peers.len(),
                 format!("{}/{}", network.inbound_count(), network.outbound_count()),
                 node.discovery()

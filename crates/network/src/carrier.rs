@@ -1,8 +1,8 @@
 //! The contract between the supervisor and a carrier.
 //!
-//! A carrier establishes authenticated connections (inbound and outbound, each
-//! step under a deadline, the supervisor's admission check as soon as the remote
-//! key is known) and drives them: it opens and accepts the protocol channels
+//! A carrier establishes authenticated connections (outbound, and inbound on
+//! sockets the supervisor accepted and admitted; each step under a deadline, the
+//! supervisor's admission check as soon as the remote key is known) and drives them: it opens and accepts the protocol channels
 //! the registrar's handlers run on. It knows nothing of reputations, bans or
 //! other peers; the supervisor ([`crate::supervisor::Supervisor`]) decides
 //! whether each connection may stay and closes it through its [`Link`].
@@ -17,7 +17,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use devmux_identity::PeerId;
+use devmux_transport::ReadActivity;
+use tokio::net::TcpStream;
 
+use crate::peers::Liveness;
 use crate::supervisor::Link;
 use crate::{Direction, DisconnectReason, Error, ServerKind};
 
@@ -42,16 +45,21 @@ pub(crate) trait Carrier: Send + Sync + Sized + 'static {
     fn listen_addr(&self) -> SocketAddr;
     /// The bytes and handshake durations of every socket of this carrier.
     fn stats(&self) -> &Arc<devmux_transport::IoStats>;
-    /// The next inbound connection, or why one failed before it was established.
-    fn accept(&self) -> impl Future<Output = Option<Result<Self::Conn, Error>>> + Send;
-    /// Closes the listening socket: nothing is accepted any more.
-    fn stop_listening(&self) -> impl Future<Output = ()> + Send;
+    /// Runs the handshake of a socket the supervisor accepted from `addr` and
+    /// admitted, reads stamping `activity`.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        activity: Arc<ReadActivity>,
+    ) -> impl Future<Output = Result<Self::Conn, Error>> + Send;
     /// Dials `addr`.
     fn connect(&self, addr: &Self::Addr) -> impl Future<Output = Result<Self::Conn, Error>> + Send;
     /// Who is at the other end of `conn`.
     fn remote(conn: &Self::Conn) -> Remote;
-    /// The supervisor's handle on `conn`, which the peer table knows as `id`.
-    fn link(conn: &Self::Conn, id: u64) -> Link;
+    /// The supervisor's handle on `conn`, which the peer table knows as `id`; its
+    /// keepalive reports to `liveness`.
+    fn link(conn: &Self::Conn, id: u64, liveness: Arc<Liveness>) -> Link;
     /// Closes a connection the supervisor refused, telling the peer `reason`.
     fn refuse(
         self: Arc<Self>,

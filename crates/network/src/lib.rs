@@ -45,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod builtin;
 mod carrier;
 mod counters;
@@ -61,6 +62,7 @@ mod supervisor;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use admission::AdmissionConfig;
 pub use builtin::{IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
 pub use counters::{
     CountersSnapshot, DialCount, HandshakeFailureCount, MessageCount, ProtocolBytes,
@@ -195,7 +197,6 @@ impl Error {
             Self::Timeout(_) | Self::Transport(T::Timeout(_)) | Self::Rlpx(R::Timeout(_)) => {
                 "timeout"
             }
-            Self::Rlpx(R::Busy) => "busy",
             Self::Io(_)
             | Self::Transport(T::Io(_) | T::ConnectionClosed)
             | Self::Rlpx(R::Io(_) | R::ConnectionClosed) => "io",
@@ -216,9 +217,23 @@ impl Error {
             ) => "ecies",
             Self::Rlpx(R::NoSharedCapabilities) => "no_shared_capability",
             Self::Rlpx(R::Disconnected(_)) => "disconnected",
-            Self::Refused(_) | Self::Rlpx(R::Refused(_)) => "refused",
+            Self::Refused(_) | Self::Rlpx(R::Refused(_)) | Self::Transport(T::Refused(_)) => {
+                "refused"
+            }
             Self::Rlpx(_) => "rlpx",
             _ => "other",
+        }
+    }
+
+    /// Whether a failed inbound handshake was the peer's fault (bytes that are no
+    /// handshake, a bad key or signature, a broken negotiation), not a timeout, a
+    /// closed socket or our refusal: such failures count against the address.
+    pub fn is_handshake_fault(&self) -> bool {
+        use devmux_transport::Error as T;
+        match self {
+            Self::Rlpx(e) => e.is_peer_fault(),
+            Self::Transport(T::Noise(_) | T::Negotiation(_)) | Self::Negotiation(_) => true,
+            _ => false,
         }
     }
 
@@ -326,6 +341,10 @@ pub struct PeerInfo {
     pub protocols: Vec<ProtocolId>,
     /// Its reputation (0 at connect; penalties lower it).
     pub reputation: i32,
+    /// The round trip of its last answered keepalive ping.
+    pub ping_rtt: Option<Duration>,
+    /// Keepalive pings it missed in a row (at `max_missed_pings` it is dropped).
+    pub missed_pings: u32,
 }
 
 /// Network settings.
@@ -356,11 +375,16 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// identify's `agentVersion` and RLPx Hello's client id.
     pub agent_version: String,
-    /// RLPx keepalive: a Ping this often; a peer that has not answered the previous
-    /// one by then is disconnected with `PingTimeout`.
+    /// RLPx keepalive: a Ping this often; a period that ends without the Pong of the
+    /// previous one counts as a missed ping.
     pub rlpx_ping_interval: Duration,
+    /// Keepalive pings a peer may miss in a row, on either carrier, before it is
+    /// disconnected with `PingTimeout` (one lost ping is forgiven).
+    pub max_missed_pings: u32,
     /// Peer limits, reputation, bans and trusted peers.
     pub pool: PeerPoolConfig,
+    /// Budgets for inbound handshakes under way, and the first-byte deadline.
+    pub admission: AdmissionConfig,
     /// Events buffered per subscriber; a subscriber that falls further behind
     /// misses events (and is told how many).
     pub event_capacity: usize,
@@ -380,7 +404,9 @@ impl Default for NetworkConfig {
             idle_timeout: Duration::from_secs(30),
             agent_version: concat!("devmux/", env!("CARGO_PKG_VERSION")).to_string(),
             rlpx_ping_interval: Duration::from_secs(15),
+            max_missed_pings: 3,
             pool: PeerPoolConfig::default(),
+            admission: AdmissionConfig::default(),
             event_capacity: 1024,
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, PeerId};
-use devmux_transport::{Connection, ConnectionInfo, Control, Direction, Listener, Upgrader};
+use devmux_transport::{Connection, ConnectionInfo, Control, Direction, Upgrader};
 use multistream_select::{dialer_select_proto, listener_select_proto, Version};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn, Instrument};
@@ -23,6 +23,7 @@ use crate::carrier::{Carrier, Remote};
 use crate::message::{
     ActivityGuard, BoxedRaw, FaultReport, MessageStream, StreamRules, DEFAULT_MAX_MESSAGE_SIZE,
 };
+use crate::peers::Liveness;
 use crate::registrar::{ProtocolKind, Registration};
 use crate::supervisor::{Link, Supervisor};
 use crate::{DisconnectReason, Error, NetworkEvent, PeerCtx, ProtocolId, ServerKind};
@@ -42,6 +43,8 @@ pub(crate) struct ConnHandle {
     active: Arc<AtomicUsize>,
     /// Session groups with a running handler: one session per group per connection.
     sessions: Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
+    /// The keepalive's record.
+    liveness: Arc<Liveness>,
 }
 
 fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
@@ -52,8 +55,6 @@ fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collection
 pub(crate) struct P2pCarrier {
     sup: Arc<Supervisor>,
     upgrader: Upgrader,
-    /// `None` once shutdown closed it.
-    listener: tokio::sync::Mutex<Option<Listener>>,
     listen_addr: SocketAddr,
     /// Every protocol id we answer: the registrar's and the built-in ones.
     supported: Vec<String>,
@@ -62,19 +63,20 @@ pub(crate) struct P2pCarrier {
 impl P2pCarrier {
     /// Binds `addr` and starts accepting under `sup`.
     pub(crate) async fn start(sup: Arc<Supervisor>, addr: SocketAddr) -> Result<Arc<Self>, Error> {
-        let upgrader = Upgrader::new(sup.key.clone(), sup.config.transport.clone())?;
-        let listener = Listener::bind(addr, upgrader.clone()).await?;
-        let listen_addr = listener.local_addr();
+        let mut transport = sup.config.transport.clone();
+        transport.bind_ip = transport.bind_ip.or(Some(addr.ip()));
+        let upgrader = Upgrader::new(sup.key.clone(), transport)?;
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let listen_addr = tcp.local_addr()?;
         let mut supported: Vec<String> = sup.registrar.ids().map(|id| id.to_string()).collect();
         supported.extend(builtin::BUILTIN_IDS.iter().map(|s| s.to_string()));
         let carrier = Arc::new(Self {
             sup: sup.clone(),
             upgrader,
-            listener: tokio::sync::Mutex::new(Some(listener)),
             listen_addr,
             supported,
         });
-        sup.listen(carrier.clone());
+        sup.listen(carrier.clone(), tcp);
         info!(addr = %carrier.local_multiaddr(), "stream stack listening");
         Ok(carrier)
     }
@@ -371,16 +373,21 @@ impl P2pCarrier {
         Ok((MessageStream::from_raw(io, rules, Some(activity)), id))
     }
 
-    /// One keepalive round: a peer that does not answer a ping in time is
-    /// disconnected with `PingTimeout`.
+    /// One keepalive round: a peer that misses `max_missed_pings` in a row (no answer
+    /// within `request_timeout` each) is disconnected with `PingTimeout`.
     async fn keepalive(&self, peer: PeerId, conn: ConnHandle) {
         match self.ping_on(&conn).await {
-            Ok(_) => {}
+            Ok(rtt) => conn.liveness.answered(rtt),
             Err(Error::ShuttingDown) => {}
             Err(e) => {
-                warn!(%peer, error = %e, "keepalive ping failed");
-                self.sup
-                    .close(&peer, conn.id, DisconnectReason::PingTimeout);
+                let missed = conn.liveness.missed();
+                if missed >= self.sup.config.max_missed_pings.max(1) {
+                    warn!(%peer, error = %e, missed, "keepalive pings missed: disconnecting");
+                    self.sup
+                        .close(&peer, conn.id, DisconnectReason::PingTimeout);
+                } else {
+                    debug!(%peer, error = %e, missed, "keepalive ping missed");
+                }
             }
         }
     }
@@ -426,13 +433,20 @@ impl Carrier for P2pCarrier {
         self.upgrader.stats()
     }
 
-    async fn accept(&self) -> Option<Result<Connection, Error>> {
-        let next = self.listener.lock().await.as_mut()?.accept().await;
-        next.map(|r| r.map_err(Error::from))
-    }
-
-    async fn stop_listening(&self) {
-        self.listener.lock().await.take();
+    async fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+        _addr: SocketAddr,
+        activity: Arc<devmux_transport::ReadActivity>,
+    ) -> Result<Connection, Error> {
+        // A banned key goes before the muxer; limits are decided once the connection
+        // can carry a goodbye with the reason.
+        let pool = self.sup.peers.pool();
+        let admit = |peer: &PeerId| !pool.refuses_key(peer);
+        Ok(self
+            .upgrader
+            .upgrade_inbound_watched(tcp, activity, admit)
+            .await?)
     }
 
     async fn connect(&self, addr: &Multiaddr) -> Result<Connection, Error> {
@@ -448,12 +462,13 @@ impl Carrier for P2pCarrier {
         }
     }
 
-    fn link(conn: &Connection, id: u64) -> Link {
+    fn link(conn: &Connection, id: u64, liveness: Arc<Liveness>) -> Link {
         Link::P2p(ConnHandle {
             id,
             control: conn.control.clone(),
             active: Arc::default(),
             sessions: Arc::default(),
+            liveness,
         })
     }
 

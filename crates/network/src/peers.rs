@@ -14,16 +14,64 @@ use tracing::warn;
 use crate::pool::{Census, Origin, PeerPool};
 use crate::{Direction, DisconnectReason, NetworkEvent, PeerInfo, Penalty, ProtocolId, ServerKind};
 
+/// How a connection's keepalive fares: the last ping's round trip and the pings
+/// missed in a row, written by its carrier, read by `admin_peers` and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// The last round trip in microseconds; 0: none yet.
+    rtt_micros: std::sync::atomic::AtomicU64,
+    missed: std::sync::atomic::AtomicU32,
+}
+
+impl Liveness {
+    /// A ping came back after `rtt`.
+    pub(crate) fn answered(&self, rtt: std::time::Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.rtt_micros.store(micros, Ordering::Relaxed);
+        self.missed.store(0, Ordering::Relaxed);
+    }
+
+    /// A ping went unanswered; returns how many in a row.
+    pub(crate) fn missed(&self) -> u32 {
+        self.missed.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Sets the count of pings missed in a row.
+    pub(crate) fn set_missed(&self, consecutive: u32) {
+        self.missed.store(consecutive, Ordering::Relaxed);
+    }
+
+    fn rtt(&self) -> Option<std::time::Duration> {
+        match self.rtt_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(std::time::Duration::from_micros(micros)),
+        }
+    }
+}
+
 /// One connected peer. `H` is the handle to its connection.
 pub(crate) struct PeerEntry<H> {
     pub(crate) conn_id: u64,
     pub(crate) carrier: ServerKind,
+    pub(crate) liveness: Arc<Liveness>,
     pub(crate) remote_addr: SocketAddr,
     pub(crate) direction: Direction,
     pub(crate) protocols: Vec<ProtocolId>,
     /// The reason given for the disconnect, and whether the peer gave it.
     pub(crate) reason: Option<(DisconnectReason, bool)>,
     pub(crate) handle: H,
+}
+
+/// A connection to register with [`PeerTable::admit`].
+pub(crate) struct NewConnection<H> {
+    pub(crate) peer: PeerId,
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) direction: Direction,
+    pub(crate) carrier: ServerKind,
+    pub(crate) liveness: Arc<Liveness>,
+    pub(crate) handle: H,
+    /// From [`PeerTable::next_id`].
+    pub(crate) conn_id: u64,
 }
 
 /// What registering a new connection decided.
@@ -125,17 +173,17 @@ impl<H: Clone> PeerTable<H> {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers connection `conn_id` (from [`PeerTable::next_id`]) on `carrier`;
-    /// returns what happened.
-    pub(crate) fn admit(
-        &self,
-        peer: PeerId,
-        remote_addr: SocketAddr,
-        direction: Direction,
-        carrier: ServerKind,
-        handle: H,
-        conn_id: u64,
-    ) -> Admission<H> {
+    /// Registers a connection; returns what happened.
+    pub(crate) fn admit(&self, new: NewConnection<H>) -> Admission<H> {
+        let NewConnection {
+            peer,
+            remote_addr,
+            direction,
+            carrier,
+            liveness,
+            handle,
+            conn_id,
+        } = new;
         let mut peers = self.lock();
         let admission = match self.decide(&peers, &peer, remote_addr, direction) {
             Ok(None) => Admission::New,
@@ -147,6 +195,7 @@ impl<H: Clone> PeerTable<H> {
             PeerEntry {
                 conn_id,
                 carrier,
+                liveness,
                 remote_addr,
                 direction,
                 protocols: Vec::new(),
@@ -202,6 +251,11 @@ impl<H: Clone> PeerTable<H> {
         }
     }
 
+    /// The remote address of `peer`'s connection.
+    pub(crate) fn addr_of(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.lock().get(peer).map(|e| e.remote_addr)
+    }
+
     /// The carrier of `peer`'s connection.
     pub(crate) fn carrier(&self, peer: &PeerId) -> Option<ServerKind> {
         self.lock().get(peer).map(|e| e.carrier)
@@ -249,6 +303,8 @@ impl<H: Clone> PeerTable<H> {
                 remote_addr: e.remote_addr,
                 direction: e.direction,
                 server: e.carrier,
+                ping_rtt: e.liveness.rtt(),
+                missed_pings: e.liveness.missed.load(Ordering::Relaxed),
                 protocols: e.protocols.clone(),
                 reputation: self.pool.reputation(id),
             })
@@ -280,6 +336,25 @@ mod tests {
     use crate::pool::PeerPoolConfig;
     use devmux_identity::NodeKey;
 
+    fn conn<H>(
+        peer: PeerId,
+        remote_addr: SocketAddr,
+        direction: Direction,
+        carrier: ServerKind,
+        handle: H,
+        conn_id: u64,
+    ) -> NewConnection<H> {
+        NewConnection {
+            peer,
+            remote_addr,
+            direction,
+            carrier,
+            liveness: Arc::default(),
+            handle,
+            conn_id,
+        }
+    }
+
     fn table<H: Clone>(local: PeerId, max_peers: usize) -> PeerTable<H> {
         let pool = PeerPool::open(PeerPoolConfig {
             max_peers,
@@ -298,14 +373,14 @@ mod tests {
         // a's dial to b is outbound at a and inbound at b; b's dial is the reverse.
         // Each end first registers its own outbound connection, then sees the other.
         // The carriers differ: the rule is the same across them.
-        ta.admit(b, addr, Direction::Outbound, ServerKind::P2p, (), 0);
-        tb.admit(a, addr, Direction::Outbound, ServerKind::Rlpx, (), 0);
+        ta.admit(conn(b, addr, Direction::Outbound, ServerKind::P2p, (), 0));
+        tb.admit(conn(a, addr, Direction::Outbound, ServerKind::Rlpx, (), 0));
         let a_switches = matches!(
-            ta.admit(b, addr, Direction::Inbound, ServerKind::Rlpx, (), 0),
+            ta.admit(conn(b, addr, Direction::Inbound, ServerKind::Rlpx, (), 0)),
             Admission::Replaces(_)
         );
         let b_switches = matches!(
-            tb.admit(a, addr, Direction::Inbound, ServerKind::P2p, (), 0),
+            tb.admit(conn(a, addr, Direction::Inbound, ServerKind::P2p, (), 0)),
             Admission::Replaces(_)
         );
         // Exactly one end switches to its inbound connection: both keep the same one.
@@ -318,14 +393,14 @@ mod tests {
         let (p, q) = (NodeKey::generate().peer_id(), NodeKey::generate().peer_id());
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let id = 7;
-        let adm = t.admit(p, addr, Direction::Outbound, ServerKind::Rlpx, 1, id);
+        let adm = t.admit(conn(p, addr, Direction::Outbound, ServerKind::Rlpx, 1, id));
         assert!(matches!(adm, Admission::New));
         assert_eq!(
             t.would_admit(&q, addr, Direction::Inbound),
             Err(DisconnectReason::TooManyPeers)
         );
         assert!(matches!(
-            t.admit(q, addr, Direction::Inbound, ServerKind::P2p, 2, 8),
+            t.admit(conn(q, addr, Direction::Inbound, ServerKind::P2p, 2, 8)),
             Admission::Refused(DisconnectReason::TooManyPeers)
         ));
         assert_eq!(

@@ -24,6 +24,10 @@ const REMEMBERED_REPUTATIONS: usize = 4096;
 const MAX_BANS: usize = 65536;
 
 const BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("bans");
+/// Address bans: the IP's octets (4 or 16) to the ban's expiry in Unix seconds.
+const ADDRESS_BANS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("address_bans");
+/// Addresses whose recent faults are remembered; the least recently faulting go first.
+const FAULTY_ADDRESSES: u32 = 4096;
 
 /// Peer limits and policy. Defaults suit a public node; tests shrink them.
 #[derive(Clone, Debug)]
@@ -36,8 +40,8 @@ pub struct PeerPoolConfig {
     /// Outbound peers the dialer keeps (from discovery). Defaults to a third of
     /// `max_peers`, at least one.
     pub outbound_target: Option<usize>,
-    /// Established connections from one IP address. Loopback addresses count per
-    /// port, so local test networks are not limited.
+    /// Established connections from one IP address (loopback too: 127.0.0.1 and
+    /// 127.0.0.2 are different hosts, so local networks give each node its own).
     pub max_per_ip: usize,
     /// Established connections from one /24 (IPv4) or /64 (IPv6).
     pub max_per_subnet: usize,
@@ -47,6 +51,12 @@ pub struct PeerPoolConfig {
     pub ban_duration: Duration,
     /// Reputation a peer regains per minute, up to 0.
     pub reputation_recovery_per_minute: i32,
+    /// Distinct keys from one address that may fault (a major penalty, a broken
+    /// handshake) within [`PeerPoolConfig::address_fault_window`]; one more bans the
+    /// address for `ban_duration`, checked at accept before any cryptography.
+    pub address_fault_limit: usize,
+    /// The window of [`PeerPoolConfig::address_fault_limit`].
+    pub address_fault_window: Duration,
     /// Peers that bypass every limit and ban (static peers are added too).
     pub trusted: Vec<PeerId>,
     /// Where bans are stored across restarts (a redb file); `None` keeps them in
@@ -65,6 +75,8 @@ impl Default for PeerPoolConfig {
             max_concurrent_dials: 8,
             ban_duration: Duration::from_secs(15 * 60),
             reputation_recovery_per_minute: 30,
+            address_fault_limit: 10,
+            address_fault_window: Duration::from_secs(60),
             trusted: Vec::new(),
             store: None,
         }
@@ -87,35 +99,28 @@ impl PeerPoolConfig {
     }
 }
 
-/// Where a connection comes from, for per-IP and per-subnet counting.
+/// Where a connection comes from, for per-IP and per-subnet counting: its IP
+/// address, loopback included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Origin {
-    Ip(IpAddr),
-    /// Loopback: one "address" per port.
-    Local(SocketAddr),
-}
+pub(crate) struct Origin(pub(crate) IpAddr);
 
 impl Origin {
     pub(crate) fn of(addr: SocketAddr) -> Self {
-        if addr.ip().is_loopback() {
-            Origin::Local(addr)
-        } else {
-            Origin::Ip(addr.ip())
-        }
+        Origin(addr.ip())
     }
 
-    fn subnet(self) -> Self {
-        match self {
-            Origin::Ip(IpAddr::V4(ip)) => {
+    /// Its /24 (IPv4) or /64 (IPv6).
+    pub(crate) fn subnet(self) -> Self {
+        match self.0 {
+            IpAddr::V4(ip) => {
                 let [a, b, c, _] = ip.octets();
-                Origin::Ip(IpAddr::from([a, b, c, 0]))
+                Origin(IpAddr::from([a, b, c, 0]))
             }
-            Origin::Ip(IpAddr::V6(ip)) => {
+            IpAddr::V6(ip) => {
                 let mut octets = ip.octets();
                 octets[8..].fill(0);
-                Origin::Ip(IpAddr::from(octets))
+                Origin(IpAddr::from(octets))
             }
-            local => local,
         }
     }
 }
@@ -154,6 +159,11 @@ struct State {
     trusted: HashSet<PeerId>,
     /// Ban expiry, as Unix seconds (they must survive restarts).
     bans: HashMap<PeerId, u64>,
+    /// Address ban expiry, as Unix seconds.
+    address_bans: HashMap<IpAddr, u64>,
+    /// Recent faults per address: when, and by which key (`None`: before any key was
+    /// known, each counted as its own).
+    address_faults: schnellru::LruMap<IpAddr, Vec<(Instant, Option<PeerId>)>>,
     /// Reputation and when it was last set, for peers connected or recently seen.
     reputation: HashMap<PeerId, (i32, Instant)>,
 }
@@ -163,6 +173,15 @@ pub(crate) struct PeerPool {
     config: PeerPoolConfig,
     state: Mutex<State>,
     db: Option<Arc<redb::Database>>,
+}
+
+/// The address whose octets are `bytes` (4 or 16 of them).
+fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
 }
 
 fn unix_now() -> u64 {
@@ -175,6 +194,7 @@ impl PeerPool {
     /// Opens the pool, loading unexpired bans from the store.
     pub(crate) fn open(config: PeerPoolConfig) -> Result<Self, Error> {
         let mut bans = HashMap::new();
+        let mut address_bans = HashMap::new();
         let db = match &config.store {
             None => None,
             Some(path) => {
@@ -195,6 +215,20 @@ impl PeerPool {
                     Err(redb::TableError::TableDoesNotExist(_)) => {}
                     Err(e) => return Err(Error::Store(e.into())),
                 }
+                match read.open_table(ADDRESS_BANS) {
+                    Ok(table) => {
+                        for row in table.iter().map_err(|e| Error::Store(e.into()))? {
+                            let (k, v) = row.map_err(|e| Error::Store(e.into()))?;
+                            if let (Some(ip), expiry) = (ip_of(k.value()), v.value()) {
+                                if expiry > now {
+                                    address_bans.insert(ip, expiry);
+                                }
+                            }
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(Error::Store(e.into())),
+                }
                 Some(Arc::new(db))
             }
         };
@@ -204,6 +238,8 @@ impl PeerPool {
             state: Mutex::new(State {
                 trusted,
                 bans,
+                address_bans,
+                address_faults: schnellru::LruMap::new(schnellru::ByLength::new(FAULTY_ADDRESSES)),
                 reputation: HashMap::new(),
             }),
             db,
@@ -224,6 +260,11 @@ impl PeerPool {
 
     pub(crate) fn is_trusted(&self, peer: &PeerId) -> bool {
         self.lock().trusted.contains(peer)
+    }
+
+    /// Whether `peer`'s key is banned (and not trusted).
+    pub(crate) fn refuses_key(&self, peer: &PeerId) -> bool {
+        !self.is_trusted(peer) && self.banned(peer).is_some()
     }
 
     /// Remaining ban time, if banned.
@@ -251,34 +292,112 @@ impl PeerPool {
             state.bans.insert(peer, expiry);
         }
         warn!(%peer, ?duration, "peer banned");
-        if let Some(db) = self.db.clone() {
-            // redb blocks: write off the reactor.
-            let write = move || -> Result<(), redb::Error> {
-                let tx = db.begin_write()?;
-                {
-                    let mut table = tx.open_table(BANS)?;
-                    table.insert(peer.to_bytes().as_slice(), expiry)?;
-                    let now = unix_now();
-                    table.retain(|_, e| e > now)?;
-                }
-                tx.commit()?;
-                Ok(())
-            };
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn_blocking(move || {
-                        if let Err(e) = write() {
-                            warn!(error = %e, "ban not stored");
-                        }
-                    });
-                }
-                Err(_) => {
+        self.store(BANS, peer.to_bytes(), expiry);
+    }
+
+    /// Stores a ban (`key` → `expiry`) in `table`, dropping expired ones, off the
+    /// reactor.
+    fn store(
+        &self,
+        table: TableDefinition<'static, &'static [u8], u64>,
+        key: Vec<u8>,
+        expiry: u64,
+    ) {
+        let Some(db) = self.db.clone() else {
+            return;
+        };
+        // redb blocks: write off the reactor.
+        let write = move || -> Result<(), redb::Error> {
+            let tx = db.begin_write()?;
+            {
+                let mut table = tx.open_table(table)?;
+                table.insert(key.as_slice(), expiry)?;
+                let now = unix_now();
+                table.retain(|_, e| e > now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(move || {
                     if let Err(e) = write() {
                         warn!(error = %e, "ban not stored");
                     }
+                });
+            }
+            Err(_) => {
+                if let Err(e) = write() {
+                    warn!(error = %e, "ban not stored");
                 }
             }
         }
+    }
+
+    /// Remaining ban time of an address, if banned.
+    pub(crate) fn address_banned(&self, ip: &IpAddr) -> Option<Duration> {
+        let mut state = self.lock();
+        let expiry = *state.address_bans.get(ip)?;
+        let now = unix_now();
+        if expiry <= now {
+            state.address_bans.remove(ip);
+            return None;
+        }
+        Some(Duration::from_secs(expiry - now))
+    }
+
+    /// Bans every connection from `ip` for `duration` and stores the ban.
+    pub(crate) fn ban_address(&self, ip: IpAddr, duration: Duration) {
+        let expiry = unix_now().saturating_add(duration.as_secs().max(1));
+        {
+            let mut state = self.lock();
+            if state.address_bans.len() >= MAX_BANS {
+                if let Some(oldest) = state
+                    .address_bans
+                    .iter()
+                    .min_by_key(|(_, e)| **e)
+                    .map(|(ip, _)| *ip)
+                {
+                    state.address_bans.remove(&oldest);
+                }
+            }
+            state.address_bans.insert(ip, expiry);
+        }
+        warn!(%ip, ?duration, "address banned");
+        let octets = match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        self.store(ADDRESS_BANS, octets, expiry);
+    }
+
+    /// Records a fault from `ip` (by `key`, if known); returns true if the address is
+    /// banned now: more than `address_fault_limit` distinct keys faulted within the
+    /// window. A trusted key's faults do not count.
+    pub(crate) fn address_fault(&self, ip: IpAddr, key: Option<PeerId>) -> bool {
+        let over = {
+            let mut state = self.lock();
+            if key.is_some_and(|k| state.trusted.contains(&k)) {
+                return false;
+            }
+            let window = self.config.address_fault_window;
+            let Some(faults) = state.address_faults.get_or_insert(ip, Vec::new) else {
+                return false;
+            };
+            faults.retain(|(at, _)| at.elapsed() < window);
+            if key.is_none() || !faults.iter().any(|(_, k)| *k == key) {
+                faults.push((Instant::now(), key));
+            }
+            let over = faults.len() > self.config.address_fault_limit;
+            if over {
+                faults.clear();
+            }
+            over
+        };
+        if over {
+            self.ban_address(ip, self.config.ban_duration);
+        }
+        over
     }
 
     /// Whether to admit a connection from `peer` given the connected set.
@@ -425,10 +544,13 @@ mod tests {
             ),
             (3, 2, 1, 2)
         );
-        // Loopback counts per port.
-        let l = [(Direction::Inbound, "127.0.0.1:5".parse().unwrap())];
+        // Loopback counts per address, like any other: ports do not make hosts.
+        let l = [
+            (Direction::Inbound, "127.0.0.1:5".parse().unwrap()),
+            (Direction::Inbound, "127.0.1.1:5".parse().unwrap()),
+        ];
         let census = Census::of(Origin::of("127.0.0.1:6".parse().unwrap()), l.into_iter());
-        assert_eq!((census.same_ip, census.same_subnet), (0, 0));
+        assert_eq!((census.same_ip, census.same_subnet), (1, 1));
         let v6 = Origin::of("[2001:db8::1]:1".parse().unwrap()).subnet();
         assert_eq!(
             v6,

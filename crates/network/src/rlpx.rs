@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use devmux_identity::{Enode, NodeId, PeerId};
-use devmux_rlpx::carrier::{Accepted, Endpoint, Listener};
+use devmux_rlpx::carrier::Endpoint;
 use devmux_rlpx::secp256k1::{Keypair, SECP256K1};
 use devmux_rlpx::session::{Channel, OutboundMessage, Session, SessionObserver, DISCONNECT_GRACE};
 use devmux_rlpx::{Capability, Established, SessionConfig};
@@ -28,6 +28,7 @@ use tracing::{debug, info, Instrument};
 
 use crate::carrier::{Carrier, Remote};
 use crate::message::{MessageStream, SessionClose};
+use crate::peers::Liveness;
 use crate::registrar::{ProtocolKind, Registration};
 use crate::supervisor::{Link, Supervisor};
 use crate::{
@@ -89,9 +90,9 @@ fn capabilities(registrar: &Registrar) -> Vec<Capability> {
 pub(crate) struct RlpxCarrier {
     sup: Arc<Supervisor>,
     endpoint: Endpoint,
-    /// `None` once shutdown closed it.
-    listener: tokio::sync::Mutex<Option<Listener<Socket>>>,
     listen_addr: SocketAddr,
+    /// The address outbound connections bind.
+    bind_ip: Option<std::net::IpAddr>,
     stats: Arc<IoStats>,
 }
 
@@ -109,32 +110,14 @@ impl RlpxCarrier {
             session = session.with_capability(cap);
         }
         let endpoint = Endpoint::new(secret, session, sup.config.transport.handshake_timeout);
-        let stats: Arc<IoStats> = Arc::default();
-        let counted = stats.clone();
-        let admit_sup = Arc::downgrade(&sup);
-        let listener = Listener::from_tcp(
-            tcp,
-            endpoint.clone(),
-            sup.config.transport.max_concurrent_upgrades,
-            move |tcp| Counted::new(tcp, counted.clone()),
-            Arc::new(move |id: &devmux_rlpx::NodeId, addr| {
-                let sup = admit_sup
-                    .upgrade()
-                    .ok_or(DisconnectReason::ClientQuitting)?;
-                let peer = NodeId(*id)
-                    .to_peer_id()
-                    .map_err(|_| DisconnectReason::UnexpectedIdentity)?;
-                sup.would_admit(&peer, addr, Direction::Inbound)
-            }),
-        )?;
         let carrier = Arc::new(Self {
             sup: sup.clone(),
             endpoint,
-            listener: tokio::sync::Mutex::new(Some(listener)),
             listen_addr,
-            stats,
+            bind_ip: sup.config.transport.bind_ip.or(Some(addr.ip())),
+            stats: Arc::default(),
         });
-        sup.listen(carrier.clone());
+        sup.listen(carrier.clone(), tcp);
         info!(enode = %carrier.local_enode(), "RLPx listening");
         Ok(carrier)
     }
@@ -159,6 +142,7 @@ impl RlpxCarrier {
             established,
             Counted::into_split,
             self.sup.config.rlpx_ping_interval,
+            self.sup.config.max_missed_pings,
             |cap| {
                 ProtocolId::from_capability(&cap.name, cap.version)
                     .is_ok_and(|id| registrar.get(id.as_str()).is_some())
@@ -251,6 +235,7 @@ struct Observer<'a> {
     sup: &'a Supervisor,
     peer: PeerId,
     conn: u64,
+    liveness: Option<Arc<Liveness>>,
 }
 
 impl SessionObserver for Observer<'_> {
@@ -263,6 +248,18 @@ impl SessionObserver for Observer<'_> {
     fn fault(&self, error: &devmux_rlpx::Error) {
         self.sup
             .penalize(self.peer, Penalty::Major, error.to_string());
+    }
+
+    fn pong(&self, rtt: std::time::Duration) {
+        if let Some(liveness) = &self.liveness {
+            liveness.answered(rtt);
+        }
+    }
+
+    fn missed_ping(&self, consecutive: u32) {
+        if let Some(liveness) = &self.liveness {
+            liveness.set_missed(consecutive);
+        }
     }
 }
 
@@ -279,20 +276,25 @@ impl Carrier for RlpxCarrier {
         &self.stats
     }
 
-    async fn accept(&self) -> Option<Result<RlpxConn, Error>> {
-        let next = self.listener.lock().await.as_mut()?.accept().await?;
-        Some(next.map_err(Error::Rlpx).and_then(|accepted| {
-            let Accepted {
-                session,
-                remote_addr,
-                handshake,
-            } = accepted;
-            self.prepare(session, remote_addr, Direction::Inbound, handshake)
-        }))
-    }
-
-    async fn stop_listening(&self) {
-        self.listener.lock().await.take();
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        activity: Arc<devmux_transport::ReadActivity>,
+    ) -> Result<RlpxConn, Error> {
+        let started = std::time::Instant::now();
+        let _ = tcp.set_nodelay(true);
+        let io = Counted::watched(tcp, self.stats.clone(), activity.clone());
+        let admit = |id: &devmux_rlpx::NodeId| {
+            // ECIES done: the remote proved its key (auth read and answered).
+            activity.reached(2);
+            let peer = NodeId(*id)
+                .to_peer_id()
+                .map_err(|_| DisconnectReason::UnexpectedIdentity)?;
+            self.sup.would_admit(&peer, addr, Direction::Inbound)
+        };
+        let established = self.endpoint.accept(io, admit).await?;
+        self.prepare(established, addr, Direction::Inbound, started.elapsed())
     }
 
     async fn connect(&self, enode: &Enode) -> Result<RlpxConn, Error> {
@@ -302,7 +304,7 @@ impl Carrier for RlpxCarrier {
         let established = self
             .endpoint
             .connect(
-                enode.addr,
+                devmux_transport::connect_from(self.bind_ip, enode.addr),
                 &enode.id.0,
                 |tcp| Counted::new(tcp, stats),
                 |_| self.sup.would_admit(&peer, enode.addr, Direction::Outbound),
@@ -320,10 +322,11 @@ impl Carrier for RlpxCarrier {
         conn.remote
     }
 
-    fn link(conn: &RlpxConn, id: u64) -> Link {
+    fn link(conn: &RlpxConn, id: u64, liveness: Arc<Liveness>) -> Link {
         Link::Rlpx {
             id,
             session: conn.session.handle(),
+            liveness,
         }
     }
 
@@ -337,6 +340,7 @@ impl Carrier for RlpxCarrier {
             sup: &self.sup,
             peer: remote.peer,
             conn: 0,
+            liveness: None,
         };
         // Only the Disconnect goes out: nothing else is ever queued.
         let _ = tokio::time::timeout(
@@ -354,11 +358,16 @@ impl Carrier for RlpxCarrier {
             outbound,
         } = conn;
         let conn_id = link.id();
+        let liveness = match &link {
+            Link::Rlpx { liveness, .. } => Some(liveness.clone()),
+            Link::P2p(_) => None,
+        };
         let handlers = self.start_handlers(conn_id, remote, channels, outbound);
         let observer = Observer {
             sup: &self.sup,
             peer: remote.peer,
             conn: conn_id,
+            liveness,
         };
         session
             .run(handlers.wait(), &self.sup.shutdown, &observer)

@@ -14,14 +14,16 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use devmux_identity::{NodeKey, PeerId};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
+use crate::admission::{first_byte_missed, PendingHandshakes, PendingSlot};
 use crate::carrier::{Carrier, Remote};
 use crate::counters::Counters;
-use crate::peers::{Admission, PeerTable};
+use crate::peers::{Admission, Liveness, NewConnection, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::PeerOps;
 use crate::{Direction, DisconnectReason, Error, NetworkConfig, NetworkEvent, Penalty, Registrar};
@@ -42,6 +44,8 @@ pub(crate) enum Link {
         id: u64,
         /// The running session.
         session: devmux_rlpx::session::SessionHandle,
+        /// Its keepalive's record.
+        liveness: Arc<Liveness>,
     },
 }
 
@@ -88,6 +92,8 @@ pub(crate) struct Supervisor {
     pub(crate) config: NetworkConfig,
     pub(crate) registrar: Registrar,
     pub(crate) peers: PeerTable<Link>,
+    /// Inbound handshakes under way, on both carriers.
+    pending: Arc<PendingHandshakes>,
     pub(crate) events: broadcast::Sender<NetworkEvent>,
     pub(crate) counters: Arc<Counters>,
     /// The parent of every task's cancellation.
@@ -106,6 +112,7 @@ impl Supervisor {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         Arc::new_cyclic(|weak| Self {
             peers: PeerTable::new(key.peer_id(), pool),
+            pending: PendingHandshakes::new(config.admission.clone()),
             key,
             config,
             registrar,
@@ -137,24 +144,85 @@ impl Supervisor {
         self.peers.would_admit(peer, addr, direction)
     }
 
-    /// Accepts `carrier`'s inbound connections until shutdown.
-    pub(crate) fn listen<C: Carrier>(self: &Arc<Self>, carrier: Arc<C>) {
+    /// Accepts `carrier`'s inbound connections on `tcp` until shutdown: address bans
+    /// and the pending budget before any handshake, the first-byte deadline, then the
+    /// carrier's handshake.
+    pub(crate) fn listen<C: Carrier>(self: &Arc<Self>, carrier: Arc<C>, tcp: TcpListener) {
         let sup = self.clone();
         self.tasks.spawn(async move {
             loop {
-                tokio::select! {
+                let (socket, addr) = tokio::select! {
                     _ = sup.shutdown.cancelled() => break,
-                    next = carrier.accept() => match next {
-                        Some(Ok(conn)) => sup.serve(&carrier, conn),
-                        Some(Err(e)) => {
-                            sup.counters.handshake_failed(C::KIND, Direction::Inbound, &e)
+                    accepted = tcp.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            debug!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
                         }
-                        None => break,
                     },
+                };
+                sup.accepted(&carrier, socket, addr);
+            }
+        });
+    }
+
+    fn accepted<C: Carrier>(
+        self: &Arc<Self>,
+        carrier: &Arc<C>,
+        socket: TcpStream,
+        addr: SocketAddr,
+    ) {
+        if let Some(left) = self.peers.pool().address_banned(&addr.ip()) {
+            // Dropping the socket closes it: nothing is read, nothing computed.
+            debug!(%addr, ?left, "address banned: closed at accept");
+            self.counters
+                .handshake_refused(C::KIND, Direction::Inbound, "address_banned");
+            return;
+        }
+        let (admitted, evicted) = self.pending.admit(addr);
+        for _ in 0..evicted {
+            self.counters
+                .handshake_refused(C::KIND, Direction::Inbound, "evicted");
+        }
+        let sup = self.clone();
+        let carrier = carrier.clone();
+        let span = tracing::debug_span!("handshake", %addr, carrier = %C::KIND);
+        self.tasks.spawn(
+            async move {
+                let first_byte = sup.config.admission.first_byte_timeout;
+                let activity = admitted.activity.clone();
+                let result = tokio::select! {
+                    _ = sup.shutdown.cancelled() => return,
+                    _ = admitted.evicted.cancelled() => {
+                        debug!("pending handshake closed to make room: silent for longest");
+                        return;
+                    }
+                    _ = first_byte_missed(&activity, first_byte) => Err(Error::Timeout("first bytes")),
+                    result = carrier.handshake(socket, addr, activity.clone()) => result,
+                };
+                match result {
+                    Ok(conn) => sup.serve(&carrier, conn, Some(admitted.slot)),
+                    Err(e) => {
+                        debug!(error = %e, "inbound handshake failed");
+                        sup.counters.handshake_failed(C::KIND, Direction::Inbound, &e);
+                        if e.is_handshake_fault() {
+                            sup.address_fault(addr, None);
+                        }
+                    }
                 }
             }
-            carrier.stop_listening().await;
-        });
+            .instrument(span),
+        );
+    }
+
+    /// A fault from `addr` (by `peer`, if its key is known): counted against the
+    /// address, which is banned once too many keys from it faulted.
+    pub(crate) fn address_fault(&self, addr: SocketAddr, peer: Option<PeerId>) {
+        if self.peers.pool().address_fault(addr.ip(), peer) {
+            warn!(ip = %addr.ip(), "address banned: too many faulting keys");
+        }
     }
 
     /// Dials `addr` over `carrier`; returns the peer once its connection is up (or at
@@ -183,7 +251,7 @@ impl Supervisor {
         };
         let peer = C::remote(&conn).peer;
         let shutting_down = self.shutdown.is_cancelled();
-        self.serve(carrier, conn);
+        self.serve(carrier, conn, None);
         if shutting_down {
             return Err(Error::ShuttingDown);
         }
@@ -191,8 +259,14 @@ impl Supervisor {
     }
 
     /// Admits an established connection or refuses it, and drives an admitted one
-    /// in a task of its own until it ends.
-    pub(crate) fn serve<C: Carrier>(self: &Arc<Self>, carrier: &Arc<C>, conn: C::Conn) {
+    /// in a task of its own until it ends. An inbound one's `pending` place is held
+    /// until it is admitted, or, if refused, until its socket is gone.
+    pub(crate) fn serve<C: Carrier>(
+        self: &Arc<Self>,
+        carrier: &Arc<C>,
+        conn: C::Conn,
+        pending: Option<PendingSlot>,
+    ) {
         let Remote {
             peer,
             addr,
@@ -209,10 +283,17 @@ impl Supervisor {
             return;
         }
         let id = self.peers.next_id();
-        let link = C::link(&conn, id);
-        let admission = self
-            .peers
-            .admit(peer, addr, direction, C::KIND, link.clone(), id);
+        let liveness = Arc::new(Liveness::default());
+        let link = C::link(&conn, id, liveness.clone());
+        let admission = self.peers.admit(NewConnection {
+            peer,
+            remote_addr: addr,
+            direction,
+            carrier: C::KIND,
+            liveness,
+            handle: link.clone(),
+            conn_id: id,
+        });
         let replaces = matches!(admission, Admission::Replaces(_));
         let refusal = match admission {
             Admission::New => None,
@@ -227,10 +308,16 @@ impl Supervisor {
         if let Some(reason) = refusal {
             debug!(%peer, ?reason, "refusing connection");
             let carrier = carrier.clone();
-            self.tasks
-                .spawn(async move { carrier.refuse(conn, reason).await }.instrument(span));
+            self.tasks.spawn(
+                async move {
+                    carrier.refuse(conn, reason).await;
+                    drop(pending);
+                }
+                .instrument(span),
+            );
             return;
         }
+        drop(pending);
         if !replaces {
             info!(%peer, %addr, dir = %direction, carrier = %C::KIND, "peer connected");
             self.emit(NetworkEvent::PeerConnected {
@@ -293,7 +380,13 @@ impl Supervisor {
 
     /// Lowers `peer`'s reputation; a peer that falls below the floor is banned and
     /// disconnected (`BreachOfProtocol`), whichever carrier it is on.
+    /// A major or fatal penalty also counts against the peer's address.
     pub(crate) fn penalize(&self, peer: PeerId, penalty: Penalty, why: String) {
+        if matches!(penalty, Penalty::Major | Penalty::Fatal) {
+            if let Some(addr) = self.peers.addr_of(&peer) {
+                self.address_fault(addr, Some(peer));
+            }
+        }
         if self.peers.penalize(&peer, penalty, why, &self.events) {
             if let Some(link) = self.peers.handle(&peer) {
                 self.close(&peer, link.id(), DisconnectReason::BreachOfProtocol);

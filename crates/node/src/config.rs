@@ -125,6 +125,22 @@ pub struct NodeConfig {
     /// Outbound peers the dialer keeps from discovery; defaults to a third of
     /// `max-peers` (at least one).
     pub outbound_target: Option<usize>,
+    /// Established peers from one IP address (loopback addresses too: each local node needs its own).
+    pub max_peers_per_ip: usize,
+    /// Established peers from one /24 (IPv4) or /64 (IPv6).
+    pub max_peers_per_subnet: usize,
+    /// Inbound handshakes under way at once, both servers; when full, the one that got least far and has been silent longest is closed for the newcomer.
+    pub max_pending_handshakes: usize,
+    /// Inbound handshakes under way at once from one IP address.
+    pub max_pending_per_ip: usize,
+    /// Inbound handshakes under way at once from one /24 (IPv4) or /64 (IPv6).
+    pub max_pending_per_subnet: usize,
+    /// Seconds an accepted socket may send nothing before it is closed (no penalty).
+    pub first_byte_timeout_secs: u64,
+    /// Distinct keys from one address that may fault within 60 s; one more bans the address (checked at accept, stored with the peer bans).
+    pub address_fault_limit: usize,
+    /// Keepalive pings a peer may miss in a row before it is disconnected with PingTimeout.
+    pub max_missed_pings: u32,
     /// Serve the admin JSON-RPC over HTTP here (port 0 picks a free one). Unset: off.
     pub http: Option<SocketAddr>,
     /// Allow `http` on a non-loopback address, which serves the `admin_*` methods (who
@@ -169,6 +185,14 @@ impl Default for NodeConfig {
             nodekey: None,
             max_inbound: None,
             outbound_target: None,
+            max_peers_per_ip: 4,
+            max_peers_per_subnet: 16,
+            max_pending_handshakes: 64,
+            max_pending_per_ip: 8,
+            max_pending_per_subnet: 32,
+            first_byte_timeout_secs: 3,
+            address_fault_limit: 10,
+            max_missed_pings: 3,
             http: None,
             http_allow_remote_admin: false,
             metrics: None,
@@ -293,6 +317,15 @@ impl NodeConfig {
             .with_servers(&self.servers)
             .with_listen_addr(self.listen_addr());
         network.p2p_listen_addr = self.p2p_port.map(|port| SocketAddr::new(self.addr, port));
+        network.pool.max_per_ip = self.max_peers_per_ip;
+        network.pool.max_per_subnet = self.max_peers_per_subnet;
+        network.pool.address_fault_limit = self.address_fault_limit;
+        network.admission.max_pending = self.max_pending_handshakes;
+        network.admission.max_pending_per_ip = self.max_pending_per_ip;
+        network.admission.max_pending_per_subnet = self.max_pending_per_subnet;
+        network.admission.first_byte_timeout =
+            std::time::Duration::from_secs(self.first_byte_timeout_secs);
+        network.max_missed_pings = self.max_missed_pings;
         network
     }
 
@@ -436,6 +469,23 @@ impl NodeConfig {
                 "large-message-budget-mib {} is below 10: one eth message may be 10 MiB",
                 self.large_message_budget_mib
             )));
+        }
+        for (key, value) in [
+            ("max-peers-per-ip", self.max_peers_per_ip),
+            ("max-peers-per-subnet", self.max_peers_per_subnet),
+            ("max-pending-handshakes", self.max_pending_handshakes),
+            ("max-pending-per-ip", self.max_pending_per_ip),
+            ("max-pending-per-subnet", self.max_pending_per_subnet),
+            (
+                "first-byte-timeout-secs",
+                self.first_byte_timeout_secs as usize,
+            ),
+            ("address-fault-limit", self.address_fault_limit),
+            ("max-missed-pings", self.max_missed_pings as usize),
+        ] {
+            if value == 0 {
+                return Err(bad(format!("{key} must be at least 1")));
+            }
         }
         if self.discovery_lookup_secs == 0 {
             return Err(bad("discovery-lookup-secs must be at least 1".into()));

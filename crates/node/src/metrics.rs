@@ -16,6 +16,8 @@
 //! | `devmux_events_lagged_total` | counter | `source` | events the counters missed (a lagging subscriber) |
 //! | `devmux_peers` | gauge | `server`, `direction` | connected peers |
 //! | `devmux_peer_protocols` | gauge | `protocol` | connected peers with that protocol negotiated |
+//! | `devmux_peer_ping_rtt_seconds` | gauge | `peer`, `server` | each peer's last answered keepalive ping (at most `max-peers` series) |
+//! | `devmux_peer_missed_pings` | gauge | `peer`, `server` | keepalive pings each peer missed in a row (dropped at `max_missed_pings`, 3) |
 //! | `devmux_eth_peers` | gauge | – | peers with an eth session |
 //! | `devmux_discovery_table_size` | gauge | – | discv5 routing-table entries (when discovery runs) |
 //! | `devmux_chain_head` | gauge | – | canonical head block number |
@@ -83,6 +85,12 @@ struct PenaltyLabels {
 struct StreamLabels {
     protocol: String,
     direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+    server: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -262,6 +270,9 @@ struct Inner {
     lagged: Family<SourceLabels, Counter>,
     peers: Family<ConnectionLabels, Gauge>,
     peer_protocols: Family<ProtocolLabels, Gauge>,
+    /// Per connected peer (at most `max-peers` series).
+    peer_ping_rtt: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    peer_missed_pings: Family<PeerLabels, Gauge>,
     eth_peers: Gauge,
     discovery_table: Gauge<i64, AtomicI64>,
     chain_head: Gauge<i64, AtomicI64>,
@@ -300,6 +311,8 @@ impl Inner {
             lagged: Family::default(),
             peers: Family::default(),
             peer_protocols: Family::default(),
+            peer_ping_rtt: Family::default(),
+            peer_missed_pings: Family::default(),
             eth_peers: Gauge::default(),
             discovery_table: Gauge::default(),
             chain_head: Gauge::default(),
@@ -371,6 +384,16 @@ impl Inner {
                 "peer_protocols",
                 "Connected peers that negotiated the protocol",
                 inner.peer_protocols.clone(),
+            );
+            r.register(
+                "peer_ping_rtt_seconds",
+                "Round trip of each connected peer's last answered keepalive ping",
+                inner.peer_ping_rtt.clone(),
+            );
+            r.register(
+                "peer_missed_pings",
+                "Keepalive pings each connected peer missed in a row",
+                inner.peer_missed_pings.clone(),
             );
             r.register(
                 "eth_peers",
@@ -505,6 +528,8 @@ impl Inner {
         let peers = view.network.peers();
         self.peers.clear();
         self.peer_protocols.clear();
+        self.peer_ping_rtt.clear();
+        self.peer_missed_pings.clear();
         // Zero series for our server, so a scrape shows 0 rather than nothing.
         for labels in view
             .network
@@ -521,6 +546,18 @@ impl Inner {
                     direction: peer.direction.to_string(),
                 })
                 .inc();
+            let labels = PeerLabels {
+                peer: peer.peer_id.to_string(),
+                server: peer.server.to_string(),
+            };
+            if let Some(rtt) = peer.ping_rtt {
+                self.peer_ping_rtt
+                    .get_or_create(&labels)
+                    .set(rtt.as_secs_f64());
+            }
+            self.peer_missed_pings
+                .get_or_create(&labels)
+                .set(i64::from(peer.missed_pings));
             for protocol in &peer.protocols {
                 self.peer_protocols
                     .get_or_create(&ProtocolLabels {

@@ -3,7 +3,7 @@
 //! | method | params | result |
 //! |---|---|---|
 //! | `admin_nodeInfo` | – | this node: ids, addresses, ENR, server, protocols, chain head |
-//! | `admin_peers` | – | connected peers: id, addresses, direction, server, protocols, reputation, eth session |
+//! | `admin_peers` | – | connected peers: id, addresses, direction, server (carrier), protocols, reputation, keepalive (`pingRttMs`, `missedPings`), eth session |
 //! | `admin_addPeer` | `enode://…` or multiaddr | `true` once connected (an error says why not) |
 //! | `admin_removePeer` | `enode://…`, multiaddr with `/p2p/`, or PeerId | `true` if it was connected |
 //! | `net_peerCount` | – | hex quantity (`"0x2"`) |
@@ -300,6 +300,10 @@ struct Peer {
     server: String,
     protocols: Vec<String>,
     reputation: i32,
+    /// The round trip of its last answered keepalive ping, in milliseconds.
+    ping_rtt_ms: Option<f64>,
+    /// Keepalive pings it missed in a row.
+    missed_pings: u32,
     /// The eth session, once Status was exchanged.
     eth: Option<EthSession>,
 }
@@ -382,6 +386,8 @@ fn peer_entry(view: &NodeView, info: PeerInfo) -> Peer {
         server: info.server.to_string(),
         protocols: info.protocols.iter().map(ToString::to_string).collect(),
         reputation: info.reputation,
+        ping_rtt_ms: info.ping_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+        missed_pings: info.missed_pings,
         eth,
     }
 }

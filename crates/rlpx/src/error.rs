@@ -153,11 +153,6 @@ pub enum Error {
     #[error("refused: {0}")]
     Refused(DisconnectReason),
 
-    /// Too many inbound handshakes were under way: the socket was closed before
-    /// any handshake. Our load, not the peer's fault; reason: `None`.
-    #[error("too many pending handshakes")]
-    Busy,
-
     /// The frame decoder failed earlier; the stream cannot be resynchronised.
     /// Reason: `None` (the first error already decided).
     #[error("frame decoder failed earlier")]
@@ -198,7 +193,6 @@ impl Error {
             | Self::InvalidCapability { .. }
             | Self::Timeout(_)
             | Self::Refused(_)
-            | Self::Busy
             | Self::Poisoned => None,
         }
     }

@@ -118,6 +118,15 @@ pub trait SessionObserver: Send + Sync {
     fn closing(&self, reason: DisconnectReason, by_remote: bool);
     /// The peer broke the protocol (`error.is_peer_fault()`); the session ends.
     fn fault(&self, error: &Error);
+    /// The peer answered our Ping after `rtt`.
+    fn pong(&self, rtt: Duration) {
+        let _ = rtt;
+    }
+    /// A keepalive period passed without the Pong of our Ping: `consecutive` missed
+    /// in a row so far.
+    fn missed_ping(&self, consecutive: u32) {
+        let _ = consecutive;
+    }
 }
 
 /// An established session split into its channels, not running yet.
@@ -129,6 +138,7 @@ pub struct Session<R, W> {
     outbound: mpsc::Receiver<OutboundMessage>,
     handle: SessionHandle,
     keepalive: Duration,
+    max_missed_pings: u32,
 }
 
 impl<R, W> std::fmt::Debug for Session<R, W> {
@@ -144,12 +154,14 @@ where
 {
     /// Splits `session` with `split` (e.g. `TcpStream::into_split`); a channel for
     /// every shared capability that `wanted` accepts (messages of the others are
-    /// dropped); a Ping every `keepalive`. Returns the session, its channels and
-    /// the sender every handler writes through.
+    /// dropped); a Ping every `keepalive`, and `PingTimeout` once `max_missed_pings`
+    /// periods in a row passed without a Pong (one lost Ping is forgiven). Returns
+    /// the session, its channels and the sender every handler writes through.
     pub fn new<S>(
         session: Established<S>,
         split: impl FnOnce(S) -> (R, W),
         keepalive: Duration,
+        max_missed_pings: u32,
         wanted: impl Fn(&SharedCapability) -> bool,
     ) -> (Self, Vec<Channel>, mpsc::Sender<OutboundMessage>) {
         let shared = session.shared_capabilities().clone();
@@ -182,6 +194,7 @@ where
                 closed: CancellationToken::new(),
             },
             keepalive,
+            max_missed_pings: max_missed_pings.max(1),
         };
         (session, channels, outbound_tx)
     }
@@ -210,6 +223,7 @@ where
             outbound,
             handle,
             keepalive,
+            max_missed_pings,
         } = self;
         let writer_task = tokio::spawn(
             write_loop(writer, control, outbound, handle.closed.clone()).in_current_span(),
@@ -223,7 +237,10 @@ where
         let mut keepalive =
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut awaiting_pong = false;
+        // When the Ping awaiting its Pong went out, and how many periods in a row
+        // passed without one.
+        let mut ping_sent: Option<tokio::time::Instant> = None;
+        let mut missed = 0u32;
         // Set once we queued a Disconnect: the writer then ends the session itself.
         let mut closing = false;
         // Whether the reader may still be read while the peer takes in our Disconnect
@@ -240,13 +257,18 @@ where
                     break;
                 }
                 _ = keepalive.tick() => {
-                    if awaiting_pong {
-                        warn!("no pong within the ping interval");
-                        close(DisconnectReason::PingTimeout);
-                        closing = true;
-                        break;
+                    if ping_sent.is_some() {
+                        missed += 1;
+                        observer.missed_ping(missed);
+                        if missed >= max_missed_pings {
+                            warn!(missed, "no pong for {missed} ping intervals");
+                            close(DisconnectReason::PingTimeout);
+                            closing = true;
+                            break;
+                        }
+                        debug!(missed, "no pong within the ping interval");
                     }
-                    awaiting_pong = true;
+                    ping_sent = Some(tokio::time::Instant::now());
                     if handle.control.try_send(Control::Ping).is_err() {
                         break;
                     }
@@ -260,7 +282,12 @@ where
                     Ok(Incoming::Ping) => {
                         let _ = handle.control.try_send(Control::Pong);
                     }
-                    Ok(Incoming::Pong) => awaiting_pong = false,
+                    Ok(Incoming::Pong) => {
+                        if let Some(sent) = ping_sent.take() {
+                            observer.pong(sent.elapsed());
+                        }
+                        missed = 0;
+                    }
                     Ok(Incoming::Disconnect(reason)) => {
                         info!(?reason, "peer disconnected us");
                         if let Some(reason) = reason {

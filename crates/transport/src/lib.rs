@@ -53,7 +53,7 @@ use std::time::Duration;
 pub use connection::{Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream};
 use devmux_identity::{NodeKey, PeerId, PublicKey};
 use multistream_select::{dialer_select_proto, listener_select_proto, Version};
-pub use stats::{Counted, IoStats, IoStatsSnapshot, HANDSHAKE_BUCKETS};
+pub use stats::{Counted, IoStats, IoStatsSnapshot, ReadActivity, HANDSHAKE_BUCKETS};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -97,6 +97,10 @@ pub enum Error {
     /// The remote has the local node's own key.
     #[error("the remote is this node itself")]
     SelfDial,
+    /// The admission check refused the remote's key (a ban) once Noise proved it,
+    /// before the muxer: the connection is closed.
+    #[error("peer {0} refused after the noise handshake")]
+    Refused(Box<PeerId>),
     /// The yamux connection failed.
     #[error("yamux: {0}")]
     Yamux(#[from] yamux::ConnectionError),
@@ -126,6 +130,9 @@ pub struct Config {
     pub split_send_size: usize,
     /// Inbound streams queued before the consumer takes them; more are reset.
     pub inbound_stream_queue: usize,
+    /// The address outbound connections bind (port 0), so that peers see the one the
+    /// node listens on and advertises; `None`: the system picks.
+    pub bind_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -137,8 +144,27 @@ impl Default for Config {
             max_connection_window: 16 * 1024 * 1024,
             split_send_size: 256 * 1024,
             inbound_stream_queue: 32,
+            bind_ip: None,
         }
     }
+}
+
+/// Connects to `addr` from `bind` (port 0) if given: a node's outbound connections come
+/// from the address it listens on.
+pub async fn connect_from(
+    bind: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = bind.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
 }
 
 impl Config {
@@ -231,7 +257,8 @@ impl Upgrader {
         expected: Option<PeerId>,
     ) -> Result<Connection, Error> {
         let timeout = self.inner.config.handshake_timeout;
-        let tcp = step(timeout, "TCP connect", TcpStream::connect(addr)).await?;
+        let bind = self.inner.config.bind_ip;
+        let tcp = step(timeout, "TCP connect", connect_from(bind, addr)).await?;
         self.upgrade_outbound(tcp, expected).await
     }
 
@@ -302,10 +329,23 @@ impl Upgrader {
 
     /// Upgrades a socket we accepted.
     pub async fn upgrade_inbound(&self, tcp: TcpStream) -> Result<Connection, Error> {
+        self.upgrade_inbound_watched(tcp, Arc::default(), |_| true)
+            .await
+    }
+
+    /// Upgrades a socket we accepted, stamping `activity` on every read, and asks
+    /// `admit` about the remote's key as soon as Noise has proven it, before the muxer:
+    /// `false` closes the connection ([`Error::Refused`]).
+    pub async fn upgrade_inbound_watched(
+        &self,
+        tcp: TcpStream,
+        activity: Arc<ReadActivity>,
+        admit: impl FnOnce(&PeerId) -> bool,
+    ) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
         let started = std::time::Instant::now();
         let _ = tcp.set_nodelay(true);
-        let tcp = Counted::new(tcp, self.inner.stats.clone());
+        let tcp = Counted::watched(tcp, self.inner.stats.clone(), activity.clone());
         let cfg = &self.inner.config;
         let t = cfg.handshake_timeout;
         let (_, io) = step(
@@ -314,15 +354,20 @@ impl Upgrader {
             listener_select_proto(tcp.compat(), [noise::PROTOCOL_ID]),
         )
         .await?;
+        activity.reached(1);
         let (secure, public_key) = step(
             t,
             "noise handshake",
             noise::handshake_responder(io, &self.inner.noise),
         )
         .await?;
+        activity.reached(2);
         let peer_id = public_key.to_peer_id();
         if peer_id == self.inner.key.peer_id() {
             return Err(Error::SelfDial);
+        }
+        if !admit(&peer_id) {
+            return Err(Error::Refused(Box::new(peer_id)));
         }
         let (_, muxed) = step(
             t,

@@ -97,17 +97,91 @@ impl IoStats {
     }
 }
 
+/// When a socket last delivered a byte: what admission asks to find the pending
+/// handshake that has gone longest without sending one. Cheap to update from reads.
+#[derive(Debug)]
+pub struct ReadActivity {
+    origin: std::time::Instant,
+    /// Microseconds after `origin` of the last read that delivered bytes; 0: none yet.
+    last: AtomicU64,
+    /// How far the handshake got ([`ReadActivity::reached`]).
+    stage: std::sync::atomic::AtomicU8,
+}
+
+impl Default for ReadActivity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadActivity {
+    /// Nothing read yet; the clock starts now (at accept).
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+            stage: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
+
+    /// Records that the handshake passed a step: 1, the first message understood (the
+    /// security protocol negotiated); 2, the remote's key proven. Admission makes room
+    /// among the handshakes that got least far first, so a peer must do real work to
+    /// hold a place against one that does.
+    pub fn reached(&self, stage: u8) {
+        self.stage.fetch_max(stage, Ordering::Relaxed);
+    }
+
+    /// The furthest step passed (0: none).
+    pub fn stage(&self) -> u8 {
+        self.stage.load(Ordering::Relaxed)
+    }
+
+    /// Records that bytes arrived now (a [`Counted`] socket watched by this does it
+    /// on every read).
+    pub fn record_read(&self) {
+        let micros = self.origin.elapsed().as_micros().max(1);
+        self.last
+            .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Whether any byte has arrived.
+    pub fn has_read(&self) -> bool {
+        self.last.load(Ordering::Relaxed) != 0
+    }
+
+    /// Since when the socket has been silent: its last byte, or its accept if none.
+    pub fn silent_since(&self) -> std::time::Instant {
+        self.origin + Duration::from_micros(self.last.load(Ordering::Relaxed))
+    }
+}
+
 /// A socket (or socket half) whose traffic is counted in an [`IoStats`].
 #[derive(Debug)]
 pub struct Counted<T> {
     inner: T,
     stats: Arc<IoStats>,
+    activity: Option<Arc<ReadActivity>>,
 }
 
 impl<T> Counted<T> {
     /// Counts `inner`'s traffic in `stats`.
     pub fn new(inner: T, stats: Arc<IoStats>) -> Self {
-        Self { inner, stats }
+        Self {
+            inner,
+            stats,
+            activity: None,
+        }
+    }
+
+    /// Counts `inner`'s traffic in `stats` and stamps `activity` on every read that
+    /// delivers bytes.
+    pub fn watched(inner: T, stats: Arc<IoStats>, activity: Arc<ReadActivity>) -> Self {
+        Self {
+            inner,
+            stats,
+            activity: Some(activity),
+        }
     }
 
     /// The wrapped socket.
@@ -126,7 +200,11 @@ impl Counted<tokio::net::TcpStream> {
     ) {
         let (r, w) = self.inner.into_split();
         (
-            Counted::new(r, self.stats.clone()),
+            Counted {
+                inner: r,
+                stats: self.stats.clone(),
+                activity: self.activity,
+            },
             Counted::new(w, self.stats),
         )
     }
@@ -143,6 +221,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let n = buf.filled().len() - before;
         if n > 0 {
             self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(activity) = &self.activity {
+                activity.record_read();
+            }
         }
         result
     }

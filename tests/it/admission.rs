@@ -1,0 +1,289 @@
+//! Admission before cost (issue 16), on both servers, with hostile peers on real
+//! sockets from loopback addresses of their own: stalled handshakes and connect
+//! floods do not lock out an honest peer, from the attacker's address or another;
+//! an address whose keys keep breaking rules is banned at accept, across restarts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devmux_network::{Network, NetworkConfig, NodeKey, Registrar, SessionProtocol};
+use devmux_tests::{echo, eventually, start_with, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// What a legitimate peer may wait, whatever the attack (the issue's bound).
+const SERVED_WITHIN: Duration = Duration::from_secs(5);
+
+fn registrar() -> Registrar {
+    let mut r = Registrar::new();
+    r.session([SessionProtocol::new("/echo/1/1.0.0", 4).unwrap()], echo)
+        .unwrap();
+    r
+}
+
+/// An attacker address: `127.250.<subnet>.<host>`, never one `next_loopback` hands out
+/// (those end in `.1`).
+fn attacker(subnet: u8, host: u8) -> IpAddr {
+    assert_ne!(host, 1);
+    IpAddr::from([127, 250, subnet, host])
+}
+
+/// The first bytes of a handshake, then nothing: the multistream-select header on the
+/// stream stack, two bytes of an EIP-8 auth size prefix on RLPx.
+fn stall_bytes(p2p: bool) -> &'static [u8] {
+    if p2p {
+        b"\x13/multistream/1.0.0\n"
+    } else {
+        &[0x01, 0x9a]
+    }
+}
+
+/// Keeps `count` stalled handshakes open to `server` from `from`, reopening each as
+/// soon as the server closes it, until `stop`. Counts every socket it opened.
+fn stall(
+    server: SocketAddr,
+    from: Vec<IpAddr>,
+    count: usize,
+    p2p: bool,
+    opened: Arc<AtomicUsize>,
+    stop: CancellationToken,
+) {
+    for i in 0..count {
+        let (from, opened, stop) = (from[i % from.len()], opened.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let Ok(mut tcp) = devmux_transport::connect_from(Some(from), server).await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                opened.fetch_add(1, Ordering::Relaxed);
+                let _ = tcp.write_all(stall_bytes(p2p)).await;
+                // Hold it until the server closes it (eviction, deadline) or we stop.
+                let mut sink = [0u8; 256];
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        read = tcp.read(&mut sink) => match read {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        },
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A legitimate node listening on `ip`: its dials come from there.
+async fn honest(p2p: bool, ip: IpAddr) -> Network {
+    let mut config = test_config(p2p);
+    config.listen_addr = SocketAddr::new(ip, 0);
+    start_with(config, registrar()).await
+}
+
+/// Dials `server` from `client` until connected; returns how long it took.
+async fn served(client: &Network, server: &Network) -> Duration {
+    let started = Instant::now();
+    let peer = server.local_peer_id();
+    while started.elapsed() < SERVED_WITHIN * 2 {
+        if client.dial(&server.local_addr()).await.is_ok()
+            && eventually(Duration::from_secs(1), || {
+                server.is_connected(&client.local_peer_id())
+            })
+            .await
+        {
+            return started.elapsed();
+        }
+        assert!(!server.is_connected(&client.local_peer_id()) || client.is_connected(&peer));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+fn refused(server: &Network, reason: &str) -> u64 {
+    server
+        .counters()
+        .handshake_failures
+        .iter()
+        .filter(|f| f.reason == reason)
+        .map(|f| f.count)
+        .sum()
+}
+
+/// 300 stalled handshakes (150 from the attacker's own address, 150 from 150 other
+/// /24s), renewed as fast as the server closes them: an honest peer on the attacker's
+/// address and one elsewhere are both served within 5 s.
+async fn stalled_handshakes_do_not_lock_out(p2p: bool) {
+    let server = start_with(test_config(p2p), registrar()).await;
+    let target = server.listen_addr();
+    let shared = attacker(0, 7);
+    let stop = CancellationToken::new();
+    let opened = Arc::new(AtomicUsize::new(0));
+    stall(target, vec![shared], 150, p2p, opened.clone(), stop.clone());
+    let spread: Vec<IpAddr> = (1..=150).map(|s| attacker(s, 9)).collect();
+    stall(target, spread, 150, p2p, opened.clone(), stop.clone());
+    // The attack is on before the honest peers come.
+    assert!(
+        eventually(Duration::from_secs(5), || opened.load(Ordering::Relaxed)
+            >= 300)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let same_address = honest(p2p, shared).await;
+    let elsewhere = honest(p2p, devmux_tests::next_loopback()).await;
+    let (a, b) = tokio::join!(served(&same_address, &server), served(&elsewhere, &server));
+    let attempts = opened.load(Ordering::Relaxed);
+    stop.cancel();
+    assert!(
+        a < SERVED_WITHIN && b < SERVED_WITHIN,
+        "served after {a:?} (attacker's address) and {b:?} (elsewhere); {attempts} stalled sockets opened; counters {:?}",
+        server.counters().handshake_failures
+    );
+    // The stalled sockets were closed to make room, at no cost beyond a read.
+    assert!(refused(&server, "evicted") > 0, "{:?}", server.counters());
+    for net in [same_address, elsewhere, server] {
+        net.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_do_not_lock_out_honest_peers_on_rlpx() {
+    stalled_handshakes_do_not_lock_out(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_do_not_lock_out_honest_peers_on_the_stream_stack() {
+    stalled_handshakes_do_not_lock_out(true).await;
+}
+
+/// 1000 connections at 500/s that send nothing: closed at the first-byte deadline or
+/// to make room; an honest peer is served meanwhile.
+async fn connect_flood(p2p: bool) {
+    let mut config = test_config(p2p);
+    config.admission.first_byte_timeout = Duration::from_secs(3);
+    let server = start_with(config, registrar()).await;
+    let target = server.listen_addr();
+    let stop = CancellationToken::new();
+    let flood = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            for i in 0..1000u32 {
+                tick.tick().await;
+                if stop.is_cancelled() {
+                    break;
+                }
+                let from = attacker((i % 200) as u8, 11);
+                if let Ok(tcp) = devmux_transport::connect_from(Some(from), target).await {
+                    held.push(tcp);
+                }
+            }
+            held.len()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = honest(p2p, devmux_tests::next_loopback()).await;
+    let took = served(&client, &server).await;
+    let connected = flood.await.unwrap();
+    stop.cancel();
+    assert!(
+        took < SERVED_WITHIN,
+        "served after {took:?} during the flood"
+    );
+    assert!(
+        connected > 500,
+        "the flood only connected {connected} sockets"
+    );
+    // Silent sockets were closed by the deadline or evicted, never handshaken.
+    let closed = refused(&server, "timeout") + refused(&server, "evicted");
+    assert!(closed > 0, "{:?}", server.counters());
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_flood_does_not_lock_out_honest_peers_on_rlpx() {
+    connect_flood(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_flood_does_not_lock_out_honest_peers_on_the_stream_stack() {
+    connect_flood(true).await;
+}
+
+/// An RLPx session from `from` with a fresh key that breaks the protocol at once (a
+/// message id nobody shares): the server penalises the key and counts it against the
+/// address. Returns whether the session got as far as Hello.
+async fn faulting_key(server: &Network, from: IpAddr) -> bool {
+    let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
+    let key = NodeKey::generate();
+    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
+        devmux_rlpx::secp256k1::SECP256K1,
+        &key.secret_bytes(),
+    )
+    .unwrap();
+    let attempt = async {
+        let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
+        let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
+        let config = devmux_rlpx::SessionConfig::new("faulty")
+            .with_capability(devmux_rlpx::Capability::new("echo", 1, 4));
+        let session = ecies.exchange_hello(&config).await?;
+        let (mut r, mut w) = session.split();
+        w.send_raw(0x7f, &[0xc0]).await?;
+        // Until the server's Disconnect (BreachOfProtocol) or close.
+        while r.recv().await.is_ok() {}
+        Ok::<_, devmux_rlpx::Error>(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), attempt).await,
+        Ok(Ok(()))
+    )
+}
+
+/// 20 fresh keys from one address, each breaking a rule: the address is banned (at
+/// accept, before any cryptography), the ban is stored and holds after a restart;
+/// honest peers elsewhere are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_whose_keys_keep_faulting_is_banned_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: NetworkConfig = test_config(false);
+    config.pool.store = Some(dir.path().join("peers.redb"));
+    let key = NodeKey::generate();
+    let server = Network::start(config.clone(), key.clone(), registrar())
+        .await
+        .unwrap();
+    let bad = attacker(0, 13);
+    let mut reached_hello = 0;
+    for _ in 0..20 {
+        reached_hello += usize::from(faulting_key(&server, bad).await);
+        // One at a time: the per-address connection limit is not what this measures.
+        assert!(eventually(Duration::from_secs(5), || server.peers().is_empty()).await);
+    }
+    // The limit is 10 faulting keys: the 11th earns the ban; the rest never get a byte in.
+    assert_eq!(
+        reached_hello,
+        11,
+        "{:?}",
+        server.counters().handshake_failures
+    );
+    let closed_at_accept = refused(&server, "address_banned");
+    assert!(closed_at_accept >= 9, "{:?}", server.counters());
+    // Honest peers elsewhere are untouched.
+    let client = honest(false, devmux_tests::next_loopback()).await;
+    assert!(served(&client, &server).await < SERVED_WITHIN);
+    // Restarted on the same store: the ban was stored when it was made.
+    client.shutdown().await;
+    server.shutdown().await;
+    drop(server);
+    let again = Network::start(config, key, registrar()).await.unwrap();
+    assert!(
+        !faulting_key(&again, bad).await,
+        "the address ban was forgotten"
+    );
+    assert!(refused(&again, "address_banned") >= 1);
+    again.shutdown().await;
+}
