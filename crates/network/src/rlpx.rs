@@ -283,7 +283,7 @@ impl Carrier for RlpxCarrier {
         activity: Arc<devmux_transport::ReadActivity>,
     ) -> Result<RlpxConn, Error> {
         let started = std::time::Instant::now();
-        let _ = tcp.set_nodelay(true);
+        devmux_transport::configure_socket(&tcp);
         let io = Counted::watched(tcp, self.stats.clone(), activity.clone());
         let admit = |id: &devmux_rlpx::NodeId| {
             // ECIES done: the remote proved its key (auth read and answered).
@@ -306,7 +306,10 @@ impl Carrier for RlpxCarrier {
             .connect(
                 devmux_transport::connect_from(self.bind_ip, enode.addr),
                 &enode.id.0,
-                |tcp| Counted::new(tcp, stats),
+                |tcp| {
+                    devmux_transport::configure_socket(&tcp);
+                    Counted::new(tcp, stats)
+                },
                 |_| self.sup.would_admit(&peer, enode.addr, Direction::Outbound),
             )
             .await?;

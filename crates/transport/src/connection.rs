@@ -236,6 +236,10 @@ pub struct ConnectionInfo {
 
 type OpenRequest = oneshot::Sender<Result<Stream, Error>>;
 
+/// How long a graceful close (GoAway, flush, socket shutdown) may take before the
+/// connection is dropped.
+pub const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A clonable handle that opens streams on, and closes, one connection.
 #[derive(Clone, Debug)]
 pub struct Control {
@@ -337,14 +341,25 @@ impl Connection {
             ended: closed.clone(),
         };
         let closed_done = closed.clone();
+        let close_asked = close.clone();
         tokio::spawn(
             async move {
                 // Cancelled however the driver ends, a panic included: streams and
                 // `Control::closed` wait on it.
                 let _ended = closed_done.drop_guard();
-                match driver.await {
-                    Ok(()) => debug!("connection closed"),
-                    Err(e) => debug!(error = %e, "connection ended"),
+                // A close that cannot finish (the peer stopped reading, so GoAway and
+                // the last frames never go out) ends at its deadline: the driver and
+                // its socket are dropped.
+                let overdue = async {
+                    close_asked.cancelled().await;
+                    tokio::time::sleep(CLOSE_DEADLINE).await;
+                };
+                tokio::select! {
+                    ended = driver => match ended {
+                        Ok(()) => debug!("connection closed"),
+                        Err(e) => debug!(error = %e, "connection ended"),
+                    },
+                    _ = overdue => debug!("close outlived its deadline: socket dropped"),
                 }
             }
             .instrument(span),

@@ -50,7 +50,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use connection::{Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream};
+pub use connection::{
+    Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream, CLOSE_DEADLINE,
+};
 use devmux_identity::{NodeKey, PeerId, PublicKey};
 use multistream_select::{dialer_select_proto, listener_select_proto, Version};
 pub use stats::{Counted, IoStats, IoStatsSnapshot, ReadActivity, HANDSHAKE_BUCKETS};
@@ -146,6 +148,21 @@ impl Default for Config {
             inbound_stream_queue: 32,
             bind_ip: None,
         }
+    }
+}
+
+/// How long a socket may hold data the peer does not acknowledge (nor open its
+/// window for) before the kernel aborts it: a peer that stops reading cannot hold a
+/// connection, or the task closing it, for longer (Linux `TCP_USER_TIMEOUT`).
+pub const UNACKED_DATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sets what every devmux TCP socket needs: no Nagle delay, and
+/// [`UNACKED_DATA_TIMEOUT`] where the platform has it. Best effort.
+pub fn configure_socket(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(UNACKED_DATA_TIMEOUT));
     }
 }
 
@@ -271,7 +288,7 @@ impl Upgrader {
         tcp: TcpStream,
         expected: Option<PeerId>,
     ) -> Result<(SecureStream, PublicKey), Error> {
-        let _ = tcp.set_nodelay(true);
+        configure_socket(&tcp);
         let tcp = Counted::new(tcp, self.inner.stats.clone());
         let t = self.inner.config.handshake_timeout;
         // V1Lazy: our "/noise" proposal travels with the first Noise message, saving a
@@ -344,7 +361,7 @@ impl Upgrader {
     ) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
         let started = std::time::Instant::now();
-        let _ = tcp.set_nodelay(true);
+        configure_socket(&tcp);
         let tcp = Counted::watched(tcp, self.inner.stats.clone(), activity.clone());
         let cfg = &self.inner.config;
         let t = cfg.handshake_timeout;
