@@ -200,7 +200,10 @@ impl Error {
             | Self::Transport(T::Io(_) | T::ConnectionClosed)
             | Self::Rlpx(R::Io(_) | R::ConnectionClosed) => "io",
             Self::Transport(T::Noise(_)) => "noise",
-            Self::Negotiation(_) | Self::Transport(T::Negotiation(_)) => "negotiation",
+            Self::Negotiation(_)
+            | Self::Transport(
+                T::Negotiation(_) | T::TooManyProposals { .. } | T::RejectionBudgetSpent { .. },
+            ) => "negotiation",
             Self::Transport(T::PeerIdMismatch { .. }) | Self::Rlpx(R::HelloIdMismatch) => {
                 "wrong_peer"
             }
