@@ -506,3 +506,167 @@ async fn ipv6_loopback_works_where_available() {
     assert_eq!(&s.next().await.unwrap().unwrap().payload[..], b"v6");
     assert!(client.peers()[0].remote_addr.is_ipv6());
 }
+
+fn mss_frame(payload: &[u8]) -> Vec<u8> {
+    let mut buf = unsigned_varint::encode::usize_buffer();
+    let mut out = unsigned_varint::encode::usize(payload.len(), &mut buf).to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The `na` messages among the whole multistream-select frames in `replies`.
+fn count_na(mut replies: &[u8]) -> usize {
+    let mut na = 0;
+    while let Ok((len, rest)) = unsigned_varint::decode::usize(replies) {
+        if rest.len() < len {
+            break;
+        }
+        na += usize::from(&rest[..len] == b"na\n");
+        replies = &rest[len..];
+    }
+    na
+}
+
+/// Opens a stream on `control` and proposes `n` unknown protocols on it at once (the
+/// header first, by hand); returns the `na`s received once all `n` came back or the
+/// listener gave up. `None` if no stream opens (the connection is gone).
+async fn propose_unknown(
+    control: &devmux_transport::Control,
+    n: usize,
+    tag: usize,
+) -> Option<usize> {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = control.open_stream().await.ok()?;
+    let mut burst = mss_frame(b"/multistream/1.0.0\n");
+    for i in 0..n {
+        burst.extend(mss_frame(format!("/unknown/{tag}/{i}/1.0.0\n").as_bytes()));
+    }
+    // The listener may give up (and reset the stream) before it has read them all.
+    let _ = stream.write_all(&burst).await;
+    let _ = stream.flush().await;
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(SECS, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    replies.extend_from_slice(&buf[..k]);
+                    if count_na(&replies) == n {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    Some(count_na(&replies))
+}
+
+/// A raw libp2p connection to `server` (our own transport, no devmux node behind it).
+async fn raw_connection(
+    server: &devmux_network::Network,
+) -> (devmux_transport::Connection, devmux_network::PeerId) {
+    let key = devmux_network::NodeKey::generate();
+    let upgrader =
+        devmux_transport::Upgrader::new(key.clone(), devmux_transport::Config::default()).unwrap();
+    let conn = upgrader
+        .dial(server.listen_addr(), Some(server.local_peer_id()))
+        .await
+        .unwrap();
+    let peer = key.peer_id();
+    assert!(eventually(SECS, || server.is_connected(&peer)).await);
+    (conn, peer)
+}
+
+/// The stream stack bounds the `na`s of one connection across its streams
+/// (issue 16 item 4): 40 unknown protocols per stream stay under the per-stream cap
+/// (64), so only the connection's budget (256) stops a peer that keeps opening
+/// streams. Once it is spent the node closes the connection and penalises the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_proposals_across_streams_spend_the_budget_and_close_the_connection() {
+    let server = start(true, server_registrar()).await;
+    let mut events = server.events();
+    let (conn, peer) = raw_connection(&server).await;
+    // Streams opened, and those that got any answer.
+    let (mut na, mut streams, mut answered) = (0, 0, 0);
+    while streams < 20 && !conn.control.is_closed() {
+        let Some(n) = propose_unknown(&conn.control, 40, streams).await else {
+            break;
+        };
+        na += n;
+        streams += 1;
+        answered += usize::from(n > 0);
+    }
+    eprintln!("{na} na over {answered} answered streams ({streams} opened) before the close");
+    let penalised = wait_for(&mut events, SECS, |e| match e {
+        NetworkEvent::PeerPenalized {
+            peer: p,
+            penalty,
+            reason,
+        } if *p == peer => Some((*penalty, reason.clone())),
+        _ => None,
+    })
+    .await
+    .expect("the peer is penalised");
+    assert_eq!(penalised.0, Penalty::Major);
+    assert!(
+        penalised.1.contains("too many rejected protocol proposals"),
+        "{}",
+        penalised.1
+    );
+    tokio::time::timeout(SECS, conn.control.closed())
+        .await
+        .expect("the node closed the connection");
+    assert!(na <= 256, "{na} na on one connection");
+    // 6 streams of 40 fit in the budget; the 7th spends it (one more may open
+    // before the close lands, and gets nothing).
+    assert!(answered <= 7, "{answered} streams answered");
+    assert!(eventually(SECS, || !server.is_connected(&peer)).await);
+    // The node still serves others.
+    let other = start(true, Registrar::new()).await;
+    let p = other.dial(&server.local_addr()).await.unwrap();
+    let (mut s, _) = other.open(&p, &["/demo/echo/1.0.0"]).await.unwrap();
+    s.send(Message::new(1, &b"fine"[..])).await.unwrap();
+    assert_eq!(&s.next().await.unwrap().unwrap().payload[..], b"fine");
+}
+
+/// Sixteen streams at once, each proposing 100 unknown protocols: each stream stops
+/// at 64, the connection at 256 in all, and the peer is penalised once however many
+/// streams fail on the spent budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_share_one_budget_and_one_penalty() {
+    let server = start(true, server_registrar()).await;
+    let mut events = server.events();
+    let (conn, peer) = raw_connection(&server).await;
+    let control = conn.control.clone();
+    let tasks: Vec<_> = (0..16)
+        .map(|tag| {
+            let control = control.clone();
+            tokio::spawn(async move { propose_unknown(&control, 100, tag).await.unwrap_or(0) })
+        })
+        .collect();
+    let mut per_stream = Vec::new();
+    for t in tasks {
+        per_stream.push(t.await.unwrap());
+    }
+    let na: usize = per_stream.iter().sum();
+    eprintln!("{na} na over 16 concurrent streams: {per_stream:?}");
+    assert!(per_stream.iter().all(|&n| n <= 64), "{per_stream:?}");
+    assert!(na <= 256, "{na} na on one connection");
+    let penalised = wait_for(&mut events, SECS, |e| {
+        matches!(e, NetworkEvent::PeerPenalized { peer: p, .. } if *p == peer).then_some(())
+    })
+    .await;
+    assert!(penalised.is_some(), "the peer is penalised");
+    tokio::time::timeout(SECS, conn.control.closed())
+        .await
+        .expect("the node closed the connection");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, NetworkEvent::PeerPenalized { .. }),
+            "penalised twice: {e:?}"
+        );
+    }
+}

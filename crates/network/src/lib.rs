@@ -201,7 +201,10 @@ impl Error {
             | Self::Transport(T::Io(_) | T::ConnectionClosed)
             | Self::Rlpx(R::Io(_) | R::ConnectionClosed) => "io",
             Self::Transport(T::Noise(_)) => "noise",
-            Self::Negotiation(_) | Self::Transport(T::Negotiation(_)) => "negotiation",
+            Self::Negotiation(_)
+            | Self::Transport(
+                T::Negotiation(_) | T::TooManyProposals { .. } | T::RejectionBudgetSpent { .. },
+            ) => "negotiation",
             Self::Transport(T::PeerIdMismatch { .. }) | Self::Rlpx(R::HelloIdMismatch) => {
                 "wrong_peer"
             }
@@ -232,7 +235,13 @@ impl Error {
         use devmux_transport::Error as T;
         match self {
             Self::Rlpx(e) => e.is_peer_fault(),
-            Self::Transport(T::Noise(_) | T::Negotiation(_)) | Self::Negotiation(_) => true,
+            Self::Transport(
+                T::Noise(_)
+                | T::Negotiation(_)
+                | T::TooManyProposals { .. }
+                | T::RejectionBudgetSpent { .. },
+            )
+            | Self::Negotiation(_) => true,
             _ => false,
         }
     }

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, PeerId};
-use devmux_transport::{Connection, ConnectionInfo, Control, Direction, Upgrader};
-use multistream_select::{dialer_select_proto, listener_select_proto, Version};
+use devmux_transport::{
+    Connection, ConnectionInfo, Control, Direction, RejectionBudget, RejectionLimited, Upgrader,
+};
+use multistream_select::{dialer_select_proto, listener_select_proto, NegotiationError, Version};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn, Instrument};
 
@@ -26,7 +28,7 @@ use crate::message::{
 use crate::peers::Liveness;
 use crate::registrar::{ProtocolKind, Registration};
 use crate::supervisor::{Link, Supervisor};
-use crate::{DisconnectReason, Error, NetworkEvent, PeerCtx, ProtocolId, ServerKind};
+use crate::{DisconnectReason, Error, NetworkEvent, PeerCtx, Penalty, ProtocolId, ServerKind};
 
 /// How long a goodbye waits for the peer to close its side (WIRE.md §1).
 const GOODBYE_LINGER: Duration = Duration::from_secs(1);
@@ -45,6 +47,10 @@ pub(crate) struct ConnHandle {
     sessions: Arc<std::sync::Mutex<std::collections::HashSet<usize>>>,
     /// The keepalive's record.
     liveness: Arc<Liveness>,
+    /// The `na`s this connection may still cost us, shared by every inbound stream's
+    /// negotiation (and already charged for the upgrade's): once spent, the
+    /// connection is closed.
+    rejections: RejectionBudget,
 }
 
 fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
@@ -125,6 +131,8 @@ impl P2pCarrier {
             info,
             control,
             mut incoming,
+            // Shared through `handle`.
+            rejections: _,
         } = conn;
         let peer = info.peer_id;
         let id = handle.id;
@@ -232,6 +240,13 @@ impl P2pCarrier {
         conn: ConnHandle,
     ) {
         let timeout = self.sup.config.negotiation_timeout;
+        // Bounded: at most `max_rejected_proposals` `na`s on this stream, and the
+        // connection's budget across all of them (see `devmux_transport::negotiation`).
+        let stream = RejectionLimited::new(
+            stream,
+            self.sup.config.transport.max_rejected_proposals,
+            conn.rejections.clone(),
+        );
         let negotiated = tokio::time::timeout(
             timeout,
             listener_select_proto(stream, self.supported.iter()),
@@ -240,7 +255,7 @@ impl P2pCarrier {
         drop(permit);
         let (id, io) = match negotiated {
             Ok(Ok((id, io))) => (id.clone(), io),
-            Ok(Err(e)) => return debug!(error = %e, "inbound stream negotiation failed"),
+            Ok(Err(e)) => return self.inbound_negotiation_failed(&info, &conn, e),
             Err(_) => return debug!("inbound stream negotiation timed out"),
         };
         let span = tracing::debug_span!("stream", protocol = %id);
@@ -279,6 +294,60 @@ impl P2pCarrier {
         }
         .instrument(span)
         .await
+    }
+
+    /// A failed inbound negotiation ends its stream; one that spent the connection's
+    /// rejection budget ends the connection too.
+    fn inbound_negotiation_failed(
+        &self,
+        info: &ConnectionInfo,
+        conn: &ConnHandle,
+        e: NegotiationError,
+    ) {
+        use devmux_transport::Error as T;
+        match T::from(e) {
+            T::RejectionBudgetSpent { limit } => {
+                // Streams negotiating at once can all fail on the spent budget: one of
+                // them acts, so the peer is penalised once per connection.
+                if !conn.rejections.claim_close() {
+                    return;
+                }
+                let peer = info.peer_id;
+                debug!(
+                    %peer,
+                    addr = %info.remote_addr,
+                    limit,
+                    "too many rejected protocol proposals on one connection: closing it"
+                );
+                // Major, not Minor: `na` is a legitimate answer, but hundreds on one
+                // connection are no accident (an honest dialer proposes the few
+                // versions it speaks) and each one costs us a round of work. Not
+                // Fatal: it breaks no rule of the wire spec, and closing the
+                // connection already ends it. Penalised before closing: the peer
+                // table forgets a peer whose connection is gone.
+                self.sup.penalize(
+                    peer,
+                    Penalty::Major,
+                    format!(
+                        "too many rejected protocol proposals: more than {limit} on one connection"
+                    ),
+                );
+                // The Major penalty also counts against the peer's address.
+                self.sup.peers.set_reason(
+                    &peer,
+                    conn.id,
+                    DisconnectReason::BreachOfProtocol,
+                    false,
+                );
+                // No goodbye: a stream to a peer that floods us with proposals is
+                // more of the same work; just close.
+                conn.control.close();
+            }
+            e @ T::TooManyProposals { .. } => {
+                debug!(error = %e, "inbound stream negotiation cut off")
+            }
+            e => debug!(error = %e, "inbound stream negotiation failed"),
+        }
     }
 
     fn identify_info(&self, info: &ConnectionInfo) -> IdentifyInfo {
@@ -469,6 +538,7 @@ impl Carrier for P2pCarrier {
             active: Arc::default(),
             sessions: Arc::default(),
             liveness,
+            rejections: conn.rejections.clone(),
         })
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, Instrument};
 
-use crate::Error;
+use crate::{Error, RejectionBudget};
 
 /// A yamux stream: a reliable, ordered byte stream inside a connection
 /// (`futures::io::AsyncRead + AsyncWrite`).
@@ -298,6 +298,10 @@ pub struct Connection {
     pub control: Control,
     /// Streams the remote opens.
     pub incoming: IncomingStreams,
+    /// The connection's rejection budget ([`crate::Config::max_rejected_per_connection`]):
+    /// what the upgrade's negotiations left of it, for the negotiations of the streams
+    /// the remote opens (wrap each in a [`crate::RejectionLimited`] sharing it).
+    pub rejections: RejectionBudget,
 }
 
 impl Connection {
@@ -309,6 +313,7 @@ impl Connection {
         mode: yamux::Mode,
         info: ConnectionInfo,
         inbound_queue: usize,
+        rejections: RejectionBudget,
     ) -> Self
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -372,6 +377,7 @@ impl Connection {
                 closed,
             },
             incoming: IncomingStreams { rx: in_rx },
+            rejections,
         }
     }
 }

@@ -14,8 +14,11 @@
 //! socket. One task per connection drives yamux (it has no control handle of its
 //! own); handles talk to it through bounded channels. Every step has a deadline
 //! ([`Config::handshake_timeout`]), yamux's stream count and windows are bounded
-//! ([`Config::max_streams`], [`Config::max_connection_window`]), and a
-//! [`Listener`] caps concurrent inbound upgrades.
+//! ([`Config::max_streams`], [`Config::max_connection_window`]), a
+//! [`Listener`] caps concurrent inbound upgrades, and every negotiation we answer
+//! as listener rejects a bounded number of proposals ([`negotiation`]:
+//! [`Config::max_rejected_proposals`] per negotiation,
+//! [`Config::max_rejected_per_connection`] per connection).
 //!
 //! ```no_run
 //! use devmux_identity::NodeKey;
@@ -43,6 +46,7 @@
 //! ```
 
 mod connection;
+pub mod negotiation;
 pub mod noise;
 mod stats;
 
@@ -54,7 +58,10 @@ pub use connection::{
     Connection, ConnectionInfo, Control, Direction, IncomingStreams, Stream, CLOSE_DEADLINE,
 };
 use devmux_identity::{NodeKey, PeerId, PublicKey};
-use multistream_select::{dialer_select_proto, listener_select_proto, Version};
+use multistream_select::{
+    dialer_select_proto, listener_select_proto, NegotiationError, ProtocolError, Version,
+};
+pub use negotiation::{RejectionBudget, RejectionLimited};
 pub use stats::{Counted, IoStats, IoStatsSnapshot, ReadActivity, HANDSHAKE_BUCKETS};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -84,7 +91,24 @@ pub enum Error {
     Timeout(&'static str),
     /// multistream-select failed (the peer spoke something else, or refused).
     #[error("protocol negotiation failed: {0}")]
-    Negotiation(#[from] multistream_select::NegotiationError),
+    Negotiation(multistream_select::NegotiationError),
+    /// We answered `na` (or an `ls` list) to more proposals in one negotiation than
+    /// [`Config::max_rejected_proposals`] allows: the negotiation fails, and with it
+    /// the upgrade (the socket is dropped) or the stream.
+    #[error("too many rejected protocol proposals: more than {limit} in one negotiation")]
+    TooManyProposals {
+        /// The cap.
+        limit: usize,
+    },
+    /// The connection's rejections across all its negotiations went past
+    /// [`Config::max_rejected_per_connection`]: the negotiation fails and the whole
+    /// connection is to be closed (the upgrade drops it; for stream negotiations the
+    /// owner of the connection does, see [`RejectionBudget::claim_close`]).
+    #[error("too many rejected protocol proposals: more than {limit} on one connection")]
+    RejectionBudgetSpent {
+        /// The budget.
+        limit: usize,
+    },
     /// The Noise handshake failed (bad message, bad signature).
     #[error("noise handshake failed: {0}")]
     Noise(String),
@@ -114,6 +138,22 @@ pub enum Error {
     Identity(#[from] devmux_identity::Error),
 }
 
+impl From<NegotiationError> for Error {
+    /// A negotiation that failed on a [`RejectionLimited`] cap becomes its typed
+    /// variant; any other failure stays [`Error::Negotiation`].
+    fn from(e: NegotiationError) -> Self {
+        match e {
+            NegotiationError::ProtocolError(ProtocolError::IoError(io)) => {
+                match negotiation::take_limit_error(io) {
+                    Ok(typed) => typed,
+                    Err(io) => Error::Negotiation(ProtocolError::IoError(io).into()),
+                }
+            }
+            other => Error::Negotiation(other),
+        }
+    }
+}
+
 /// Transport settings. The defaults bound what one peer can make us buffer to
 /// `max_connection_window` (16 MiB).
 #[derive(Clone, Debug)]
@@ -135,6 +175,17 @@ pub struct Config {
     /// The address outbound connections bind (port 0), so that peers see the one the
     /// node listens on and advertises; `None`: the system picks.
     pub bind_ip: Option<std::net::IpAddr>,
+    /// Proposals one negotiation we answer as listener may have rejected before it
+    /// fails with [`Error::TooManyProposals`] (default
+    /// [`negotiation::DEFAULT_MAX_REJECTED_PROPOSALS`], 64). Applies to the
+    /// security and muxer negotiations of an inbound upgrade, and to inbound streams
+    /// negotiated with a [`RejectionLimited`] built from it.
+    pub max_rejected_proposals: usize,
+    /// Rejections one connection may cause across all its listener negotiations
+    /// (the upgrade's and every stream's) before it is closed (default
+    /// [`negotiation::DEFAULT_MAX_REJECTED_PER_CONNECTION`], 256); the budget is
+    /// [`Connection::rejections`].
+    pub max_rejected_per_connection: usize,
 }
 
 impl Default for Config {
@@ -147,6 +198,8 @@ impl Default for Config {
             split_send_size: 256 * 1024,
             inbound_stream_queue: 32,
             bind_ip: None,
+            max_rejected_proposals: negotiation::DEFAULT_MAX_REJECTED_PROPOSALS,
+            max_rejected_per_connection: negotiation::DEFAULT_MAX_REJECTED_PER_CONNECTION,
         }
     }
 }
@@ -195,6 +248,19 @@ impl Config {
     pub fn with_max_concurrent_upgrades(mut self, n: usize) -> Self {
         self.max_concurrent_upgrades = n;
         self
+    }
+
+    /// Sets [`Config::max_rejected_proposals`] and
+    /// [`Config::max_rejected_per_connection`].
+    pub fn with_rejection_limits(mut self, per_negotiation: usize, per_connection: usize) -> Self {
+        self.max_rejected_proposals = per_negotiation;
+        self.max_rejected_per_connection = per_connection;
+        self
+    }
+
+    /// A fresh per-connection budget of [`Config::max_rejected_per_connection`].
+    fn rejection_budget(&self) -> RejectionBudget {
+        RejectionBudget::new(self.max_rejected_per_connection)
     }
 
     fn yamux(&self) -> yamux::Config {
@@ -341,6 +407,8 @@ impl Upgrader {
             yamux::Mode::Client,
             info,
             cfg.inbound_stream_queue,
+            // We answer the streams the remote opens: their negotiations spend it.
+            cfg.rejection_budget(),
         ))
     }
 
@@ -365,10 +433,18 @@ impl Upgrader {
         let tcp = Counted::watched(tcp, self.inner.stats.clone(), activity.clone());
         let cfg = &self.inner.config;
         let t = cfg.handshake_timeout;
+        // Both listener negotiations are bounded (see `negotiation`): without it a
+        // dialer could make us answer `na` to proposals until the deadline. They
+        // share the connection's budget with the streams negotiated later.
+        let rejections = cfg.rejection_budget();
+        let cap = cfg.max_rejected_proposals;
         let (_, io) = step(
             t,
             "security negotiation",
-            listener_select_proto(tcp.compat(), [noise::PROTOCOL_ID]),
+            listener_select_proto(
+                RejectionLimited::new(tcp.compat(), cap, rejections.clone()),
+                [noise::PROTOCOL_ID],
+            ),
         )
         .await?;
         activity.reached(1);
@@ -389,7 +465,10 @@ impl Upgrader {
         let (_, muxed) = step(
             t,
             "muxer negotiation",
-            listener_select_proto(secure, [YAMUX_PROTOCOL_ID]),
+            listener_select_proto(
+                RejectionLimited::new(secure, cap, rejections.clone()),
+                [YAMUX_PROTOCOL_ID],
+            ),
         )
         .await?;
         self.inner.stats.record_handshake(started.elapsed());
@@ -406,6 +485,7 @@ impl Upgrader {
             yamux::Mode::Server,
             info,
             cfg.inbound_stream_queue,
+            rejections,
         ))
     }
 }
