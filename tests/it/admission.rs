@@ -13,6 +13,11 @@ use devmux_tests::{echo, eventually, start_with, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+/// How soon a stalled socket the server closed is replaced: 300 sockets renewed this
+/// fast are thousands of new stalled handshakes a second, hundreds of times the
+/// renewal rate (64 every 10 s) that locked every honest peer out before.
+const RECONNECT_DELAY: Duration = Duration::from_millis(20);
+
 /// What a legitimate peer may wait, whatever the attack (the bound).
 const SERVED_WITHIN: Duration = Duration::from_secs(5);
 
@@ -40,8 +45,9 @@ fn stall_bytes(p2p: bool) -> &'static [u8] {
     }
 }
 
-/// Keeps `count` stalled handshakes open to `server` from `from`, reopening each as
-/// soon as the server closes it, until `stop`. Counts every socket it opened.
+/// Keeps `count` stalled handshakes open to `server` from `from`, reopening each
+/// [`RECONNECT_DELAY`] after the server closes it, until `stop`. Counts every socket
+/// it opened.
 fn stall(
     server: SocketAddr,
     from: Vec<IpAddr>,
@@ -71,6 +77,7 @@ fn stall(
                         },
                     }
                 }
+                tokio::time::sleep(RECONNECT_DELAY).await;
             }
         });
     }
@@ -113,8 +120,8 @@ fn refused(server: &Network, reason: &str) -> u64 {
 }
 
 /// 300 stalled handshakes (150 from the attacker's own address, 150 from 150 other
-/// /24s), renewed as fast as the server closes them: an honest peer on the attacker's
-/// address and one elsewhere are both served within 5 s.
+/// /24s), each renewed 20 ms after the server closes it: an honest peer on the
+/// attacker's address and one elsewhere are both served within 5 s.
 async fn stalled_handshakes_do_not_lock_out(p2p: bool) {
     let server = start_with(test_config(p2p), registrar()).await;
     let target = server.listen_addr();
@@ -286,4 +293,129 @@ async fn an_address_whose_keys_keep_faulting_is_banned_across_restarts() {
     );
     assert!(refused(&again, "address_banned") >= 1);
     again.shutdown().await;
+}
+
+/// 16 clients, each with its own key, reconnecting as fast as they can, 2000
+/// connections in all, each carrying one echo: none is cut without a reason, though
+/// each new connection often arrives while the server still holds the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_peers_are_never_cut_without_a_reason() {
+    const SLOTS: usize = 16;
+    const CONNECTIONS: usize = 2000;
+    let mut registrar = Registrar::new();
+    registrar.request("/demo/echo/1.0.0", echo).unwrap();
+    let server = start_with(test_config(true), registrar).await;
+    let addr = server.local_addr();
+    let server_id = server.local_peer_id();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut slots = Vec::new();
+    for _ in 0..SLOTS {
+        let client = start_with(test_config(true), Registrar::new()).await;
+        let (addr, done) = (addr.clone(), done.clone());
+        slots.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while done.fetch_add(1, Ordering::Relaxed) < CONNECTIONS {
+                let echoed = async {
+                    client.dial(&addr).await?;
+                    let (mut stream, _) = client.open(&server_id, &["/demo/echo/1.0.0"]).await?;
+                    stream
+                        .send(devmux_network::Message::new(1, b"ping".to_vec()))
+                        .await?;
+                    match stream.next().await {
+                        Some(Ok(m)) if &m.payload[..] == b"ping" => Ok(()),
+                        other => Err(devmux_network::Error::MalformedFrame(format!(
+                            "echo: {other:?}"
+                        ))),
+                    }
+                };
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(10), echoed)
+                    .await
+                    .unwrap_or(Err(devmux_network::Error::Timeout("echo")))
+                {
+                    failures.push(e.to_string());
+                }
+                client
+                    .disconnect(
+                        &server_id,
+                        devmux_network::DisconnectReason::DisconnectRequested,
+                    )
+                    .await;
+            }
+            client.shutdown().await;
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for slot in slots {
+        failures.extend(slot.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {CONNECTIONS} echoes failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    server.shutdown().await;
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// A peer that stops reading while we have lots to send: disconnecting it ends within
+/// 5 s, and its socket is closed (the process's descriptors are back to where they
+/// were, but for the peer's own end, which this test holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_closed_within_5_s() {
+    let server = start_with(test_config(false), registrar()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = open_fds();
+    let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
+    let key = NodeKey::generate();
+    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
+        devmux_rlpx::secp256k1::SECP256K1,
+        &key.secret_bytes(),
+    )
+    .unwrap();
+    let tcp = devmux_transport::connect_from(Some(devmux_tests::next_loopback()), enode.addr)
+        .await
+        .unwrap();
+    let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0)
+        .await
+        .unwrap();
+    let config = devmux_rlpx::SessionConfig::new("deaf")
+        .with_capability(devmux_rlpx::Capability::new("echo", 1, 4));
+    let session = ecies.exchange_hello(&config).await.unwrap();
+    let peer = key.peer_id();
+    assert!(eventually(Duration::from_secs(5), || server.is_connected(&peer)).await);
+    // Send echo requests and never read the answers: the server's socket fills up.
+    let (reader, mut writer) = session.split();
+    let flood = tokio::spawn(async move {
+        let payload = vec![7u8; 64 * 1024];
+        for _ in 0..4096 {
+            if writer.send_capability(0, 1, &payload).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    // Until the server's writes are stuck.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    server
+        .disconnect(&peer, devmux_network::DisconnectReason::UselessPeer)
+        .await;
+    let gone = eventually(Duration::from_secs(6), || !server.is_connected(&peer)).await;
+    let took = started.elapsed();
+    assert!(
+        gone && took < Duration::from_secs(5),
+        "still connected after {took:?}"
+    );
+    // The server's end is closed: only the deaf peer's own socket remains.
+    let closed = eventually(Duration::from_secs(2), || open_fds() <= baseline + 1).await;
+    assert!(closed, "{} descriptors open, {baseline} before", open_fds());
+    flood.abort();
+    drop(reader);
+    server.shutdown().await;
 }

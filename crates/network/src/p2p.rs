@@ -543,12 +543,9 @@ impl Carrier for P2pCarrier {
     }
 
     async fn refuse(self: Arc<Self>, conn: Connection, reason: DisconnectReason) {
-        if reason == DisconnectReason::AlreadyConnected {
-            // The losing connection of a simultaneous dial: see `Link::close`.
-            conn.control.close();
-        } else {
-            goodbye(&conn.control, reason, self.sup.config.negotiation_timeout).await;
-        }
+        // A duplicate is told `AlreadyConnected` too: a goodbye acts on the connection
+        // it arrives on only, so the peer's other connection is not touched.
+        goodbye(&conn.control, reason, self.sup.config.negotiation_timeout).await;
     }
 
     async fn drive(self: Arc<Self>, conn: Connection, link: Link) {

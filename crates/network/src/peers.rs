@@ -131,7 +131,11 @@ impl<H: Clone> PeerTable<H> {
     ) -> Result<Option<H>, Admission<H>> {
         let existing = peers.get(peer);
         if let Some(e) = existing {
-            if !self.new_connection_wins(e.direction, direction, peer) {
+            // A stale connection (closing already, or its keepalive missed a ping) gives
+            // way to the new one: a peer that reconnects while its old connection is
+            // still closing is not cut off.
+            let stale = e.reason.is_some() || e.liveness.missed.load(Ordering::Relaxed) > 0;
+            if !stale && !self.new_connection_wins(e.direction, direction, peer) {
                 return Err(Admission::Duplicate);
             }
         }

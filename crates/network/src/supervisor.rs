@@ -59,12 +59,10 @@ impl Link {
     }
 
     /// Tells the peer `reason` (a goodbye, or an RLPx Disconnect) and closes, without
-    /// waiting. On the stream stack, `AlreadyConnected` is said by closing alone: it
-    /// ends the losing connection of a simultaneous dial, and a goodbye there could
-    /// reach a peer that has not seen the winning one yet.
+    /// waiting. A goodbye acts on the connection it arrives on only, so the losing
+    /// connection of a simultaneous dial can be told `AlreadyConnected` safely.
     fn close(&self, sup: &Supervisor, reason: DisconnectReason) {
         match self {
-            Link::P2p(conn) if reason == DisconnectReason::AlreadyConnected => conn.control.close(),
             Link::P2p(conn) => {
                 let control = conn.control.clone();
                 let timeout = sup.config.negotiation_timeout;
