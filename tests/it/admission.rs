@@ -228,11 +228,7 @@ async fn a_connect_flood_does_not_lock_out_honest_peers_on_the_stream_stack() {
 async fn faulting_key(server: &Network, from: IpAddr) -> bool {
     let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
     let key = NodeKey::generate();
-    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
-        devmux_rlpx::secp256k1::SECP256K1,
-        &key.secret_bytes(),
-    )
-    .unwrap();
+    let secret = devmux_tests::rlpx_secret(&key);
     let attempt = async {
         let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
         let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
@@ -373,11 +369,7 @@ async fn a_peer_that_stops_reading_is_closed_within_5_s() {
     let baseline = open_fds();
     let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
     let key = NodeKey::generate();
-    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
-        devmux_rlpx::secp256k1::SECP256K1,
-        &key.secret_bytes(),
-    )
-    .unwrap();
+    let secret = devmux_tests::rlpx_secret(&key);
     let tcp = devmux_transport::connect_from(Some(devmux_tests::next_loopback()), enode.addr)
         .await
         .unwrap();

@@ -202,11 +202,7 @@ async fn inbound_flood(p2p: bool) {
                 Err(_) => return Outcome::Closed,
             };
             if let Some(enode) = enode {
-                let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
-                    devmux_rlpx::secp256k1::SECP256K1,
-                    &key.secret_bytes(),
-                )
-                .unwrap();
+                let secret = devmux_tests::rlpx_secret(&key);
                 let result = tokio::time::timeout(SECS, async {
                     let ecies =
                         devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;

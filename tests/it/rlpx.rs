@@ -9,10 +9,7 @@ use devmux_network::{
     DisconnectReason, Message, MessageStream, Network, NetworkEvent, NodeKey, PeerCtx, Registrar,
     SessionProtocol,
 };
-use devmux_rlpx::{
-    secp256k1::{Keypair, SECP256K1},
-    Capability, EciesStream, Incoming, SessionConfig,
-};
+use devmux_rlpx::{Capability, EciesStream, Incoming, SessionConfig};
 use devmux_tests::{eventually, start, start_with, test_config, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -225,10 +222,6 @@ struct RawClient {
     writer: devmux_rlpx::SessionWriter<tokio::net::tcp::OwnedWriteHalf>,
 }
 
-fn secret_of(key: &NodeKey) -> Keypair {
-    Keypair::from_seckey_slice(SECP256K1, &key.secret_bytes()).unwrap()
-}
-
 async fn raw_connect(
     server: &Network,
     capability: Capability,
@@ -252,7 +245,7 @@ async fn raw_session_as(
     key: &NodeKey,
 ) -> Result<RawClient, devmux_rlpx::Error> {
     let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
-    let ecies = EciesStream::connect(tcp, &secret_of(key), &enode.id.0).await?;
+    let ecies = EciesStream::connect(tcp, &devmux_tests::rlpx_secret(key), &enode.id.0).await?;
     let session = ecies
         .exchange_hello(&SessionConfig::new("raw-test-client").with_capability(capability))
         .await?;

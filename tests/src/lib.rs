@@ -49,6 +49,15 @@ pub fn dual_config() -> NetworkConfig {
     config
 }
 
+/// The RLPx keypair of `key`, for tests that speak RLPx by hand.
+pub fn rlpx_secret(key: &NodeKey) -> devmux_rlpx::secp256k1::Keypair {
+    use devmux_rlpx::secp256k1::{Keypair, SECP256K1};
+    match Keypair::from_seckey_slice(SECP256K1, &key.secret_bytes()) {
+        Ok(pair) => pair,
+        Err(e) => panic!("a node key is a valid secp256k1 secret: {e}"),
+    }
+}
+
 /// The echo handler: every message back unchanged.
 pub async fn echo(_peer: PeerCtx, mut stream: MessageStream) -> Result<(), devmux_network::Error> {
     while let Some(msg) = stream.next().await {

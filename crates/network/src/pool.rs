@@ -175,6 +175,35 @@ pub(crate) struct PeerPool {
     db: Option<Arc<redb::Database>>,
 }
 
+/// The time left of `key`'s ban in `bans` (expiries in Unix seconds), forgetting it
+/// once expired.
+fn remaining<K: std::hash::Hash + Eq>(bans: &mut HashMap<K, u64>, key: &K) -> Option<Duration> {
+    let expiry = *bans.get(key)?;
+    let now = unix_now();
+    if expiry <= now {
+        bans.remove(key);
+        return None;
+    }
+    Some(Duration::from_secs(expiry - now))
+}
+
+/// Bans `key` in `bans` for `duration` (at least a second); at [`MAX_BANS`] the ban
+/// that expires first makes room. Returns the expiry.
+fn insert_ban<K: std::hash::Hash + Eq + Copy>(
+    bans: &mut HashMap<K, u64>,
+    key: K,
+    duration: Duration,
+) -> u64 {
+    let expiry = unix_now().saturating_add(duration.as_secs().max(1));
+    if bans.len() >= MAX_BANS {
+        if let Some(oldest) = bans.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) {
+            bans.remove(&oldest);
+        }
+    }
+    bans.insert(key, expiry);
+    expiry
+}
+
 /// The address whose octets are `bytes` (4 or 16 of them).
 fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
@@ -269,28 +298,12 @@ impl PeerPool {
 
     /// Remaining ban time, if banned.
     pub(crate) fn banned(&self, peer: &PeerId) -> Option<Duration> {
-        let mut state = self.lock();
-        let expiry = *state.bans.get(peer)?;
-        let now = unix_now();
-        if expiry <= now {
-            state.bans.remove(peer);
-            return None;
-        }
-        Some(Duration::from_secs(expiry - now))
+        remaining(&mut self.lock().bans, peer)
     }
 
     /// Bans `peer` for `duration` and stores the ban.
     pub(crate) fn ban(&self, peer: PeerId, duration: Duration) {
-        let expiry = unix_now().saturating_add(duration.as_secs().max(1));
-        {
-            let mut state = self.lock();
-            if state.bans.len() >= MAX_BANS {
-                if let Some(oldest) = state.bans.iter().min_by_key(|(_, e)| **e).map(|(p, _)| *p) {
-                    state.bans.remove(&oldest);
-                }
-            }
-            state.bans.insert(peer, expiry);
-        }
+        let expiry = insert_ban(&mut self.lock().bans, peer, duration);
         warn!(%peer, ?duration, "peer banned");
         self.store(BANS, peer.to_bytes(), expiry);
     }
@@ -336,33 +349,12 @@ impl PeerPool {
 
     /// Remaining ban time of an address, if banned.
     pub(crate) fn address_banned(&self, ip: &IpAddr) -> Option<Duration> {
-        let mut state = self.lock();
-        let expiry = *state.address_bans.get(ip)?;
-        let now = unix_now();
-        if expiry <= now {
-            state.address_bans.remove(ip);
-            return None;
-        }
-        Some(Duration::from_secs(expiry - now))
+        remaining(&mut self.lock().address_bans, ip)
     }
 
     /// Bans every connection from `ip` for `duration` and stores the ban.
     pub(crate) fn ban_address(&self, ip: IpAddr, duration: Duration) {
-        let expiry = unix_now().saturating_add(duration.as_secs().max(1));
-        {
-            let mut state = self.lock();
-            if state.address_bans.len() >= MAX_BANS {
-                if let Some(oldest) = state
-                    .address_bans
-                    .iter()
-                    .min_by_key(|(_, e)| **e)
-                    .map(|(ip, _)| *ip)
-                {
-                    state.address_bans.remove(&oldest);
-                }
-            }
-            state.address_bans.insert(ip, expiry);
-        }
+        let expiry = insert_ban(&mut self.lock().address_bans, ip, duration);
         warn!(%ip, ?duration, "address banned");
         let octets = match ip {
             IpAddr::V4(v4) => v4.octets().to_vec(),

@@ -13,7 +13,7 @@
 //! | `p2p` | [`p2p`], [`snappy`] | Hello, Disconnect, Ping, Pong; Snappy after Hello (v5), 16 MiB cap checked before allocating |
 //! | capabilities | [`capability`] | shared capabilities and message-id offsets |
 //! | streams | [`EciesStream`] → [`Established`] → [`SessionReader`] + [`SessionWriter`] | the typed async stages over any `AsyncRead + AsyncWrite` |
-//! | carrier | [`carrier`] | connection setup: TCP connect or accept, ECIES, an admission check once the key is known, Hello, each under a deadline; a listener with a cap on pending handshakes |
+//! | carrier | [`carrier`] | connection setup: TCP connect or accept, ECIES, an admission check once the key is known, Hello, each under a deadline |
 //! | sessions | [`session`] | driving a session: one bounded channel per capability (messages and bytes), keepalive, Disconnect with a grace period |
 //!
 //! The stages are types: an [`EciesStream`] (handshake done, no Hello yet) has

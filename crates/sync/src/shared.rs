@@ -281,6 +281,13 @@ impl Shared {
                     peer.disconnect(DisconnectReason::BreachOfProtocol);
                 }
             }
+            Error::PeerGone { .. } if !peer.ctx().is_current() => {
+                // The session ended because a newer connection to the same peer replaced
+                // its own (a simultaneous dial, a reconnect): the peer did not leave,
+                // and its new session starts clean.
+                add(&self.counters.requests_failed, 1);
+                debug!(peer = %id, "sync: session replaced with a request in flight");
+            }
             Error::Stalled { .. } | Error::PeerGone { .. } => {
                 add(&self.counters.requests_failed, 1);
                 if !self.bench_for(id, config.stall_cooldown, Severity::Stall) {
