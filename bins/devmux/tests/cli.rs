@@ -1343,3 +1343,94 @@ fn metrics_formats_and_the_dashboard_agree_with_the_node() {
     assert_eq!(peer.interrupt(), Some(0));
     assert_eq!(node.interrupt(), Some(0));
 }
+
+/// One RLPx session from `from` with a fresh key: Hello with `capability`, then, if
+/// `fault`, a message id nobody shares. Returns whether Hello was exchanged.
+fn rlpx_session(
+    enode: &str,
+    from: std::net::IpAddr,
+    capability: (&str, u32, u8),
+    fault: bool,
+) -> bool {
+    let enode: devmux_identity::Enode = enode.parse().unwrap();
+    let key = devmux_identity::NodeKey::generate();
+    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
+        devmux_rlpx::secp256k1::SECP256K1,
+        &key.secret_bytes(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let attempt = async {
+            let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
+            let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
+            let (name, version, count) = capability;
+            let config = devmux_rlpx::SessionConfig::new("cli-test")
+                .with_capability(devmux_rlpx::Capability::new(name, version, count));
+            let session = ecies.exchange_hello(&config).await?;
+            if fault {
+                let (mut r, mut w) = session.split();
+                w.send_raw(0x7f, &[0xc0]).await?;
+                while r.recv().await.is_ok() {}
+            }
+            Ok::<_, devmux_rlpx::Error>(())
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), attempt).await,
+            Ok(Ok(()))
+        )
+    })
+}
+
+/// An address whose keys keep breaking the protocol is banned, and the ban survives the
+/// process being killed (SIGKILL, no shutdown) and restarted; other addresses are served.
+#[test]
+fn an_address_ban_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("n");
+    let datadir = datadir.to_str().unwrap();
+    let args = [
+        "--dev",
+        "--datadir",
+        datadir,
+        "--port",
+        "0",
+        "--no-discovery",
+        "--addr",
+        "127.0.77.1",
+        // Sessions that end take a moment to leave: the per-address connection limit
+        // is not what this measures.
+        "--max-peers-per-ip",
+        "50",
+    ];
+    let eth = ("eth", 69, 18);
+    let bad: std::net::IpAddr = "127.250.77.13".parse().unwrap();
+    let good: std::net::IpAddr = "127.0.78.1".parse().unwrap();
+    let node = Proc::start(&args);
+    let mut hellos = 0;
+    for _ in 0..14 {
+        hellos += usize::from(rlpx_session(&node.addr, bad, eth, true));
+    }
+    // The default limit is 10 faulting keys: the 11th earns the ban.
+    assert_eq!(hellos, 11, "{}", node.logs.lock().unwrap());
+    assert!(
+        rlpx_session(&node.addr, good, eth, false),
+        "an honest peer elsewhere"
+    );
+    // Killed outright: whatever is not on disk yet is lost.
+    let mut node = node;
+    // SAFETY: sending a signal to our own child process by its pid.
+    unsafe { libc::kill(node.child.id() as i32, libc::SIGKILL) };
+    let _ = node.child.wait();
+    let again = Proc::start(&args);
+    assert!(
+        !rlpx_session(&again.addr, bad, eth, false),
+        "the address ban was lost: {}",
+        again.logs.lock().unwrap()
+    );
+    assert!(rlpx_session(&again.addr, good, eth, false));
+    assert_eq!(again.interrupt(), Some(0));
+}

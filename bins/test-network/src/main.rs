@@ -1,4 +1,4 @@
-//! `test-network`: three devmux nodes in one process on 127.0.0.1, and what they do.
+//! `test-network`: three devmux nodes in one process, node N on 127.0.N.1, and what they do.
 //!
 //! ```text
 //! cargo run --release -p test-network             # the stream stack; Ctrl-C stops it
@@ -10,7 +10,8 @@
 //! Node 1 starts first, as the bootnode, with the devnet chain (`--dev-blocks`, 1000
 //! by default) and builds a block from its pool every `--produce-blocks` seconds (2);
 //! nodes 2 and 3 know only node 1's ENR, sync its chain and follow it. Each node has its own data directory in one
-//! temporary directory (removed at exit), listens on TCP `--base-port` + 0, 1, 2
+//! temporary directory (removed at exit), listens on its own loopback address
+//! (127.0.N.1, so per-address limits apply as between hosts), TCP `--base-port` + 0, 1, 2
 //! (default 30450–30452) and UDP 100 below (30350–30352), and serves the admin
 //! JSON-RPC on 127.0.0.1 `--rpc-port` + 0, 1, 2 (default 8550–8552).
 //!
@@ -48,7 +49,7 @@ const START_PAUSE: Duration = Duration::from_millis(1000);
 #[command(
     name = "test-network",
     version,
-    about = "Three devmux nodes on 127.0.0.1: discovery, connections, negotiation and Status as they happen"
+    about = "Three devmux nodes on 127.0.1.1–127.0.3.1: discovery, connections, negotiation and Status as they happen"
 )]
 struct Args {
     /// Run the legacy RLPx server instead of the stream stack
@@ -123,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         anyhow::bail!("--refresh must be at least 1 second");
     }
     println!(
-        "test-network: 3 nodes on the {}, TCP {}–{}, UDP {}–{}, RPC 127.0.0.1:{}–{}",
+        "test-network: 3 nodes (127.0.N.1) on the {}, TCP {}–{}, UDP {}–{}, RPC 127.0.0.1:{}–{}",
         layout.server_name(),
         layout.base_port,
         layout.base_port + layout.tcp_port_count() - 1,

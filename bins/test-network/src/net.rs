@@ -8,6 +8,11 @@ use devmux_network::{NetworkEvent, NodeKey, PeerId};
 use devmux_node::{Node, NodeConfig, ServerKind};
 use tokio::sync::broadcast;
 
+/// Node `i`'s address (1-based): `127.0.i.1`.
+pub(crate) fn node_ip(i: u16) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, u8::try_from(i).unwrap_or(u8::MAX), 1))
+}
+
 /// Nodes in the network.
 pub(crate) const NODES: u16 = 3;
 /// UDP (discovery) ports sit this far below the TCP ports: 30450 → 30350.
@@ -147,7 +152,9 @@ impl Layout {
             datadir,
             use_p2p_server: servers == [ServerKind::P2p],
             servers,
-            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            // Each node is a host of its own (127.0.N.1, its own /24), so the per-address
+            // and per-subnet rules run here as they do between machines.
+            addr: node_ip(i),
             port: self.base_port + offset,
             p2p_port,
             discovery_port: Some(self.base_port - UDP_OFFSET + offset),
