@@ -88,6 +88,9 @@ enum Control {
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     control: mpsc::Sender<Control>,
+    /// Cancelled once a Disconnect is queued: the session stops reading and ends
+    /// within its grace, even if the writer is stuck behind a peer that does not read.
+    closing: CancellationToken,
     closed: CancellationToken,
 }
 
@@ -99,6 +102,7 @@ impl SessionHandle {
         if self.control.try_send(Control::Disconnect(reason)).is_err() {
             self.closed.cancel();
         }
+        self.closing.cancel();
     }
 
     /// Ends the session at once, without a Disconnect.
@@ -191,6 +195,7 @@ where
             outbound,
             handle: SessionHandle {
                 control: control_tx,
+                closing: CancellationToken::new(),
                 closed: CancellationToken::new(),
             },
             keepalive,
@@ -208,7 +213,7 @@ where
     /// a handle disconnects it, `handlers_done` completes (nothing left to serve:
     /// `DisconnectRequested`), a Ping goes unanswered (`PingTimeout`), or `shutdown`
     /// is cancelled (`ClientQuitting`). Returns once the socket is closed: at most
-    /// about three [`DISCONNECT_GRACE`]s after the decision.
+    /// about two [`DISCONNECT_GRACE`]s after the decision.
     pub async fn run(
         self,
         handlers_done: impl Future<Output = ()>,
@@ -250,6 +255,12 @@ where
         loop {
             tokio::select! {
                 _ = handle.closed.cancelled() => break,
+                // A Disconnect queued from elsewhere (or by `close` below, which breaks
+                // out itself): stop reading and give the writer its grace.
+                _ = handle.closing.cancelled() => {
+                    closing = true;
+                    break;
+                }
                 _ = &mut handlers_done => {
                     debug!("all handlers ended");
                     close(DisconnectReason::DisconnectRequested);
@@ -319,6 +330,10 @@ where
                                 }
                             }
                             _ = handle.closed.cancelled() => break,
+                            _ = handle.closing.cancelled() => {
+                                closing = true;
+                                break;
+                            }
                             _ = shutdown.cancelled() => {
                                 close(DisconnectReason::ClientQuitting);
                                 closing = true;
@@ -344,11 +359,16 @@ where
         // Handlers see their channels end. A queued Disconnect is the writer's to
         // send; otherwise there is nothing left to write.
         drop(routes);
+        let mut writer_task = writer_task;
+        let mut writer_done = false;
         if closing && readable {
             // Our Disconnect is queued: a peer that reads it closes the socket, and
-            // seeing that here ends the session without sitting out the grace.
+            // seeing that (or the writer finishing) ends the wait early.
             let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
-                while reader.recv().await.is_ok() {}
+                tokio::select! {
+                    _ = async { while reader.recv().await.is_ok() {} } => {}
+                    _ = &mut writer_task => writer_done = true,
+                }
             })
             .await;
         }
@@ -357,13 +377,13 @@ where
             // one is queued.
             handle.closed.cancel();
         }
-        let mut writer_task = writer_task;
-        if tokio::time::timeout(DISCONNECT_GRACE * 2, &mut writer_task)
-            .await
-            .is_err()
+        if !writer_done
+            && tokio::time::timeout(DISCONNECT_GRACE, &mut writer_task)
+                .await
+                .is_err()
         {
             // Stuck writing to a peer that does not read: dropping the handle would
-            // leave the task and its socket behind.
+            // leave the task and its socket behind. Two graces at most in all.
             writer_task.abort();
         }
         handle.closed.cancel();
