@@ -168,9 +168,6 @@ pub enum Error {
     /// stream-stack-only node, a multiaddr on an RLPx-only one).
     #[error("this node runs no {0} server")]
     NotServing(ServerKind),
-    /// `NetworkConfig::servers` names no server.
-    #[error("no server configured")]
-    NoServers,
     /// The RLPx transport failed (handshake, frame, Hello).
     #[error("rlpx: {0}")]
     Rlpx(#[from] devmux_rlpx::Error),
@@ -540,10 +537,8 @@ impl Network {
         registrar: Registrar,
     ) -> Result<Self, Error> {
         let rlpx_addr = config.listen_addr_of(ServerKind::Rlpx);
+        // `runs` picks at least one: an empty `servers` means `use_p2p_server`'s one.
         let p2p_addr = config.listen_addr_of(ServerKind::P2p);
-        if rlpx_addr.is_none() && p2p_addr.is_none() {
-            return Err(Error::NoServers);
-        }
         if rlpx_addr.is_some() {
             rlpx::check_servable(&registrar, p2p_addr.is_none())?;
         }

@@ -291,7 +291,7 @@ impl Carrier for RlpxCarrier {
             let peer = NodeId(*id)
                 .to_peer_id()
                 .map_err(|_| DisconnectReason::UnexpectedIdentity)?;
-            self.sup.would_admit(&peer, addr, Direction::Inbound)
+            self.sup.peers.would_admit(&peer, addr, Direction::Inbound)
         };
         let established = self.endpoint.accept(io, admit).await?;
         self.prepare(established, addr, Direction::Inbound, started.elapsed())
@@ -310,7 +310,11 @@ impl Carrier for RlpxCarrier {
                     devmux_transport::configure_socket(&tcp);
                     Counted::new(tcp, stats)
                 },
-                |_| self.sup.would_admit(&peer, enode.addr, Direction::Outbound),
+                |_| {
+                    self.sup
+                        .peers
+                        .would_admit(&peer, enode.addr, Direction::Outbound)
+                },
             )
             .await?;
         self.prepare(

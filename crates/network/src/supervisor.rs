@@ -131,17 +131,6 @@ impl Supervisor {
         Arc::new(Ops(self.weak.clone()))
     }
 
-    /// The admission check once a peer's key is known, before the rest of its
-    /// handshake: `Err(reason)` refuses it.
-    pub(crate) fn would_admit(
-        &self,
-        peer: &PeerId,
-        addr: SocketAddr,
-        direction: Direction,
-    ) -> Result<(), DisconnectReason> {
-        self.peers.would_admit(peer, addr, direction)
-    }
-
     /// Accepts `carrier`'s inbound connections on `tcp` until shutdown: address bans
     /// and the pending budget before any handshake, the first-byte deadline, then the
     /// carrier's handshake.
@@ -201,7 +190,10 @@ impl Supervisor {
                     result = carrier.handshake(socket, addr, activity.clone()) => result,
                 };
                 match result {
-                    Ok(conn) => sup.serve(&carrier, conn, Some(admitted.slot)),
+                    Ok(conn) => {
+                        activity.finish();
+                        sup.serve(&carrier, conn, Some(admitted.slot))
+                    }
                     Err(e) => {
                         debug!(error = %e, "inbound handshake failed");
                         sup.counters.handshake_failed(C::KIND, Direction::Inbound, &e);

@@ -106,6 +106,8 @@ pub struct ReadActivity {
     last: AtomicU64,
     /// How far the handshake got ([`ReadActivity::reached`]).
     stage: std::sync::atomic::AtomicU8,
+    /// Set once the handshake is over: reads stop reading the clock.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ReadActivity {
@@ -121,7 +123,14 @@ impl ReadActivity {
             origin: std::time::Instant::now(),
             last: AtomicU64::new(0),
             stage: std::sync::atomic::AtomicU8::new(0),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The handshake is over: later reads are not stamped (the connection's socket
+    /// keeps this watcher for its life, and a clock read per read is not free).
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Relaxed);
     }
 
     /// Records that the handshake passed a step: 1, the first message understood (the
@@ -140,6 +149,9 @@ impl ReadActivity {
     /// Records that bytes arrived now (a [`Counted`] socket watched by this does it
     /// on every read).
     pub fn record_read(&self) {
+        if self.finished.load(Ordering::Relaxed) {
+            return;
+        }
         let micros = self.origin.elapsed().as_micros().max(1);
         self.last
             .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
