@@ -226,25 +226,8 @@ async fn a_connect_flood_does_not_lock_out_honest_peers_on_the_stream_stack() {
 /// message id nobody shares): the server penalises the key and counts it against the
 /// address. Returns whether the session got as far as Hello.
 async fn faulting_key(server: &Network, from: IpAddr) -> bool {
-    let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
-    let key = NodeKey::generate();
-    let secret = devmux_tests::rlpx_secret(&key);
-    let attempt = async {
-        let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
-        let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
-        let config = devmux_rlpx::SessionConfig::new("faulty")
-            .with_capability(devmux_rlpx::Capability::new("echo", 1, 4));
-        let session = ecies.exchange_hello(&config).await?;
-        let (mut r, mut w) = session.split();
-        w.send_raw(0x7f, &[0xc0]).await?;
-        // Until the server's Disconnect (BreachOfProtocol) or close.
-        while r.recv().await.is_ok() {}
-        Ok::<_, devmux_rlpx::Error>(())
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), attempt).await,
-        Ok(Ok(()))
-    )
+    let echo = devmux_rlpx::Capability::new("echo", 1, 4);
+    devmux_tests::rlpx_session_from(&server.local_addr(), from, echo, true).await
 }
 
 /// 20 fresh keys from one address, each breaking a rule: the address is banned (at

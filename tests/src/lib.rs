@@ -58,6 +58,38 @@ pub fn rlpx_secret(key: &NodeKey) -> devmux_rlpx::secp256k1::Keypair {
     }
 }
 
+/// An RLPx session to `enode` from the loopback address `from`, with a fresh key and
+/// `capability`; if `fault`, it then sends a message id nobody shares and reads until
+/// the node closes the session. Returns whether Hello was exchanged (within 10 s).
+pub async fn rlpx_session_from(
+    enode: &str,
+    from: std::net::IpAddr,
+    capability: devmux_rlpx::Capability,
+    fault: bool,
+) -> bool {
+    let Ok(enode) = enode.parse::<devmux_identity::Enode>() else {
+        return false;
+    };
+    let secret = rlpx_secret(&NodeKey::generate());
+    let attempt = async {
+        let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
+        let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
+        let config = devmux_rlpx::SessionConfig::new("test-client").with_capability(capability);
+        let session = ecies.exchange_hello(&config).await?;
+        if fault {
+            let (mut r, mut w) = session.split();
+            w.send_raw(0x7f, &[0xc0]).await?;
+            // Until the node's Disconnect (BreachOfProtocol) and close.
+            while r.recv().await.is_ok() {}
+        }
+        Ok::<_, devmux_rlpx::Error>(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), attempt).await,
+        Ok(Ok(()))
+    )
+}
+
 /// The echo handler: every message back unchanged.
 pub async fn echo(_peer: PeerCtx, mut stream: MessageStream) -> Result<(), devmux_network::Error> {
     while let Some(msg) = stream.next().await {

@@ -1344,45 +1344,22 @@ fn metrics_formats_and_the_dashboard_agree_with_the_node() {
     assert_eq!(node.interrupt(), Some(0));
 }
 
-/// One RLPx session from `from` with a fresh key: Hello with `capability`, then, if
-/// `fault`, a message id nobody shares. Returns whether Hello was exchanged.
+/// `devmux_tests::rlpx_session_from`, from a test without a runtime of its own.
 fn rlpx_session(
     enode: &str,
     from: std::net::IpAddr,
     capability: (&str, u32, u8),
     fault: bool,
 ) -> bool {
-    let enode: devmux_identity::Enode = enode.parse().unwrap();
-    let key = devmux_identity::NodeKey::generate();
-    let secret = devmux_rlpx::secp256k1::Keypair::from_seckey_slice(
-        devmux_rlpx::secp256k1::SECP256K1,
-        &key.secret_bytes(),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let (name, version, count) = capability;
+    let capability = devmux_rlpx::Capability::new(name, version, count);
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
-        let attempt = async {
-            let tcp = devmux_transport::connect_from(Some(from), enode.addr).await?;
-            let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0).await?;
-            let (name, version, count) = capability;
-            let config = devmux_rlpx::SessionConfig::new("cli-test")
-                .with_capability(devmux_rlpx::Capability::new(name, version, count));
-            let session = ecies.exchange_hello(&config).await?;
-            if fault {
-                let (mut r, mut w) = session.split();
-                w.send_raw(0x7f, &[0xc0]).await?;
-                while r.recv().await.is_ok() {}
-            }
-            Ok::<_, devmux_rlpx::Error>(())
-        };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(10), attempt).await,
-            Ok(Ok(()))
-        )
-    })
+        .unwrap()
+        .block_on(devmux_tests::rlpx_session_from(
+            enode, from, capability, fault,
+        ))
 }
 
 /// An address whose keys keep breaking the protocol is banned, and the ban survives the
