@@ -11,6 +11,7 @@ mod eth;
 mod fuzz_corpus;
 mod go_libp2p;
 mod libp2p_interop;
+mod negotiation;
 mod p2p;
 mod peering;
 mod rlpx;

@@ -507,26 +507,6 @@ async fn ipv6_loopback_works_where_available() {
     assert!(client.peers()[0].remote_addr.is_ipv6());
 }
 
-fn mss_frame(payload: &[u8]) -> Vec<u8> {
-    let mut buf = unsigned_varint::encode::usize_buffer();
-    let mut out = unsigned_varint::encode::usize(payload.len(), &mut buf).to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The `na` messages among the whole multistream-select frames in `replies`.
-fn count_na(mut replies: &[u8]) -> usize {
-    let mut na = 0;
-    while let Ok((len, rest)) = unsigned_varint::decode::usize(replies) {
-        if rest.len() < len {
-            break;
-        }
-        na += usize::from(&rest[..len] == b"na\n");
-        replies = &rest[len..];
-    }
-    na
-}
-
 /// Opens a stream on `control` and proposes `n` unknown protocols on it at once (the
 /// header first, by hand); returns the `na`s received once all `n` came back or the
 /// listener gave up. `None` if no stream opens (the connection is gone).
@@ -537,9 +517,11 @@ async fn propose_unknown(
 ) -> Option<usize> {
     use futures::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = control.open_stream().await.ok()?;
-    let mut burst = mss_frame(b"/multistream/1.0.0\n");
+    let mut burst = devmux_tests::mss::frame(b"/multistream/1.0.0\n");
     for i in 0..n {
-        burst.extend(mss_frame(format!("/unknown/{tag}/{i}/1.0.0\n").as_bytes()));
+        burst.extend(devmux_tests::mss::frame(
+            format!("/unknown/{tag}/{i}/1.0.0\n").as_bytes(),
+        ));
     }
     // The listener may give up (and reset the stream) before it has read them all.
     let _ = stream.write_all(&burst).await;
@@ -552,7 +534,7 @@ async fn propose_unknown(
                 Ok(0) | Err(_) => break,
                 Ok(k) => {
                     replies.extend_from_slice(&buf[..k]);
-                    if count_na(&replies) == n {
+                    if devmux_tests::mss::count_na(&replies) == n {
                         break;
                     }
                 }
@@ -560,7 +542,7 @@ async fn propose_unknown(
         }
     })
     .await;
-    Some(count_na(&replies))
+    Some(devmux_tests::mss::count_na(&replies))
 }
 
 /// A raw libp2p connection to `server` (our own transport, no devmux node behind it).

@@ -148,6 +148,30 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     cond()
 }
 
+/// multistream-select by hand, for hostile dialers.
+pub mod mss {
+    /// One multistream-select message: `uvarint(len) ‖ payload`.
+    pub fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut buf = unsigned_varint::encode::usize_buffer();
+        let mut out = unsigned_varint::encode::usize(payload.len(), &mut buf).to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The `na` messages among the whole frames in `replies`.
+    pub fn count_na(mut replies: &[u8]) -> usize {
+        let mut na = 0;
+        while let Ok((len, rest)) = unsigned_varint::decode::usize(replies) {
+            if rest.len() < len {
+                break;
+            }
+            na += usize::from(&rest[..len] == b"na\n");
+            replies = &rest[len..];
+        }
+        na
+    }
+}
+
 /// Hand-built eth payloads that no encoder would make: what hostile peers send in the
 /// tests and in the `amplification_rss` benchmark.
 pub mod hostile {

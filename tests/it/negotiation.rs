@@ -1,12 +1,11 @@
 //! Hostile dialers against the bounded listener negotiations of an inbound upgrade
 //! (issue 16 item 4), on real sockets (127.0.0.1, port 0).
 
-#![allow(clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use devmux_identity::NodeKey;
+use devmux_tests::mss::{count_na, frame};
 use devmux_transport::{Config, Error, Listener, Upgrader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -15,13 +14,6 @@ const BURST: usize = 5000;
 /// Well under the handshake deadline (10 s by default).
 const PROMPTLY: Duration = Duration::from_secs(3);
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut buf = unsigned_varint::encode::usize_buffer();
-    let mut out = unsigned_varint::encode::usize(payload.len(), &mut buf).to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// The multistream header and `BURST` unknown protocols, in one pipelined burst.
 fn bogus_burst() -> Vec<u8> {
     let mut out = frame(b"/multistream/1.0.0\n");
@@ -29,19 +21,6 @@ fn bogus_burst() -> Vec<u8> {
         out.extend(frame(format!("/bogus/{i}/1.0.0\n").as_bytes()));
     }
     out
-}
-
-/// The `na` messages among the whole frames in `replies`.
-fn count_na(mut replies: &[u8]) -> usize {
-    let mut na = 0;
-    while let Ok((len, rest)) = unsigned_varint::decode::usize(replies) {
-        if rest.len() < len {
-            break;
-        }
-        na += usize::from(&rest[..len] == b"na\n");
-        replies = &rest[len..];
-    }
-    na
 }
 
 async fn listener() -> (Listener, SocketAddr) {
