@@ -14,6 +14,22 @@ const BURST: usize = 5000;
 /// Well under the handshake deadline (10 s by default).
 const PROMPTLY: Duration = Duration::from_secs(3);
 
+/// The hostile side of a burst: its socket was `closed` in time (since `started`), and
+/// it got at most 64 `na` among its `replies`.
+fn cut_off_promptly(what: &str, closed: bool, started: Instant, replies: &[u8]) {
+    let took = started.elapsed();
+    assert!(
+        closed,
+        "{what}: the connection was still open after {took:?}"
+    );
+    let na = count_na(replies);
+    eprintln!("{what}: {na} na for {BURST} proposals, closed after {took:?}");
+    // The listener wrote exactly 64 (it failed with `TooManyProposals { limit: 64 }`,
+    // checked by the caller); fewer may arrive, as closing a socket with unread input
+    // resets it and drops what our kernel had not sent yet.
+    assert!(na <= 64, "{what}: {na} na");
+}
+
 /// The multistream header and `BURST` unknown protocols, in one pipelined burst.
 fn bogus_burst() -> Vec<u8> {
     let mut out = frame(b"/multistream/1.0.0\n");
@@ -85,14 +101,7 @@ async fn pipelined_bogus_security_proposals_get_at_most_64_na() {
         }
     })
     .await;
-    let took = started.elapsed();
-    assert!(closed.is_ok(), "the socket was still open after {took:?}");
-    let na = count_na(&replies);
-    eprintln!("security negotiation: {na} na for {BURST} proposals, closed after {took:?}");
-    // The listener wrote exactly 64 (it failed with `TooManyProposals { limit: 64 }`,
-    // checked below); fewer may arrive, as closing a socket with unread input resets
-    // it and drops what our kernel had not sent yet.
-    assert!(na <= 64, "{na} na");
+    cut_off_promptly("security negotiation", closed.is_ok(), started, &replies);
 
     // Kept open until the listener reported it: dropped at once, our side could close
     // before the listener's lazy confirmation is written.
@@ -132,17 +141,7 @@ async fn pipelined_bogus_muxer_proposals_get_at_most_64_na() {
         }
     })
     .await;
-    let took = started.elapsed();
-    assert!(
-        closed.is_ok(),
-        "the connection was still open after {took:?}"
-    );
-    let na = count_na(&replies);
-    eprintln!("muxer negotiation: {na} na for {BURST} proposals, closed after {took:?}");
-    // The listener wrote exactly 64 (it failed with `TooManyProposals { limit: 64 }`,
-    // checked below); fewer may arrive, as closing a socket with unread input resets
-    // it and drops what our kernel had not sent yet.
-    assert!(na <= 64, "{na} na");
+    cut_off_promptly("muxer negotiation", closed.is_ok(), started, &replies);
 
     let conn = honest.await.unwrap().expect("the honest dialer upgrades");
     expect_one_cut_off_one_upgraded(&mut listener).await;
