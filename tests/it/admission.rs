@@ -337,25 +337,43 @@ async fn reconnecting_peers_are_never_cut_without_a_reason() {
     server.shutdown().await;
 }
 
-/// Open file descriptors of this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// Whether a descriptor still holds the TCP socket from `local` to `remote` (IPv4):
+/// its row in /proc/net/tcp has an inode, which a socket the process closed has not
+/// (the kernel may still be finishing it). Unlike a count of the process's
+/// descriptors, other tests running beside this one cannot change the answer.
+fn socket_held(local: SocketAddr, remote: SocketAddr) -> bool {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("IPv4 only"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.len() > 9 && f[1] == local && f[2] == remote && f[9] != "0"
+    })
 }
 
 /// A peer that stops reading while we have lots to send: disconnecting it ends within
-/// 5 s, and its socket is closed (the process's descriptors are back to where they
-/// were, but for the peer's own end, which this test holds).
+/// 5 s, and the server's socket is closed (no descriptor holds it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_closed_within_5_s() {
     let server = start_with(test_config(false), registrar()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let baseline = open_fds();
     let enode: devmux_identity::Enode = server.local_addr().parse().unwrap();
     let key = NodeKey::generate();
     let secret = devmux_tests::rlpx_secret(&key);
     let tcp = devmux_transport::connect_from(Some(devmux_tests::next_loopback()), enode.addr)
         .await
         .unwrap();
+    let ours = tcp.local_addr().unwrap();
+    assert!(
+        socket_held(enode.addr, ours),
+        "the server's socket is not found"
+    );
     let ecies = devmux_rlpx::EciesStream::connect(tcp, &secret, &enode.id.0)
         .await
         .unwrap();
@@ -387,10 +405,133 @@ async fn a_peer_that_stops_reading_is_closed_within_5_s() {
         gone && took < Duration::from_secs(5),
         "still connected after {took:?}"
     );
-    // The server's end is closed: only the deaf peer's own socket remains.
-    let closed = eventually(Duration::from_secs(2), || open_fds() <= baseline + 1).await;
-    assert!(closed, "{} descriptors open, {baseline} before", open_fds());
+    let closed = eventually(Duration::from_secs(2), || !socket_held(enode.addr, ours)).await;
+    assert!(closed, "the server still holds its socket");
     flood.abort();
     drop(reader);
+    server.shutdown().await;
+}
+
+/// A TCP relay from its own loopback address to `server` that forwards everything
+/// the client sends but, once `deaf` is set, stops reading what the server sends:
+/// the client behind it is a peer that stopped reading, whatever its protocol.
+/// Returns the relay's address and, once it has connected, the address the server sees.
+async fn deaf_relay(
+    server: SocketAddr,
+    deaf: Arc<std::sync::atomic::AtomicBool>,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<SocketAddr>) {
+    let (seen_tx, seen) = tokio::sync::oneshot::channel();
+    let ip = devmux_tests::next_loopback();
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        drop(listener);
+        // A small receive buffer on the relay's side, so the server's socket fills
+        // before yamux's windows (24 streams × 256 KiB at least) run out.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket.bind(SocketAddr::new(ip, 0)).unwrap();
+        let Ok(upstream) = socket.connect(server).await else {
+            return;
+        };
+        let _ = seen_tx.send(upstream.local_addr().unwrap());
+        let (mut client_r, mut client_w) = client.into_split();
+        let (mut up_r, mut up_w) = upstream.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_r, &mut up_w).await;
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        while !deaf.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(20), up_r.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => {
+                    if client_w.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        // Deaf: hold both sockets, read nothing more from the server.
+        std::future::pending::<()>().await;
+    });
+    (addr, seen)
+}
+
+/// The stream stack's peer that stops reading: echo requests on 24 streams fill the
+/// server's send buffer; disconnecting it (goodbye, then close)
+/// still ends within 5 s, and the server's socket is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_stack_peer_that_stops_reading_is_closed_within_5_s() {
+    const ECHO: &str = "/deaf/echo/1.0.0";
+    let mut registrar = registrar();
+    registrar.request(ECHO, echo).unwrap();
+    let server = start_with(test_config(true), registrar).await;
+    let client = start_with(test_config(true), Registrar::new()).await;
+    let deaf = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (relay, seen) = deaf_relay(server.listen_addr(), deaf.clone()).await;
+    let target = format!(
+        "/ip4/{}/tcp/{}/p2p/{}",
+        relay.ip(),
+        relay.port(),
+        server.local_peer_id()
+    );
+    let server_peer = client.dial(&target).await.unwrap();
+    let relay_end = seen.await.unwrap();
+    assert!(
+        socket_held(server.listen_addr(), relay_end),
+        "the server's socket is not found"
+    );
+    let peer = client.local_peer_id();
+    assert!(eventually(Duration::from_secs(5), || server.is_connected(&peer)).await);
+    let mut streams = Vec::new();
+    for _ in 0..24 {
+        streams.push(client.open(&server_peer, &[ECHO]).await.unwrap().0);
+    }
+    deaf.store(true, Ordering::Relaxed);
+    let mut writers = Vec::new();
+    for mut stream in streams {
+        writers.push(tokio::spawn(async move {
+            let payload = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+            for _ in 0..64 {
+                let msg = devmux_network::Message::new(1, payload.clone());
+                if stream.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            stream
+        }));
+    }
+    // Until the server's echoes are stuck behind the deaf relay.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stuck = server.stats().bytes_out;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.stats().bytes_out,
+        stuck,
+        "the server's writes are not stuck yet"
+    );
+    let started = Instant::now();
+    server
+        .disconnect(&peer, devmux_network::DisconnectReason::UselessPeer)
+        .await;
+    let gone = eventually(Duration::from_secs(6), || !server.is_connected(&peer)).await;
+    let took = started.elapsed();
+    assert!(
+        gone && took < Duration::from_secs(5),
+        "still connected after {took:?}"
+    );
+    let closed = eventually(Duration::from_secs(2), || {
+        !socket_held(server.listen_addr(), relay_end)
+    })
+    .await;
+    assert!(closed, "the server still holds its socket");
+    for w in writers {
+        w.abort();
+    }
+    client.shutdown().await;
     server.shutdown().await;
 }

@@ -375,7 +375,7 @@ fn fresh_upgraders(n: usize) -> anyhow::Result<Vec<Upgrader>> {
         .collect()
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> anyhow::Result<Message> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> anyhow::Result<Message> {
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 256];
     loop {

@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::raw;
 use crate::stats::{RttResult, SetupResult};
 
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/1.0.0");
+/// The raw byte protocol's id (raw.rs).
+pub(crate) const PROTOCOL_ID: &str = "/bench/1.0.0";
+const PROTOCOL: StreamProtocol = StreamProtocol::new(PROTOCOL_ID);
 
 /// Streams re-opened because libp2p-stream dropped them (see `setup`).
 pub(crate) static STREAM_RETRIES: AtomicUsize = AtomicUsize::new(0);
@@ -59,11 +61,16 @@ impl Drop for Server {
 
 impl Server {
     pub(crate) async fn start() -> anyhow::Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Listens on `ip`, port 0.
+    pub(crate) async fn start_on(ip: std::net::Ipv4Addr) -> anyhow::Result<Self> {
         let key = NodeKey::generate();
         let mut sw = swarm(&key)?;
         let peer = *sw.local_peer_id();
         let mut incoming = sw.behaviour().new_control().accept(PROTOCOL)?;
-        sw.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        sw.listen_on(format!("/ip4/{ip}/tcp/0").parse()?)?;
         let established = Arc::new(AtomicUsize::new(0));
         let count = established.clone();
         let (addr_tx, addr_rx) = oneshot::channel();

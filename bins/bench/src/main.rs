@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p devmux-bench -- --quick            # a short run
 //! cargo run --release -p devmux-bench -- --json bench.json  # the full run
+//! cargo run --release -p devmux-bench -- --only admission    # under attack, beside geth
 //! ```
 //!
 //! Every figure is a median over `--runs` runs, with min and max. Every byte a
@@ -12,6 +13,7 @@
 //! pattern), and a mismatch or a short count fails the run. Memory is measured
 //! in a child process per stack and run.
 
+mod admission;
 mod devmux;
 mod echo;
 mod floor;
@@ -46,9 +48,18 @@ struct Args {
     /// Runs per figure (default 5, quick 3).
     #[arg(long)]
     runs: Option<usize>,
-    /// Sections to run, comma-separated: thr1, thr8, setup, mem, rtt, ecies, floor (default all).
+    /// Sections to run, comma-separated: thr1, thr8, setup, mem, rtt, ecies, floor,
+    /// admission (default: all but admission, which runs only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The go-ethereum binary for the admission section (default: `geth` on PATH,
+    /// then ~/go/bin/geth; without one its column stays empty).
+    #[arg(long)]
+    geth: Option<PathBuf>,
+    /// Admission section: servers to run, comma-separated: devmux-p2p, libp2p,
+    /// devmux-rlpx, geth (default all).
+    #[arg(long, value_delimiter = ',')]
+    admission_servers: Vec<String>,
     /// Stacks to run, comma-separated: devmux, devmux-raw, libp2p, tcp, rlpx (default all).
     #[arg(long, value_delimiter = ',')]
     stacks: Vec<String>,
@@ -343,8 +354,10 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
         .copied()
         .filter(|s| wanted(&args.stacks, s))
         .collect();
-    let section = |name: &str| wanted(&args.only, name);
-    let has = |name: &str| stacks.contains(&name);
+    let section = |name: &str| wanted(&args.only, name) && name != "admission";
+    // The admission section brings its own servers.
+    let benches = args.only.is_empty() || args.only.iter().any(|s| s != "admission");
+    let has = |name: &str| benches && stacks.contains(&name);
 
     let envs = Envs {
         devmux: if has("devmux") {
@@ -555,6 +568,18 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
             }
         }
     }
+    let mut admission_results = Vec::new();
+    if args.only.iter().any(|s| s == "admission") {
+        let servers: Vec<&str> = admission::SERVERS
+            .iter()
+            .copied()
+            .filter(|s| wanted(&args.admission_servers, s))
+            .collect();
+        let geth = admission::find_geth(args.geth.as_deref());
+        let attempts = if args.quick { 10 } else { 20 };
+        eprintln!("admission: {attempts} legitimate attempts per server and condition");
+        admission_results = admission::run(attempts, &servers, geth.as_deref()).await?;
+    }
     let elapsed = started.elapsed();
     if let Some(env) = envs.devmux {
         env.shutdown().await;
@@ -566,7 +591,16 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
     machine.load_end = load_average();
 
     let targets = targets(&results, machine.nproc as f64);
-    print_table(&results, &stacks, &plan, &machine, &targets);
+    if results.rows.iter().any(|r| !r.values.is_empty()) {
+        print_table(&results, &stacks, &plan, &machine, &targets);
+    }
+    if !admission_results.is_empty() {
+        println!(
+            "\nmachine: {} CPUs, {}, Linux {}; {} tokio worker threads; load avg {} (start) / {} (end)",
+            machine.nproc, machine.cpu, machine.kernel, machine.worker_threads, machine.load_start, machine.load_end
+        );
+        admission::print(&admission_results);
+    }
     if let Some(path) = &args.json {
         let report = serde_json::json!({
             "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -584,6 +618,7 @@ async fn run(args: Args, threads: usize, nofile: u64) -> anyhow::Result<()> {
             }).collect::<Vec<_>>(),
             "targets": targets,
             "memory_reports": mem_reports,
+            "admission": admission_results,
             "libp2p_setup_stream_retries": libp2p_stack::STREAM_RETRIES.load(std::sync::atomic::Ordering::Relaxed),
         });
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

@@ -4,9 +4,11 @@
 //! (before any cryptography) and then takes a slot in [`PendingHandshakes`]:
 //! budgets per address, per /24 (/64) and overall. A full budget never refuses
 //! the newcomer: it closes the pending handshake in the same budget that got least
-//! far (no message understood, then no key proven) and, among those, has gone
-//! longest without sending a byte, so a peer that holds sockets open and silent
-//! cannot lock out one that talks, even from the same address. A socket that
+//! far (no message understood, then no key proven) and, among those, one we have
+//! already read from before one we have not got to yet (a loaded node's delay is
+//! not the peer's silence), then the one that has gone longest without sending a
+//! byte, so a peer that holds sockets open and silent cannot lock out one that
+//! talks, even from the same address. A socket that
 //! sends nothing within [`AdmissionConfig::first_byte_timeout`] is closed too
 //! (no penalty: it may be a port scan); then each handshake step has its own
 //! deadline.
@@ -136,9 +138,13 @@ impl PendingHandshakes {
                     .iter()
                     .filter(|(_, e)| budget.shared(origin, e.origin));
                 let Some(first) = in_budget.next() else { break };
-                // Least far first, then silent longest, then oldest.
-                let rank =
-                    |(id, e): (&u64, &Entry)| (e.activity.stage(), e.activity.silent_since(), *id);
+                // Least far first; then one we have read from before one we have not
+                // got to yet (its bytes may be waiting on us); then silent longest,
+                // then oldest.
+                let rank = |(id, e): (&u64, &Entry)| {
+                    let a = &e.activity;
+                    (a.stage(), !a.looked(), a.silent_since(), *id)
+                };
                 let (count, stalest) = in_budget.fold((1, first), |(n, stalest), e| {
                     let first = rank(e) < rank(stalest);
                     (n + 1, if first { e } else { stalest })
@@ -250,6 +256,28 @@ mod tests {
         assert_eq!(evicted, 1);
         assert!(chatty.evicted.is_cancelled());
         assert!(!proven.evicted.is_cancelled());
+    }
+
+    #[test]
+    fn a_socket_we_have_not_read_yet_outlasts_one_that_went_quiet() {
+        let pending = PendingHandshakes::new(config(2, 10, 10));
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        // Accepted first, but its handshake task has not run yet (a busy node).
+        let (waiting, _) = pending.admit(a);
+        let (stalled, _) = pending.admit(a);
+        // The stalled one was read: a header, then nothing.
+        std::thread::sleep(Duration::from_millis(2));
+        stalled.activity.record_poll();
+        stalled.activity.record_read();
+        let (_newcomer, evicted) = pending.admit(a);
+        assert_eq!(evicted, 1);
+        assert!(stalled.evicted.is_cancelled());
+        assert!(!waiting.evicted.is_cancelled());
+        // Once looked at and still silent, it is the longest silent of its stage.
+        waiting.activity.record_poll();
+        let (_next, evicted) = pending.admit(a);
+        assert_eq!(evicted, 1);
+        assert!(waiting.evicted.is_cancelled());
     }
 
     #[test]

@@ -151,6 +151,12 @@ impl Supervisor {
                     },
                 };
                 sup.accepted(&carrier, socket, addr);
+                // Let the handshake just spawned (and every other queued task) run
+                // before the next accept. Without this, tokio's budget lets one
+                // poll of this loop accept a hundred sockets from a churning
+                // attacker, each evicting a pending handshake we never got to read,
+                // an honest one among them; the backlog keeps what waits meanwhile.
+                tokio::task::yield_now().await;
             }
         });
     }

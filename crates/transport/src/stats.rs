@@ -108,6 +108,8 @@ pub struct ReadActivity {
     stage: std::sync::atomic::AtomicU8,
     /// Set once the handshake is over: reads stop reading the clock.
     finished: std::sync::atomic::AtomicBool,
+    /// Set by the first read attempt, whatever it returned ([`ReadActivity::looked`]).
+    looked: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ReadActivity {
@@ -124,6 +126,7 @@ impl ReadActivity {
             last: AtomicU64::new(0),
             stage: std::sync::atomic::AtomicU8::new(0),
             finished: std::sync::atomic::AtomicBool::new(false),
+            looked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -155,6 +158,21 @@ impl ReadActivity {
         let micros = self.origin.elapsed().as_micros().max(1);
         self.last
             .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Records that the handshake tried to read the socket (a [`Counted`] socket
+    /// watched by this does it on every read attempt).
+    pub fn record_poll(&self) {
+        if !self.looked.load(Ordering::Relaxed) {
+            self.looked.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether we have tried to read the socket yet. Until we have, its silence is
+    /// ours, not the peer's: a loaded node may take a while to get to a socket it
+    /// accepted, while the peer's first bytes already wait in the kernel.
+    pub fn looked(&self) -> bool {
+        self.looked.load(Ordering::Relaxed)
     }
 
     /// Whether any byte has arrived.
@@ -231,6 +249,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
+        if let Some(activity) = &self.activity {
+            activity.record_poll();
+        }
         if n > 0 {
             self.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             if let Some(activity) = &self.activity {
