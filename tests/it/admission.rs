@@ -358,6 +358,28 @@ fn socket_held(local: SocketAddr, remote: SocketAddr) -> bool {
     })
 }
 
+/// Disconnects `peer`, which stopped reading: the connection ends within 5 s, and the
+/// server's socket (from `local` to `remote`) is released soon after.
+async fn disconnect_ends_and_releases(
+    server: &Network,
+    peer: &devmux_network::PeerId,
+    local: SocketAddr,
+    remote: SocketAddr,
+) {
+    let started = Instant::now();
+    server
+        .disconnect(peer, devmux_network::DisconnectReason::UselessPeer)
+        .await;
+    let gone = eventually(Duration::from_secs(6), || !server.is_connected(peer)).await;
+    let took = started.elapsed();
+    assert!(
+        gone && took < Duration::from_secs(5),
+        "still connected after {took:?}"
+    );
+    let closed = eventually(Duration::from_secs(2), || !socket_held(local, remote)).await;
+    assert!(closed, "the server still holds its socket");
+}
+
 /// A peer that stops reading while we have lots to send: disconnecting it ends within
 /// 5 s, and the server's socket is closed (no descriptor holds it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,18 +417,7 @@ async fn a_peer_that_stops_reading_is_closed_within_5_s() {
     });
     // Until the server's writes are stuck.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let started = Instant::now();
-    server
-        .disconnect(&peer, devmux_network::DisconnectReason::UselessPeer)
-        .await;
-    let gone = eventually(Duration::from_secs(6), || !server.is_connected(&peer)).await;
-    let took = started.elapsed();
-    assert!(
-        gone && took < Duration::from_secs(5),
-        "still connected after {took:?}"
-    );
-    let closed = eventually(Duration::from_secs(2), || !socket_held(enode.addr, ours)).await;
-    assert!(closed, "the server still holds its socket");
+    disconnect_ends_and_releases(&server, &peer, enode.addr, ours).await;
     flood.abort();
     drop(reader);
     server.shutdown().await;
@@ -514,21 +525,7 @@ async fn a_stream_stack_peer_that_stops_reading_is_closed_within_5_s() {
         stuck,
         "the server's writes are not stuck yet"
     );
-    let started = Instant::now();
-    server
-        .disconnect(&peer, devmux_network::DisconnectReason::UselessPeer)
-        .await;
-    let gone = eventually(Duration::from_secs(6), || !server.is_connected(&peer)).await;
-    let took = started.elapsed();
-    assert!(
-        gone && took < Duration::from_secs(5),
-        "still connected after {took:?}"
-    );
-    let closed = eventually(Duration::from_secs(2), || {
-        !socket_held(server.listen_addr(), relay_end)
-    })
-    .await;
-    assert!(closed, "the server still holds its socket");
+    disconnect_ends_and_releases(&server, &peer, server.listen_addr(), relay_end).await;
     for w in writers {
         w.abort();
     }
