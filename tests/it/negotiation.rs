@@ -15,6 +15,23 @@ const BURST: usize = 5000;
 const PROMPTLY: Duration = Duration::from_secs(3);
 
 /// The hostile side of a burst: its socket was `closed` in time (since `started`), and
+/// Everything the listener sends until it closes the socket; whether it closed
+/// within [`PROMPTLY`].
+async fn replies_until_closed(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> (bool, Vec<u8>) {
+    let mut replies = Vec::new();
+    let closed = tokio::time::timeout(PROMPTLY, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => replies.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (closed.is_ok(), replies)
+}
+
 /// it got at most 64 `na` among its `replies`.
 fn cut_off_promptly(what: &str, closed: bool, started: Instant, replies: &[u8]) {
     let took = started.elapsed();
@@ -90,18 +107,8 @@ async fn pipelined_bogus_security_proposals_get_at_most_64_na() {
         client.dial(addr, None).await
     });
 
-    let mut replies = Vec::new();
-    let closed = tokio::time::timeout(PROMPTLY, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => replies.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    cut_off_promptly("security negotiation", closed.is_ok(), started, &replies);
+    let (closed, replies) = replies_until_closed(&mut rd).await;
+    cut_off_promptly("security negotiation", closed, started, &replies);
 
     // Kept open until the listener reported it: dropped at once, our side could close
     // before the listener's lazy confirmation is written.
@@ -121,7 +128,8 @@ async fn pipelined_bogus_muxer_proposals_get_at_most_64_na() {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (secure, _) = client.secure_outbound(tcp, None).await.unwrap();
     let started = Instant::now();
-    let (mut rd, mut wr) = secure.split();
+    let (rd, mut wr) = secure.split();
+    let mut rd = tokio_util::compat::FuturesAsyncReadCompatExt::compat(rd);
     let burst = bogus_burst();
     let writer = tokio::spawn(async move {
         let _ = wr.write_all(&burst).await;
@@ -130,18 +138,8 @@ async fn pipelined_bogus_muxer_proposals_get_at_most_64_na() {
     });
     let honest = tokio::spawn(async move { client.dial(addr, None).await });
 
-    let mut replies = Vec::new();
-    let closed = tokio::time::timeout(PROMPTLY, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => replies.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    cut_off_promptly("muxer negotiation", closed.is_ok(), started, &replies);
+    let (closed, replies) = replies_until_closed(&mut rd).await;
+    cut_off_promptly("muxer negotiation", closed, started, &replies);
 
     let conn = honest.await.unwrap().expect("the honest dialer upgrades");
     expect_one_cut_off_one_upgraded(&mut listener).await;

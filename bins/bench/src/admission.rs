@@ -141,32 +141,26 @@ impl Target {
     }
 }
 
-/// The devmux servers run with the default admission policy; only the address
-/// and the idle timeout (the benchmark's own connections idle between attempts)
-/// differ from `NetworkConfig::default()`.
-fn devmux_config(p2p: bool, ip: Ipv4Addr) -> NetworkConfig {
-    let mut config = NetworkConfig::default()
-        .with_p2p_server(p2p)
-        .with_listen_addr((ip, 0).into());
-    config.idle_timeout = Duration::from_secs(3600);
-    config
+/// A devmux server on `ip`, on the server runtime, with the default admission
+/// policy: only the address and the idle timeout (the benchmark's own connections
+/// idle between attempts) differ from `NetworkConfig::default()`.
+async fn start_devmux(p2p: bool, ip: Ipv4Addr, registrar: Registrar) -> anyhow::Result<Network> {
+    crate::split::on_server(async move {
+        let mut config = NetworkConfig::default()
+            .with_p2p_server(p2p)
+            .with_listen_addr((ip, 0).into());
+        config.idle_timeout = Duration::from_secs(3600);
+        Ok(Network::start(config, NodeKey::generate(), registrar).await?)
+    })
+    .await
 }
 
 async fn start(server: &str, geth: Option<&Path>) -> anyhow::Result<Option<Target>> {
     Ok(Some(match server {
         "devmux-p2p" => {
-            let network = crate::split::on_server(async {
-                let mut registrar = Registrar::new();
-                registrar.request(crate::devmux::ECHO, crate::devmux::echo_handler)?;
-                let key = NodeKey::generate();
-                Ok(Network::start(
-                    devmux_config(true, Ipv4Addr::new(127, 0, 1, 1)),
-                    key,
-                    registrar,
-                )
-                .await?)
-            })
-            .await?;
+            let mut registrar = Registrar::new();
+            registrar.request(crate::devmux::ECHO, crate::devmux::echo_handler)?;
+            let network = start_devmux(true, Ipv4Addr::new(127, 0, 1, 1), registrar).await?;
             let (addr, peer) = (network.listen_addr(), network.local_peer_id());
             Target::DevmuxP2p {
                 network,
@@ -188,24 +182,15 @@ async fn start(server: &str, geth: Option<&Path>) -> anyhow::Result<Option<Targe
             Target::Libp2p(server, (ip, port).into())
         }
         "devmux-rlpx" => {
-            let network = crate::split::on_server(async {
-                let mut registrar = Registrar::new();
-                registrar.session(
-                    [SessionProtocol::new("/eth/69/1.0.0", 18)?],
-                    |_peer, mut stream: devmux_network::MessageStream| async move {
-                        while let Some(Ok(_)) = stream.next().await {}
-                        anyhow::Ok(())
-                    },
-                )?;
-                let key = NodeKey::generate();
-                Ok(Network::start(
-                    devmux_config(false, Ipv4Addr::new(127, 0, 3, 1)),
-                    key,
-                    registrar,
-                )
-                .await?)
-            })
-            .await?;
+            let mut registrar = Registrar::new();
+            registrar.session(
+                [SessionProtocol::new("/eth/69/1.0.0", 18)?],
+                |_peer, mut stream: devmux_network::MessageStream| async move {
+                    while let Some(Ok(_)) = stream.next().await {}
+                    anyhow::Ok(())
+                },
+            )?;
+            let network = start_devmux(false, Ipv4Addr::new(127, 0, 3, 1), registrar).await?;
             let enode: devmux_identity::Enode = network.local_addr().parse()?;
             Target::DevmuxRlpx {
                 network,
