@@ -305,7 +305,7 @@ async fn fetch_and_check_chain(peer: &EthPeer, genesis: B256) -> Vec<BlockWithRe
         };
         // Transactions root, ommers hash, receipts root, bloom and gas against the header.
         validate_block(
-            &ChainSpec::devnet().header_rules,
+            &ChainSpec::devnet(),
             &block,
             hash,
             &parent_header,

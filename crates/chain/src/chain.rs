@@ -235,7 +235,8 @@ impl Chain {
 
     /// Validates and stores a batch of blocks, parents before children, in one atomic
     /// commit, then moves the head to the heaviest block if it is heavier than the current
-    /// head (a tie keeps the current head). If any block is invalid, nothing is stored
+    /// head, or as heavy and higher (after the merge, blocks add no difficulty); a tie
+    /// keeps the current head. If any block is invalid, nothing is stored
     /// and the error names the block.
     pub async fn insert_blocks(
         &self,
@@ -254,7 +255,7 @@ impl Chain {
         // Any early return drops `txn` uncommitted, which rolls the whole batch back.
         let txn = self.inner.db.begin_write()?;
         let old_head = self.head();
-        let rules = &self.inner.spec.header_rules;
+        let spec = &self.inner.spec;
         let now = validate::now_secs();
         let outcome = {
             let mut headers = txn.open_table(HEADERS)?;
@@ -287,7 +288,7 @@ impl Chain {
                         })
                     }
                 };
-                validate::validate_block(rules, block, hash, &parent_header, now)?;
+                validate::validate_block(spec, block, hash, &parent_header, now)?;
                 let parent_td = tds
                     .get(&parent.0)?
                     .map(|td| U256::from_be_bytes(*td.value()))
@@ -301,8 +302,10 @@ impl Chain {
                 batch.insert(hash, (header.number, parent));
                 inserted += 1;
 
-                // Fork choice: strictly heavier wins; a tie keeps what we have.
-                if td > best.total_difficulty {
+                // Fork choice: strictly heavier wins, and after the merge, where every
+                // block adds difficulty 0, the longer chain of equal weight; a tie keeps
+                // what we have.
+                if (td, header.number) > (best.total_difficulty, best.number) {
                     best = ChainHead {
                         hash,
                         number: header.number,
@@ -386,7 +389,7 @@ impl Chain {
         };
         let hash = header.hash_slow();
         validate::validate_header(
-            &self.inner.spec.header_rules,
+            &self.inner.spec,
             header,
             hash,
             &parent,

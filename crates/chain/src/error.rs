@@ -117,6 +117,20 @@ pub enum Error {
         /// What the header has instead.
         detail: String,
     },
+    /// The body holds what its block's fork does not allow (a transaction type before its
+    /// fork, too many blobs, a transaction above the gas cap, a block above the size
+    /// cap). Like a root mismatch: the peer that sent it earns a major penalty.
+    #[error("block {number} ({hash}): body breaks the {rule} rule: {detail}")]
+    InvalidBody {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Which rule: `transaction type`, `blobs per transaction`, `blob gas used`, …
+        rule: &'static str,
+        /// What the body has instead.
+        detail: String,
+    },
     /// The header's seal is malformed, high-`s`, or recovers to an address outside the
     /// chain's signers (WIRE.md §7.1). Fatal for the peer that sent it: an honest node
     /// relays only sealed blocks, so this is a forgery, not a disagreement.

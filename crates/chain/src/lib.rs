@@ -30,6 +30,7 @@
 mod chain;
 pub mod devnet;
 mod error;
+pub mod forks;
 mod pool;
 pub mod seal;
 pub mod signing;
@@ -39,4 +40,7 @@ pub mod validate;
 pub use chain::{Chain, ChainHead, InsertOutcome};
 pub use error::Error;
 pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig, BAD_SIGNATURE_MEMORY};
-pub use spec::{BlockWithReceipts, ChainSpec, HeaderRules, MAX_FUTURE_SECS, MAX_REORG_DEPTH};
+pub use spec::{
+    BlockWithReceipts, ChainSpec, Consensus, HeaderRules, MAX_FUTURE_SECS, MAX_POS_GAS_LIMIT,
+    MAX_REORG_DEPTH, MAX_WITHDRAWALS,
+};

@@ -16,10 +16,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::{proofs, EMPTY_OMMER_ROOT_HASH};
+use alloy_eips::eip1559::{
+    BaseFeeParams, DEFAULT_ELASTICITY_MULTIPLIER, GAS_LIMIT_BOUND_DIVISOR, INITIAL_BASE_FEE,
+};
+use alloy_consensus::Transaction as _;
+use alloy_eips::eip4844::DATA_GAS_PER_BLOB;
+use alloy_eips::eip7825::MAX_TX_GAS_LIMIT_OSAKA;
+use alloy_rlp::Encodable as _;
 use alloy_primitives::B256;
-use devmux_eth::{BlockBody, Header, Receipt};
+use devmux_eth::{BlockBody, Header, Receipt, TxType};
 
-use crate::{seal, BlockWithReceipts, Error, HeaderRules};
+use crate::forks::{ForkSchedule, Hardfork};
+use crate::{seal, BlockWithReceipts, ChainSpec, Consensus, Error, HeaderRules};
 
 /// Seconds since the Unix epoch on our clock, for the future-timestamp rule.
 pub fn now_secs() -> u64 {
@@ -28,26 +36,26 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Checks `header` (whose hash is `hash`) against its `parent` and `rules`, on the header
-/// alone: number = parent + 1; the rules' difficulty; timestamp after the parent's and at
-/// most [`HeaderRules::max_future_secs`] after `now` (seconds since the epoch); the rules'
-/// gas limit; gas used within it; the rules' base fee; no ommers; and last, as the one
-/// check that costs a signature recovery, a well-formed seal by one of the rules'
-/// signers ([`Error::BadSeal`] otherwise).
+/// Checks `header` (whose hash is `hash`) against its `parent` by the rules of `spec`'s
+/// consensus, on the header alone: [`validate_sealed_header`] on a sealed chain (the
+/// devnet), [`validate_pos_header`] on a proof-of-stake one.
 pub fn validate_header(
-    rules: &HeaderRules,
+    spec: &ChainSpec,
     header: &Header,
     hash: B256,
     parent: &Header,
     now: u64,
 ) -> Result<(), Error> {
+    match &spec.consensus {
+        Consensus::Sealed(rules) => validate_sealed_header(rules, header, hash, parent, now),
+        Consensus::ProofOfStake => validate_pos_header(&spec.forks, header, hash, parent, now),
+    }
+}
+
+/// The checks every chain makes first: number = parent + 1, timestamp after the parent's,
+/// gas used within the gas limit.
+fn validate_lineage(header: &Header, hash: B256, parent: &Header) -> Result<(), Error> {
     let number = header.number;
-    let broken = |rule: &'static str, detail: String| Error::InvalidHeader {
-        number,
-        hash,
-        rule,
-        detail,
-    };
     let expected = parent.number.saturating_add(1);
     if number != expected {
         return Err(Error::WrongNumber {
@@ -72,6 +80,30 @@ pub fn validate_header(
             reason: "above the gas limit",
         });
     }
+    Ok(())
+}
+
+/// Checks a sealed chain's `header` (whose hash is `hash`) against its `parent` and
+/// `rules`, on the header alone: number = parent + 1; the rules' difficulty; timestamp
+/// after the parent's and at most [`HeaderRules::max_future_secs`] after `now` (seconds
+/// since the epoch); the rules' gas limit; gas used within it; the rules' base fee; no
+/// ommers; and last, as the one check that costs a signature recovery, a well-formed
+/// seal by one of the rules' signers ([`Error::BadSeal`] otherwise).
+pub fn validate_sealed_header(
+    rules: &HeaderRules,
+    header: &Header,
+    hash: B256,
+    parent: &Header,
+    now: u64,
+) -> Result<(), Error> {
+    let number = header.number;
+    let broken = |rule: &'static str, detail: String| Error::InvalidHeader {
+        number,
+        hash,
+        rule,
+        detail,
+    };
+    validate_lineage(header, hash, parent)?;
     if header.difficulty != rules.difficulty {
         return Err(broken(
             "difficulty",
@@ -122,23 +154,201 @@ pub fn validate_header(
     Ok(())
 }
 
-/// Checks `block` (whose hash is `hash`) against `parent` and `rules`: the header first
-/// ([`validate_header`]), then the body ([`validate_body`]).
+/// Checks a proof-of-stake `header` (whose hash is `hash`) against its `parent` and the
+/// fork schedule, on the header alone, as go-ethereum's beacon consensus does
+/// (`consensus/beacon`, `misc/eip1559`, `misc/eip4844`), plus a bound on the future:
+///
+/// - number = parent + 1; timestamp after the parent's and at most
+///   [`crate::MAX_FUTURE_SECS`] after `now`; gas used within the gas limit;
+/// - extra data at most 32 bytes; difficulty 0, nonce 0, no ommers (the merge);
+/// - gas limit at least 5000, at most [`crate::MAX_POS_GAS_LIMIT`], and within 1/1024 of
+///   the parent's (twice the parent's at the London block);
+/// - the base fee the parent implies (EIP-1559; 1 gwei at the London block);
+/// - each fork's fields present exactly when the fork is active: withdrawals root
+///   (Shanghai), blob gas used, excess blob gas and parent beacon root (Cancun),
+///   requests hash (Prague), block access list hash and slot number (Amsterdam);
+/// - blob gas used a multiple of a blob's gas and within the fork's maximum, and the
+///   excess blob gas the parent implies (EIP-4844, with EIP-7918's reserve price from
+///   Osaka), by the blob parameters in force at the header's timestamp.
+///
+/// What cannot be checked without executing the block or asking the consensus layer is
+/// left to them: the state root, the requests hash's contents, the parent beacon root's
+/// value, the beneficiary and the randomness (mix hash).
+pub fn validate_pos_header(
+    forks: &ForkSchedule,
+    header: &Header,
+    hash: B256,
+    parent: &Header,
+    now: u64,
+) -> Result<(), Error> {
+    let number = header.number;
+    let broken = |rule: &'static str, detail: String| Error::InvalidHeader {
+        number,
+        hash,
+        rule,
+        detail,
+    };
+    validate_lineage(header, hash, parent)?;
+    let latest = now.saturating_add(crate::MAX_FUTURE_SECS);
+    if header.timestamp > latest {
+        return Err(broken(
+            "timestamp",
+            format!(
+                "{} is more than {} s ahead of our clock ({now})",
+                header.timestamp,
+                crate::MAX_FUTURE_SECS
+            ),
+        ));
+    }
+    if header.extra_data.len() > MAX_EXTRA_DATA {
+        return Err(broken(
+            "extra data",
+            format!("{} bytes, at most {MAX_EXTRA_DATA}", header.extra_data.len()),
+        ));
+    }
+    if !header.difficulty.is_zero() {
+        return Err(broken(
+            "difficulty",
+            format!(
+                "{} after the merge, where it is 0 (proof-of-work history is not validated)",
+                header.difficulty
+            ),
+        ));
+    }
+    if !header.nonce.is_zero() {
+        return Err(broken("nonce", format!("{} instead of 0", header.nonce)));
+    }
+    if header.ommers_hash != EMPTY_OMMER_ROOT_HASH {
+        return Err(broken(
+            "ommers hash",
+            format!("{} instead of the empty list's", header.ommers_hash),
+        ));
+    }
+    let (time, at) = (header.timestamp, |fork| forks.is_active(fork, number, header.timestamp));
+    let london_block = forks.activation(Hardfork::London)
+        == Some(crate::forks::Activation::Block(number));
+    let parent_limit = if london_block {
+        parent.gas_limit.saturating_mul(DEFAULT_ELASTICITY_MULTIPLIER)
+    } else {
+        parent.gas_limit
+    };
+    let bound = parent_limit / GAS_LIMIT_BOUND_DIVISOR;
+    if header.gas_limit.abs_diff(parent_limit) >= bound
+        || header.gas_limit < MIN_GAS_LIMIT
+        || header.gas_limit > crate::MAX_POS_GAS_LIMIT
+    {
+        return Err(broken(
+            "gas limit",
+            format!(
+                "{} where the parent's {parent_limit} allows ±{} (and {MIN_GAS_LIMIT}..={})",
+                header.gas_limit,
+                bound.saturating_sub(1),
+                crate::MAX_POS_GAS_LIMIT
+            ),
+        ));
+    }
+    if at(Hardfork::London) {
+        let expected = if london_block || !forks.is_active(Hardfork::London, parent.number, 0) {
+            Some(INITIAL_BASE_FEE)
+        } else {
+            parent.next_block_base_fee(BaseFeeParams::ethereum())
+        };
+        if header.base_fee_per_gas != expected || expected.is_none() {
+            return Err(broken(
+                "base fee",
+                format!(
+                    "{:?} where the parent implies {expected:?}",
+                    header.base_fee_per_gas
+                ),
+            ));
+        }
+    } else if header.base_fee_per_gas.is_some() {
+        return Err(broken("base fee", "present before London".into()));
+    }
+    let present = |rule: &'static str, is: bool, fork: Hardfork| {
+        let active = at(fork);
+        if is == active {
+            Ok(())
+        } else if active {
+            Err(broken(rule, format!("missing, {} is active", fork.name())))
+        } else {
+            Err(broken(rule, format!("present before {}", fork.name())))
+        }
+    };
+    present("withdrawals root", header.withdrawals_root.is_some(), Hardfork::Shanghai)?;
+    present("blob gas used", header.blob_gas_used.is_some(), Hardfork::Cancun)?;
+    present("excess blob gas", header.excess_blob_gas.is_some(), Hardfork::Cancun)?;
+    present(
+        "parent beacon block root",
+        header.parent_beacon_block_root.is_some(),
+        Hardfork::Cancun,
+    )?;
+    present("requests hash", header.requests_hash.is_some(), Hardfork::Prague)?;
+    present(
+        "block access list hash",
+        header.block_access_list_hash.is_some(),
+        Hardfork::Amsterdam,
+    )?;
+    present("slot number", header.slot_number.is_some(), Hardfork::Amsterdam)?;
+    if let (Some(used), Some(excess)) = (header.blob_gas_used, header.excess_blob_gas) {
+        let Some(params) = forks.blob_params_at(time) else {
+            return Err(broken(
+                "blob gas used",
+                "the chain sets no blob parameters for this fork".into(),
+            ));
+        };
+        if used % DATA_GAS_PER_BLOB != 0 || used > params.max_blob_gas_per_block() {
+            return Err(broken(
+                "blob gas used",
+                format!(
+                    "{used}: a multiple of {DATA_GAS_PER_BLOB} and at most {}",
+                    params.max_blob_gas_per_block()
+                ),
+            ));
+        }
+        let parent_excess = parent.excess_blob_gas.unwrap_or(0);
+        let parent_used = parent.blob_gas_used.unwrap_or(0);
+        let expected = if at(Hardfork::Osaka) {
+            params.next_block_excess_blob_gas_osaka(
+                parent_excess,
+                parent_used,
+                parent.base_fee_per_gas.unwrap_or(0),
+            )
+        } else {
+            (parent_excess + parent_used).saturating_sub(params.target_blob_gas_per_block())
+        };
+        if excess != expected {
+            return Err(broken(
+                "excess blob gas",
+                format!("{excess} where the parent implies {expected}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The most extra data a proof-of-stake header carries: 32 bytes.
+pub const MAX_EXTRA_DATA: usize = 32;
+/// The lowest gas limit a block may have.
+pub const MIN_GAS_LIMIT: u64 = 5_000;
+
+/// Checks `block` (whose hash is `hash`) against `parent` by `spec`'s rules: the header
+/// first ([`validate_header`]), then the body ([`validate_body`]).
 pub fn validate_block(
-    rules: &HeaderRules,
+    spec: &ChainSpec,
     block: &BlockWithReceipts,
     hash: B256,
     parent: &Header,
     now: u64,
 ) -> Result<(), Error> {
-    validate_header(rules, &block.header, hash, parent, now)?;
-    validate_body(block, hash)
+    validate_header(spec, &block.header, hash, parent, now)?;
+    validate_body(spec, block, hash)
 }
 
 /// Checks the body and receipts of `block` (whose hash is `hash`) against every root and
 /// total its header commits to: [`validate_transactions`], then [`validate_receipts`].
-pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error> {
-    validate_transactions(&block.header, hash, &block.body)?;
+pub fn validate_body(spec: &ChainSpec, block: &BlockWithReceipts, hash: B256) -> Result<(), Error> {
+    validate_transactions(spec, &block.header, hash, &block.body)?;
     validate_receipts(
         &block.header,
         hash,
@@ -148,9 +358,18 @@ pub fn validate_body(block: &BlockWithReceipts, hash: B256) -> Result<(), Error>
 }
 
 /// Checks `body` against the roots of `header` (whose hash is `hash`): ommers hash,
-/// transactions root, withdrawals root. Sync runs it as soon as a body arrives, before
-/// the block's receipts are requested.
-pub fn validate_transactions(header: &Header, hash: B256, body: &BlockBody) -> Result<(), Error> {
+/// transactions root, withdrawals root, and on a proof-of-stake chain what each fork
+/// allows ([`validate_fork_body`]). Sync runs it as soon as a body arrives, before the
+/// block's receipts are requested.
+pub fn validate_transactions(
+    spec: &ChainSpec,
+    header: &Header,
+    hash: B256,
+    body: &BlockBody,
+) -> Result<(), Error> {
+    if !spec.is_sealed() {
+        validate_fork_body(&spec.forks, header, hash, body)?;
+    }
     let ommers_hash = body.calculate_ommers_root();
     if header.ommers_hash != ommers_hash {
         return Err(mismatch(
@@ -183,6 +402,88 @@ pub fn validate_transactions(header: &Header, hash: B256, body: &BlockBody) -> R
     }
     Ok(())
 }
+
+/// What a proof-of-stake body may hold at its header's fork: transaction types only
+/// from the fork that brings them (EIP-2930 at Berlin, EIP-1559 at London, EIP-4844 at
+/// Cancun, EIP-7702 at Prague); blob transactions within the fork's per-transaction
+/// maximum and together exactly the header's blob gas used; from Osaka, no transaction
+/// above EIP-7825's gas cap and no block above EIP-7934's RLP size.
+pub fn validate_fork_body(
+    forks: &ForkSchedule,
+    header: &Header,
+    hash: B256,
+    body: &BlockBody,
+) -> Result<(), Error> {
+    let number = header.number;
+    let at = |fork| forks.is_active(fork, number, header.timestamp);
+    let broken = |rule: &'static str, detail: String| Error::InvalidBody {
+        number,
+        hash,
+        rule,
+        detail,
+    };
+    let osaka = at(Hardfork::Osaka);
+    let blob_params = forks.blob_params_at(header.timestamp);
+    let mut blobs: u64 = 0;
+    for (i, tx) in body.transactions.iter().enumerate() {
+        let fork = match tx.tx_type() {
+            TxType::Legacy => Hardfork::Frontier,
+            TxType::Eip2930 => Hardfork::Berlin,
+            TxType::Eip1559 => Hardfork::London,
+            TxType::Eip4844 => Hardfork::Cancun,
+            TxType::Eip7702 => Hardfork::Prague,
+        };
+        if !at(fork) {
+            return Err(broken(
+                "transaction type",
+                format!("transaction {i} is of type {} before {}", tx.tx_type(), fork.name()),
+            ));
+        }
+        if osaka && tx.gas_limit() > MAX_TX_GAS_LIMIT_OSAKA {
+            return Err(broken(
+                "transaction gas limit",
+                format!(
+                    "transaction {i} has {} gas, above EIP-7825's {MAX_TX_GAS_LIMIT_OSAKA}",
+                    tx.gas_limit()
+                ),
+            ));
+        }
+        if let Some(hashes) = tx.blob_versioned_hashes() {
+            let count = hashes.len() as u64;
+            let per_tx = blob_params.map_or(0, |p| p.max_blobs_per_tx);
+            if count == 0 || count > per_tx {
+                return Err(broken(
+                    "blobs per transaction",
+                    format!("transaction {i} carries {count} blobs: 1..={per_tx}"),
+                ));
+            }
+            blobs = blobs.saturating_add(count);
+        }
+    }
+    if let Some(used) = header.blob_gas_used {
+        let carried = blobs.saturating_mul(DATA_GAS_PER_BLOB);
+        if carried != used {
+            return Err(broken(
+                "blob gas used",
+                format!("the header says {used}, the body's blobs use {carried}"),
+            ));
+        }
+    }
+    if osaka {
+        let size = header.length() + body.length();
+        if size > MAX_RLP_BLOCK_SIZE {
+            return Err(broken(
+                "block size",
+                format!("{size} bytes of RLP, above EIP-7934's {MAX_RLP_BLOCK_SIZE}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// EIP-7934's largest block, as RLP: 10 MiB less a 2 MiB margin for the consensus
+/// layer's wrapping.
+pub const MAX_RLP_BLOCK_SIZE: usize = 8 * 1024 * 1024;
 
 /// Checks `receipts` against `header` (whose hash is `hash`, and whose body has
 /// `transactions` transactions): one receipt per transaction, the receipts root, gas

@@ -197,7 +197,9 @@ impl Node {
             }
         }
         let mut spec = ChainSpec::devnet();
-        spec.header_rules.signers = config.signers()?;
+        if let devmux_chain::Consensus::Sealed(rules) = &mut spec.consensus {
+            rules.signers = config.signers()?;
+        }
         let chain = Chain::open_async(datadir.join("chain.redb"), spec).await?;
         build_dev_blocks(&chain, config.dev_blocks).await?;
         let pool = Pool::new(PoolConfig::devnet());

@@ -212,7 +212,7 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
     let body = shared
         .root_checks
         .run(from, move |_| {
-            validate::validate_transactions(&checked, hash, &body)
+            validate::validate_transactions(shared.chain.spec(), &checked, hash, &body)
                 .map_err(|e| CheckFailed::Invalid(e.to_string()))?;
             Ok(body)
         })

@@ -3,7 +3,7 @@
 //! [`devmux_chain::validate`] (one place for each rule). Pure functions, so that faults
 //! are pinned on the peer that sent the data.
 
-use devmux_chain::HeaderRules;
+use devmux_chain::ChainSpec;
 use devmux_eth::alloy_consensus::EMPTY_ROOT_HASH;
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::Header;
@@ -42,7 +42,7 @@ pub(crate) enum LinkError {
 /// link among themselves are [`LinkError::Invalid`], and a broken rule
 /// [`LinkError::Rule`].
 pub(crate) fn link_headers(
-    rules: &HeaderRules,
+    spec: &ChainSpec,
     parent: &Hashed,
     headers: Vec<Header>,
 ) -> Result<Vec<Hashed>, LinkError> {
@@ -61,7 +61,7 @@ pub(crate) fn link_headers(
         }
         let sealed = Hashed::new(header);
         devmux_chain::validate::validate_header(
-            rules,
+            spec,
             &sealed.header,
             sealed.hash,
             &prev.header,
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn headers_must_link() {
         let (genesis, blocks) = chain(8);
-        let rules = HeaderRules::devnet();
+        let rules = ChainSpec::devnet();
         let linked = link_headers(&rules, &genesis, headers(&blocks)).unwrap();
         assert_eq!(linked.len(), 8);
         assert_eq!(linked[7].hash, blocks[7].hash());

@@ -243,7 +243,7 @@ async fn header_stage(
             });
         }
         let bytes: usize = headers.iter().map(Encodable::length).sum();
-        let linked = match link_headers(&shared.chain.spec().header_rules, &parent, headers) {
+        let linked = match link_headers(shared.chain.spec(), &parent, headers) {
             Ok(linked) => linked,
             Err(LinkError::Detached) => return Err(Error::Reorged { peer: id }),
             Err(LinkError::Invalid(why)) => return Err(Error::InvalidHeaders { peer: id, why }),
@@ -474,7 +474,7 @@ fn assemble(
             return Err(CheckFailed::Cancelled);
         }
         let (header, hash) = (&hashed.header, hashed.hash);
-        validate::validate_transactions(header, hash, &body).map_err(invalid)?;
+        validate::validate_transactions(shared.chain.spec(), header, hash, &body).map_err(invalid)?;
         let block_receipts = if needs_receipts(header) {
             match receipts.next() {
                 Some(r) => r,
@@ -547,6 +547,7 @@ pub(crate) fn is_block_fault(e: &devmux_chain::Error) -> bool {
             | E::WrongNumber { .. }
             | E::TimestampNotIncreasing { .. }
             | E::RootMismatch { .. }
+            | E::InvalidBody { .. }
             | E::BadGasUsed { .. }
             | E::ReceiptCount { .. }
     )

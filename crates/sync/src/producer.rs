@@ -48,11 +48,17 @@ impl Producer {
     /// of the chain's signers ([`Error::NotASigner`] otherwise: every block it made would
     /// be refused, by us first).
     pub fn new(sync: &SyncHandle, signer: SecretKey) -> Result<Self, Error> {
-        let rules = &sync.shared.chain.spec().header_rules;
-        if !rules.is_signer(&signer.address()) {
+        let signers = sync
+            .shared
+            .chain
+            .spec()
+            .sealed_rules()
+            .map(|rules| rules.signers.clone())
+            .unwrap_or_default();
+        if !signers.contains(&signer.address()) {
             return Err(Error::NotASigner {
                 address: signer.address(),
-                signers: rules.signers.clone(),
+                signers,
             });
         }
         Ok(Self {
