@@ -28,6 +28,35 @@ pub(crate) fn keygen(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The head of the datadir's chain store and where it came from: the store's head if
+/// it exists and can be opened (not while the node runs), else genesis.
+fn stored_head(config: &NodeConfig, spec: &devmux_chain::ChainSpec) -> (devmux_eth::Head, String) {
+    let genesis = devmux_eth::Head {
+        number: 0,
+        timestamp: spec.genesis.timestamp,
+    };
+    let path = config.datadir.join("chain.redb");
+    if !path.is_file() {
+        return (genesis, "at genesis: no chain store yet".into());
+    }
+    match devmux_chain::Chain::open(&path, spec.clone()) {
+        Ok(chain) => {
+            let head = chain.head();
+            (
+                devmux_eth::Head {
+                    number: head.number,
+                    timestamp: head.timestamp,
+                },
+                format!("at head {}", head.number),
+            )
+        }
+        Err(e) => (
+            genesis,
+            format!("at genesis: chain store not readable: {e}"),
+        ),
+    }
+}
+
 /// Prints the names of the key `config` selects, with its address and ports.
 pub(crate) fn print(config: &NodeConfig) -> anyhow::Result<()> {
     let path = config.nodekey_path();
@@ -42,7 +71,31 @@ pub(crate) fn print(config: &NodeConfig) -> anyhow::Result<()> {
     let listen = SocketAddr::new(config.addr, config.port);
     let mut enode = Enode::new(key.node_id(), listen);
     enode.discport = config.discovery_port;
-    let enr = devmux_node::enr_for(config, &key).context("building the ENR")?;
+    // Identity names a key; a chain is only needed for the ENR's fork id, so without
+    // one it shows the devnet's, and says so.
+    let mut config = config.clone();
+    let chosen = config.chain_name().is_ok();
+    if !chosen {
+        config.dev = true;
+    }
+    let spec = config.chain_spec().context("selecting the chain")?;
+    let (head, at) = stored_head(&config, &spec);
+    let enr = devmux_node::enr_for(&config, &key, head).context("building the ENR")?;
+    let fork_id = spec.fork_id(head);
+    println!(
+        "network: {}{}",
+        spec.name,
+        if chosen {
+            ""
+        } else {
+            " (none given: pass --network or --genesis)"
+        }
+    );
+    println!(
+        "fork-id: 0x{} next {} ({at})",
+        hex::encode(fork_id.hash.0),
+        fork_id.next
+    );
     println!("enode: {enode}");
     println!("enr: {enr}");
     println!("peer-id: {}", key.peer_id());

@@ -99,9 +99,18 @@ struct NodeArgs {
     /// UDP port for discv5 discovery [default: the TCP port]
     #[arg(long, value_name = "N")]
     discovery_port: Option<u16>,
-    /// Serve the devnet chain (WIRE.md §7)
+    /// Serve the devnet chain (WIRE.md §7): the shorthand for --network dev
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     dev: Option<bool>,
+    /// The chain to serve: mainnet, sepolia, hoodi or dev
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// A go-ethereum genesis file (JSON) to serve its chain instead of --network
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
+    /// eth versions to offer (comma list, e.g. 69,70) [default: 69,70; 66-70 on the devnet]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    eth_versions: Option<Vec<u8>>,
     /// Build devnet blocks 1…N at start
     #[arg(long, value_name = "N")]
     dev_blocks: Option<u64>,
@@ -221,6 +230,15 @@ struct IdentityArgs {
     /// UDP discovery port [default: the TCP port]
     #[arg(long, value_name = "N")]
     discovery_port: Option<u16>,
+    /// The devnet (the shorthand for --network dev)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dev: Option<bool>,
+    /// The chain: mainnet, sepolia, hoodi or dev
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// A go-ethereum genesis file (JSON) instead of --network
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
 }
 
 /// Overwrites `target` with the flag's value, if given.
@@ -257,6 +275,9 @@ impl NodeArgs {
         set(&mut config.p2p_port, self.p2p_port.map(Some));
         set(&mut config.discovery_port, self.discovery_port.map(Some));
         set(&mut config.dev, self.dev);
+        set(&mut config.network, self.network.map(Some));
+        set(&mut config.genesis, self.genesis.map(Some));
+        set(&mut config.eth_versions, self.eth_versions);
         set(&mut config.dev_blocks, self.dev_blocks);
         set(&mut config.network_id, self.network_id.map(Some));
         set(&mut config.static_peers, list(self.static_peers));
@@ -320,6 +341,9 @@ impl IdentityArgs {
             port: self.port,
             p2p_port: self.p2p_port,
             discovery_port: self.discovery_port,
+            dev: self.dev,
+            network: self.network,
+            genesis: self.genesis,
             ..NodeArgs::default()
         }
         .into_config()

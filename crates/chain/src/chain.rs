@@ -947,6 +947,40 @@ mod tests {
         );
     }
 
+    /// After the merge every block adds difficulty 0: the head follows the longer valid
+    /// chain, a tie keeps it, and a header with difficulty is refused.
+    #[test]
+    fn a_proof_of_stake_chain_follows_the_longer_branch_of_equal_weight() {
+        use crate::testing::{pos_block, pos_chain, pos_spec};
+        let dir = tempfile::tempdir().unwrap();
+        // A genesis in the past, so that 12 s blocks are not in the future.
+        let spec = pos_spec(validate::now_secs() - 10_000);
+        let chain = Chain::open(dir.path().join("chain.redb"), spec.clone()).unwrap();
+        let main = pos_chain(&spec.genesis, 20, 1);
+        chain.insert_blocks_blocking(&main).unwrap();
+        assert_eq!(chain.head().number, 20);
+        assert_eq!(chain.head().total_difficulty, U256::ZERO);
+        let main_head = chain.head();
+
+        let fork = pos_chain(&main[9].header, 10, 2);
+        chain.insert_blocks_blocking(&fork).unwrap();
+        assert_eq!(chain.head(), main_head, "a tie keeps the current head");
+        let next = pos_block(&fork[9].header, 2);
+        let outcome = chain
+            .insert_blocks_blocking(std::slice::from_ref(&next))
+            .unwrap();
+        assert_eq!(outcome.head.hash, next.hash());
+        assert_eq!(outcome.reorg_depth, 10);
+
+        let mut heavy = pos_block(&next.header, 3);
+        heavy.header.difficulty = U256::from(1);
+        assert!(matches!(
+            chain.insert_blocks_blocking(&[heavy]),
+            Err(Error::InvalidHeader { rule: "difficulty", .. })
+        ));
+        assert_eq!(chain.head().hash, next.hash());
+    }
+
     #[test]
     fn heavier_fork_reorgs_and_a_tie_keeps_the_head() {
         let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,8 @@ mod pool;
 pub mod seal;
 pub mod signing;
 mod spec;
+#[cfg(test)]
+mod testing;
 pub mod validate;
 
 pub use chain::{Chain, ChainHead, InsertOutcome};

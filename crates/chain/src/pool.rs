@@ -53,6 +53,24 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
+    /// The pool of `spec`'s chain: the devnet's ([`PoolConfig::devnet`]) on a sealed
+    /// chain; on a proof-of-stake one the same limits with the chain's id, and a fee cap
+    /// floor of 7 wei, the lowest base fee EIP-1559 lets a chain reach (the pool does not
+    /// follow the head's base fee; blob and EIP-7702 transactions are not pooled).
+    pub fn for_chain(spec: &crate::ChainSpec) -> Self {
+        if spec.is_sealed() {
+            return Self {
+                chain_id: spec.chain_id,
+                ..Self::devnet()
+            };
+        }
+        Self {
+            chain_id: spec.chain_id,
+            base_fee: alloy_eips::eip1559::MIN_PROTOCOL_BASE_FEE,
+            ..Self::devnet()
+        }
+    }
+
     /// The devnet pool: chain 1337, London types (legacy, EIP-2930, EIP-1559), 1 gwei base
     /// fee, up to 8192 transactions and 64 MiB, with go-ethereum's flood defaults: 16
     /// per sender, 3 h lifetime, and 1024 of the slots kept for local transactions.

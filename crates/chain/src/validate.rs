@@ -15,15 +15,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use alloy_consensus::Transaction as _;
 use alloy_consensus::{proofs, EMPTY_OMMER_ROOT_HASH};
 use alloy_eips::eip1559::{
     BaseFeeParams, DEFAULT_ELASTICITY_MULTIPLIER, GAS_LIMIT_BOUND_DIVISOR, INITIAL_BASE_FEE,
 };
-use alloy_consensus::Transaction as _;
 use alloy_eips::eip4844::DATA_GAS_PER_BLOB;
 use alloy_eips::eip7825::MAX_TX_GAS_LIMIT_OSAKA;
-use alloy_rlp::Encodable as _;
 use alloy_primitives::B256;
+use alloy_rlp::Encodable as _;
 use devmux_eth::{BlockBody, Header, Receipt, TxType};
 
 use crate::forks::{ForkSchedule, Hardfork};
@@ -203,7 +203,10 @@ pub fn validate_pos_header(
     if header.extra_data.len() > MAX_EXTRA_DATA {
         return Err(broken(
             "extra data",
-            format!("{} bytes, at most {MAX_EXTRA_DATA}", header.extra_data.len()),
+            format!(
+                "{} bytes, at most {MAX_EXTRA_DATA}",
+                header.extra_data.len()
+            ),
         ));
     }
     if !header.difficulty.is_zero() {
@@ -224,11 +227,15 @@ pub fn validate_pos_header(
             format!("{} instead of the empty list's", header.ommers_hash),
         ));
     }
-    let (time, at) = (header.timestamp, |fork| forks.is_active(fork, number, header.timestamp));
-    let london_block = forks.activation(Hardfork::London)
-        == Some(crate::forks::Activation::Block(number));
+    let (time, at) = (header.timestamp, |fork| {
+        forks.is_active(fork, number, header.timestamp)
+    });
+    let london_block =
+        forks.activation(Hardfork::London) == Some(crate::forks::Activation::Block(number));
     let parent_limit = if london_block {
-        parent.gas_limit.saturating_mul(DEFAULT_ELASTICITY_MULTIPLIER)
+        parent
+            .gas_limit
+            .saturating_mul(DEFAULT_ELASTICITY_MULTIPLIER)
     } else {
         parent.gas_limit
     };
@@ -275,21 +282,41 @@ pub fn validate_pos_header(
             Err(broken(rule, format!("present before {}", fork.name())))
         }
     };
-    present("withdrawals root", header.withdrawals_root.is_some(), Hardfork::Shanghai)?;
-    present("blob gas used", header.blob_gas_used.is_some(), Hardfork::Cancun)?;
-    present("excess blob gas", header.excess_blob_gas.is_some(), Hardfork::Cancun)?;
+    present(
+        "withdrawals root",
+        header.withdrawals_root.is_some(),
+        Hardfork::Shanghai,
+    )?;
+    present(
+        "blob gas used",
+        header.blob_gas_used.is_some(),
+        Hardfork::Cancun,
+    )?;
+    present(
+        "excess blob gas",
+        header.excess_blob_gas.is_some(),
+        Hardfork::Cancun,
+    )?;
     present(
         "parent beacon block root",
         header.parent_beacon_block_root.is_some(),
         Hardfork::Cancun,
     )?;
-    present("requests hash", header.requests_hash.is_some(), Hardfork::Prague)?;
+    present(
+        "requests hash",
+        header.requests_hash.is_some(),
+        Hardfork::Prague,
+    )?;
     present(
         "block access list hash",
         header.block_access_list_hash.is_some(),
         Hardfork::Amsterdam,
     )?;
-    present("slot number", header.slot_number.is_some(), Hardfork::Amsterdam)?;
+    present(
+        "slot number",
+        header.slot_number.is_some(),
+        Hardfork::Amsterdam,
+    )?;
     if let (Some(used), Some(excess)) = (header.blob_gas_used, header.excess_blob_gas) {
         let Some(params) = forks.blob_params_at(time) else {
             return Err(broken(
@@ -436,7 +463,11 @@ pub fn validate_fork_body(
         if !at(fork) {
             return Err(broken(
                 "transaction type",
-                format!("transaction {i} is of type {} before {}", tx.tx_type(), fork.name()),
+                format!(
+                    "transaction {i} is of type {} before {}",
+                    tx.tx_type(),
+                    fork.name()
+                ),
             ));
         }
         if osaka && tx.gas_limit() > MAX_TX_GAS_LIMIT_OSAKA {
@@ -556,6 +587,8 @@ mod tests {
     use super::*;
     use crate::devnet::{genesis_header, Devnet};
     use alloy_primitives::U256;
+    use crate::testing::pos_forks;
+    use devmux_eth::TransactionSigned;
 
     /// Each rule of WIRE.md §7.1 that a header alone can break, broken one at a time on
     /// an otherwise valid devnet block 1.
@@ -565,7 +598,7 @@ mod tests {
         let genesis = genesis_header();
         let block = Devnet::new().unwrap().blocks(1).next().unwrap();
         let now = now_secs();
-        let check = |h: &Header| validate_header(&rules, h, h.hash_slow(), &genesis, now);
+        let check = |h: &Header| validate_sealed_header(&rules, h, h.hash_slow(), &genesis, now);
         check(&block.header).unwrap();
         let signer = crate::devnet::dev_key(0).unwrap();
         // A changed header is sealed again by the signer, so that only the rule under
@@ -621,7 +654,7 @@ mod tests {
         let genesis = genesis_header();
         let block = Devnet::new().unwrap().blocks(1).next().unwrap();
         let now = now_secs();
-        let seal_fault = |rules: &HeaderRules, h: &Header| match validate_header(
+        let seal_fault = |rules: &HeaderRules, h: &Header| match validate_sealed_header(
             rules,
             h,
             h.hash_slow(),
@@ -650,17 +683,16 @@ mod tests {
 
         // With dev key 1 as the only signer, dev key 0's blocks are the forgeries.
         rules.signers = vec![stranger.address()];
-        validate_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
+        validate_sealed_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
         assert!(seal_fault(&rules, &block.header).contains("not a signer"));
     }
 
     /// The blocks the devnet derives pass both steps, one after the other.
     #[test]
     fn devnet_blocks_validate() {
-        let rules = HeaderRules::devnet();
         let mut parent = genesis_header();
         for block in Devnet::new().unwrap().blocks(40) {
-            validate_block(&rules, &block, block.hash(), &parent, now_secs()).unwrap();
+            validate_block(&ChainSpec::devnet(), &block, block.hash(), &parent, now_secs()).unwrap();
             parent = block.header;
         }
     }
@@ -677,7 +709,7 @@ mod tests {
             e => e.to_string(),
         };
         assert_eq!(block.body.transactions.len(), 3);
-        validate_transactions(header, hash, &block.body).unwrap();
+        validate_transactions(&ChainSpec::devnet(), header, hash, &block.body).unwrap();
         validate_receipts(header, hash, 3, &block.receipts).unwrap();
         // Block 4 has no transactions and no receipts.
         let empty = &blocks[3];
@@ -685,17 +717,17 @@ mod tests {
 
         let mut body = block.body.clone();
         body.transactions.pop();
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&ChainSpec::devnet(), header, hash, &body).unwrap_err();
         assert_eq!(field(e), "transactions_root");
         // Another block's body.
-        assert!(validate_transactions(header, hash, &blocks[6].body).is_err());
+        assert!(validate_transactions(&ChainSpec::devnet(), header, hash, &blocks[6].body).is_err());
         let mut body = block.body.clone();
         body.ommers.push(blocks[0].header.clone());
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&ChainSpec::devnet(), header, hash, &body).unwrap_err();
         assert_eq!(field(e), "ommers_hash");
         let mut body = block.body.clone();
         body.withdrawals = Some(Default::default());
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&ChainSpec::devnet(), header, hash, &body).unwrap_err();
         assert_eq!(field(e), "withdrawals_root");
 
         let mut receipts = block.receipts.clone();
@@ -778,7 +810,7 @@ mod tests {
                 how in 0..TAMPERINGS,
             ) {
                 let devnet = Devnet::new().unwrap();
-                let rules = HeaderRules::devnet();
+
                 let now = now_secs();
                 let mut parent = genesis_header();
                 for (transfers, gap, beneficiary) in specs {
@@ -795,7 +827,7 @@ mod tests {
                     };
                     let block = seal_block(&parent, template, txs, &devnet.keys()[0]);
                     let hash = block.hash();
-                    validate_block(&rules, &block, hash, &parent, now).unwrap();
+                    validate_block(&ChainSpec::devnet(), &block, hash, &parent, now).unwrap();
 
                     let mut wire = Vec::new();
                     block.header.encode(&mut wire);
@@ -810,18 +842,244 @@ mod tests {
                     prop_assert!(buf.is_empty());
                     prop_assert_eq!(&decoded, &block);
                     prop_assert_eq!(decoded.hash(), hash);
-                    validate_block(&rules, &decoded, hash, &parent, now).unwrap();
+                    validate_block(&ChainSpec::devnet(), &decoded, hash, &parent, now).unwrap();
 
                     let mut broken = block.clone();
                     tamper(&mut broken, how, &parent);
                     let broken_hash = broken.hash();
                     prop_assert!(
-                        validate_block(&rules, &broken, broken_hash, &parent, now).is_err(),
+                        validate_block(&ChainSpec::devnet(), &broken, broken_hash, &parent, now).is_err(),
                         "tampering {} was accepted", how
                     );
                     parent = block.header;
                 }
             }
         }
+    }
+
+    fn pos_parent() -> Header {
+        Header {
+            number: 10,
+            timestamp: 1_000,
+            gas_limit: 30_000_000,
+            gas_used: 20_000_000,
+            base_fee_per_gas: Some(1_000_000_000),
+            withdrawals_root: Some(alloy_consensus::EMPTY_ROOT_HASH),
+            blob_gas_used: Some(4 * DATA_GAS_PER_BLOB),
+            excess_blob_gas: Some(10 * DATA_GAS_PER_BLOB),
+            parent_beacon_block_root: Some(B256::repeat_byte(7)),
+            requests_hash: Some(B256::repeat_byte(8)),
+            ..Header::default()
+        }
+    }
+
+    /// The child `pos_parent` implies under `forks`: every computed field as the parent
+    /// makes it.
+    fn pos_child(forks: &ForkSchedule, parent: &Header) -> Header {
+        let timestamp = parent.timestamp + 12;
+        let params = forks.blob_params_at(timestamp).unwrap();
+        let excess = if forks.is_active(Hardfork::Osaka, parent.number + 1, timestamp) {
+            params.next_block_excess_blob_gas_osaka(
+                parent.excess_blob_gas.unwrap(),
+                parent.blob_gas_used.unwrap(),
+                parent.base_fee_per_gas.unwrap(),
+            )
+        } else {
+            (parent.excess_blob_gas.unwrap() + parent.blob_gas_used.unwrap())
+                .saturating_sub(params.target_blob_gas_per_block())
+        };
+        Header {
+            parent_hash: parent.hash_slow(),
+            number: parent.number + 1,
+            timestamp,
+            gas_limit: parent.gas_limit,
+            base_fee_per_gas: parent.next_block_base_fee(BaseFeeParams::ethereum()),
+            excess_blob_gas: Some(excess),
+            blob_gas_used: Some(0),
+            ..parent.clone()
+        }
+    }
+
+    /// Each rule of a proof-of-stake header, broken one at a time on an otherwise valid
+    /// child; and the computed fields are go-ethereum's numbers, worked by hand.
+    #[test]
+    fn every_proof_of_stake_header_rule_is_checked() {
+        let forks = pos_forks(0);
+        let parent = pos_parent();
+        let child = pos_child(&forks, &parent);
+        let now = child.timestamp;
+        let check = |h: &Header| validate_pos_header(&forks, h, h.hash_slow(), &parent, now);
+        check(&child).unwrap();
+        // The parent used 20M of a 15M target: the base fee rises by 1/8 · 5/15 = 1/24.
+        assert_eq!(child.base_fee_per_gas, Some(1_041_666_666));
+        let rule_of = |mutate: &dyn Fn(&mut Header)| {
+            let mut h = child.clone();
+            mutate(&mut h);
+            match check(&h) {
+                Err(Error::InvalidHeader { rule, .. }) => rule,
+                other => panic!("expected a broken header rule, got {other:?}"),
+            }
+        };
+        assert_eq!(rule_of(&|h| h.difficulty = U256::from(1)), "difficulty");
+        assert_eq!(
+            rule_of(&|h| h.nonce = alloy_primitives::B64::from(1u64)),
+            "nonce"
+        );
+        assert_eq!(
+            rule_of(&|h| h.extra_data = vec![0; 33].into()),
+            "extra data"
+        );
+        assert_eq!(rule_of(&|h| h.ommers_hash = B256::ZERO), "ommers hash");
+        assert_eq!(rule_of(&|h| h.timestamp = now + 16), "timestamp");
+        // Less than 1/1024 of the parent's (29 296): 29 295 is the most it may move.
+        let mut moved = child.clone();
+        moved.gas_limit = parent.gas_limit + 29_295;
+        check(&moved).unwrap();
+        moved.gas_limit = parent.gas_limit - 29_295;
+        check(&moved).unwrap();
+        assert_eq!(rule_of(&|h| h.gas_limit = 30_000_000 + 29_296), "gas limit");
+        assert_eq!(rule_of(&|h| h.gas_limit = 30_000_000 - 29_296), "gas limit");
+        assert_eq!(
+            rule_of(&|h| h.base_fee_per_gas = Some(1_000_000_000)),
+            "base fee"
+        );
+        assert_eq!(rule_of(&|h| h.base_fee_per_gas = None), "base fee");
+        assert_eq!(rule_of(&|h| h.withdrawals_root = None), "withdrawals root");
+        assert_eq!(rule_of(&|h| h.blob_gas_used = None), "blob gas used");
+        assert_eq!(rule_of(&|h| h.excess_blob_gas = None), "excess blob gas");
+        assert_eq!(
+            rule_of(&|h| h.parent_beacon_block_root = None),
+            "parent beacon block root"
+        );
+        assert_eq!(rule_of(&|h| h.requests_hash = None), "requests hash");
+        assert_eq!(
+            rule_of(&|h| h.block_access_list_hash = Some(B256::ZERO)),
+            "block access list hash"
+        );
+        assert_eq!(rule_of(&|h| h.slot_number = Some(1)), "slot number");
+        assert_eq!(rule_of(&|h| h.blob_gas_used = Some(1)), "blob gas used");
+        let max = forks.blob_params_at(now).unwrap().max_blob_gas_per_block();
+        assert_eq!(
+            rule_of(&|h| h.blob_gas_used = Some(max + DATA_GAS_PER_BLOB)),
+            "blob gas used"
+        );
+        assert_eq!(rule_of(&|h| h.excess_blob_gas = Some(0)), "excess blob gas");
+
+        let mut h = child.clone();
+        h.number = 12;
+        assert!(matches!(check(&h), Err(Error::WrongNumber { .. })));
+        h = child.clone();
+        h.timestamp = parent.timestamp;
+        assert!(matches!(
+            check(&h),
+            Err(Error::TimestampNotIncreasing { .. })
+        ));
+    }
+
+    /// Excess blob gas by both formulas: EIP-4844's before Osaka; from Osaka EIP-7918's,
+    /// which keeps growing the excess while blobs are cheaper than the execution base
+    /// fee's reserve price (here the blob fee is the 1-wei minimum against a 1 gwei base fee).
+    #[test]
+    fn excess_blob_gas_follows_eip_4844_before_osaka_and_eip_7918_after() {
+        let parent = pos_parent();
+        let before = pos_forks(u64::MAX);
+        let child = pos_child(&before, &parent);
+        // Prague's target is 6 blobs: 10 + 4 - 6 = 8 blobs' worth.
+        assert_eq!(child.excess_blob_gas, Some(8 * DATA_GAS_PER_BLOB));
+        validate_pos_header(&before, &child, child.hash_slow(), &parent, child.timestamp).unwrap();
+        let after = pos_forks(0);
+        let child = pos_child(&after, &parent);
+        // Reserve price binds: excess grows by used · (max - target) / max = 4 · 3/9.
+        assert_eq!(
+            child.excess_blob_gas,
+            Some(10 * DATA_GAS_PER_BLOB + 4 * DATA_GAS_PER_BLOB * 3 / 9)
+        );
+        // The pre-Osaka number is refused after Osaka.
+        let mut wrong = child.clone();
+        wrong.excess_blob_gas = Some(8 * DATA_GAS_PER_BLOB);
+        assert!(matches!(
+            validate_pos_header(&after, &wrong, wrong.hash_slow(), &parent, wrong.timestamp),
+            Err(Error::InvalidHeader {
+                rule: "excess blob gas",
+                ..
+            })
+        ));
+    }
+
+    /// What a body may hold by fork: blob transactions must account for the header's blob
+    /// gas, and after Osaka no transaction may exceed EIP-7825's cap.
+    #[test]
+    fn proof_of_stake_bodies_are_held_to_their_fork() {
+        use alloy_consensus::{Signed, TxEip1559, TxEip4844};
+        use alloy_primitives::Signature;
+        let forks = pos_forks(0);
+        let parent = pos_parent();
+        let header = pos_child(&forks, &parent);
+        let hash = header.hash_slow();
+        let sig = Signature::test_signature();
+        let transfer = |gas_limit| {
+            TransactionSigned::Eip1559(Signed::new_unchecked(
+                TxEip1559 {
+                    chain_id: 1,
+                    gas_limit,
+                    ..Default::default()
+                },
+                sig,
+                B256::ZERO,
+            ))
+        };
+        let blob_tx = |blobs: usize| {
+            TransactionSigned::Eip4844(Signed::new_unchecked(
+                TxEip4844 {
+                    chain_id: 1,
+                    gas_limit: 21_000,
+                    blob_versioned_hashes: vec![B256::repeat_byte(1); blobs],
+                    ..Default::default()
+                },
+                sig,
+                B256::ZERO,
+            ))
+        };
+        let body = |txs: Vec<TransactionSigned>| BlockBody {
+            transactions: txs,
+            ommers: vec![],
+            withdrawals: Some(Default::default()),
+        };
+        let rule = |h: &Header, b: &BlockBody| match validate_fork_body(&forks, h, hash, b) {
+            Err(Error::InvalidBody { rule, .. }) => rule,
+            other => panic!("expected a broken body rule, got {other:?}"),
+        };
+        validate_fork_body(
+            &forks,
+            &header,
+            hash,
+            &body(vec![transfer(MAX_TX_GAS_LIMIT_OSAKA)]),
+        )
+        .unwrap();
+        assert_eq!(
+            rule(&header, &body(vec![transfer(MAX_TX_GAS_LIMIT_OSAKA + 1)])),
+            "transaction gas limit"
+        );
+        // The header says no blob gas: a blob transaction does not fit it.
+        assert_eq!(rule(&header, &body(vec![blob_tx(1)])), "blob gas used");
+        let mut with_blobs = header.clone();
+        with_blobs.blob_gas_used = Some(2 * DATA_GAS_PER_BLOB);
+        validate_fork_body(&forks, &with_blobs, hash, &body(vec![blob_tx(2)])).unwrap();
+        // Osaka allows 6 blobs per transaction (EIP-7594).
+        with_blobs.blob_gas_used = Some(7 * DATA_GAS_PER_BLOB);
+        assert_eq!(
+            rule(&with_blobs, &body(vec![blob_tx(7)])),
+            "blobs per transaction"
+        );
+        // Before Cancun a blob transaction is of a type not yet allowed.
+        let mut early = ForkSchedule::merged_at_genesis();
+        early.set(Hardfork::Shanghai, crate::forks::Activation::Time(0));
+        assert!(matches!(
+            validate_fork_body(&early, &header, hash, &body(vec![blob_tx(1)])),
+            Err(Error::InvalidBody {
+                rule: "transaction type",
+                ..
+            })
+        ));
     }
 }

@@ -3,9 +3,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use devmux_chain::devnet;
 use devmux_chain::signing::SecretKey;
+use devmux_chain::{devnet, ChainSpec};
 use devmux_eth::alloy_primitives::Address;
+use devmux_eth::EthVersion;
 use devmux_network::{NetworkConfig, ServerKind};
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +56,7 @@ impl std::str::FromStr for LogFormat {
 
 /// A node's configuration. TOML keys are the flag names (`dev-blocks = 1000`).
 /// Unknown keys are an error, so a typo never silently falls back to a default.
-/// Relative paths in a file (`datadir`, `nodekey`) are relative to the file's
+/// Relative paths in a file (`datadir`, `nodekey`, `genesis`) are relative to the file's
 /// directory, so a config works from any working directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -80,8 +81,17 @@ pub struct NodeConfig {
     /// The stream stack's TCP port when both servers run; defaults to `port` + 1000
     /// (WIRE.md §5).
     pub p2p_port: Option<u16>,
-    /// Serve the devnet chain (WIRE.md §7).
+    /// Serve the devnet chain (WIRE.md §7): the shorthand for `network = "dev"`.
     pub dev: bool,
+    /// The chain to serve: `mainnet`, `sepolia`, `hoodi` or `dev` (the devnet of WIRE.md
+    /// §7). Exactly one of `network`, `dev` and `genesis` selects it.
+    pub network: Option<String>,
+    /// A go-ethereum genesis file (JSON: `config` with the fork schedule, `alloc`, the
+    /// header fields) for a chain of one's own, instead of `network`.
+    pub genesis: Option<PathBuf>,
+    /// The eth versions to offer (`[69, 70]`). Empty: the network's default (eth/69 and
+    /// eth/70 on public networks and genesis files, eth/66 to eth/70 on the devnet).
+    pub eth_versions: Vec<u8>,
     /// Build blocks 1…N of the devnet chain at start (if not there yet).
     pub dev_blocks: u64,
     /// Peers to dial and keep dialling: `enode://` URLs (RLPx) or multiaddrs
@@ -167,6 +177,9 @@ impl Default for NodeConfig {
             port: DEFAULT_PORT,
             p2p_port: None,
             dev: false,
+            network: None,
+            genesis: None,
+            eth_versions: Vec::new(),
             dev_blocks: 0,
             static_peers: Vec::new(),
             max_peers: 50,
@@ -235,7 +248,11 @@ impl NodeConfig {
         if set.contains_key("datadir") && config.datadir.is_relative() {
             config.datadir = base.join(&config.datadir);
         }
-        for key in [&mut config.nodekey, &mut config.signer_key] {
+        for key in [
+            &mut config.nodekey,
+            &mut config.signer_key,
+            &mut config.genesis,
+        ] {
             if let Some(key) = key.as_mut().filter(|k| k.is_relative()) {
                 *key = base.join(&*key);
             }
@@ -258,6 +275,102 @@ impl NodeConfig {
     /// The UDP address discovery listens on.
     pub fn discovery_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.discovery_port.unwrap_or(self.port))
+    }
+
+    /// The chain's name from `network` or `dev`, or `None` for a genesis file; an error
+    /// when none or more than one selects it.
+    pub fn chain_name(&self) -> Result<Option<&str>, Error> {
+        let bad = |problem: String| Error::Config {
+            origin: "configuration".into(),
+            problem,
+        };
+        let network = match (self.network.as_deref(), self.dev) {
+            (Some(name), true) if name != devmux_chain::networks::DEV => {
+                return Err(bad(format!(
+                    "--dev and --network {name} conflict: --dev is --network dev; drop one"
+                )))
+            }
+            (Some(name), _) => Some(name),
+            (None, true) => Some(devmux_chain::networks::DEV),
+            (None, false) => None,
+        };
+        match (network, &self.genesis) {
+            (Some(_), Some(_)) => Err(bad(
+                "--genesis and --network (or --dev) both select the chain: give one".into(),
+            )),
+            (None, None) => Err(bad(format!(
+                "no chain selected: pass --network {} (--dev for the devnet) or --genesis FILE",
+                devmux_chain::networks::NAMES.join("|")
+            ))),
+            (Some(name), None) => {
+                if devmux_chain::networks::NAMES.contains(&name) {
+                    Ok(Some(name))
+                } else {
+                    Err(bad(format!(
+                        "network {name:?} is not one devmux knows: {}, or --genesis FILE",
+                        devmux_chain::networks::NAMES.join(", ")
+                    )))
+                }
+            }
+            (None, Some(_)) => Ok(None),
+        }
+    }
+
+    /// The chain to serve: the named network's spec or the genesis file's, with the
+    /// devnet's signers from `dev-signers`.
+    pub fn chain_spec(&self) -> Result<ChainSpec, Error> {
+        let mut spec = match (self.chain_name()?, &self.genesis) {
+            (Some(name), _) => {
+                devmux_chain::networks::by_name(name).ok_or_else(|| Error::Config {
+                    origin: "configuration".into(),
+                    problem: format!("network {name:?} has no built-in spec"),
+                })?
+            }
+            (None, Some(path)) => devmux_chain::genesis::load(path).map_err(|e| Error::Config {
+                origin: format!("genesis {}", path.display()),
+                problem: e.to_string(),
+            })?,
+            // chain_name has refused this already.
+            (None, None) => {
+                return Err(Error::Config {
+                    origin: "configuration".into(),
+                    problem: "no chain selected".into(),
+                })
+            }
+        };
+        if let devmux_chain::Consensus::Sealed(rules) = &mut spec.consensus {
+            rules.signers = self.signers()?;
+        }
+        Ok(spec)
+    }
+
+    /// The eth versions the node offers: `eth-versions`, or the chain's default (eth/69
+    /// and eth/70 on public networks and genesis files, which go-ethereum v1.17 speaks;
+    /// every version from eth/66 on the devnet).
+    pub fn eth_versions(&self) -> Result<Vec<EthVersion>, Error> {
+        if self.eth_versions.is_empty() {
+            return Ok(if self.chain_name()? == Some(devmux_chain::networks::DEV) {
+                EthVersion::ALL.to_vec()
+            } else {
+                vec![EthVersion::Eth70, EthVersion::Eth69]
+            });
+        }
+        self.eth_versions
+            .iter()
+            .map(|&v| {
+                EthVersion::try_from(v).map_err(|_| Error::Config {
+                    origin: "eth-versions".into(),
+                    problem: format!(
+                        "eth/{v} is not a version devmux speaks: {}",
+                        EthVersion::ALL
+                            .iter()
+                            .map(|v| v.as_u8().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            })
+            .collect()
     }
 
     /// The devnet's signers (WIRE.md §7.1): `dev-signers`, or dev key 0's address when
@@ -345,11 +458,24 @@ impl NodeConfig {
             origin: "configuration".into(),
             problem,
         };
-        if !self.dev {
-            return Err(bad(
-                "no chain selected: pass --dev (dev = true) for the devnet chain; it is the only chain devmux serves so far".into(),
-            ));
+        let network = self.chain_name()?;
+        let devnet = network == Some(devmux_chain::networks::DEV);
+        if !devnet {
+            for (given, key) in [
+                (self.dev_blocks > 0, "dev-blocks"),
+                (self.produce_blocks.is_some(), "produce-blocks"),
+                (!self.dev_signers.is_empty(), "dev-signers"),
+                (self.signer_key.is_some(), "signer-key"),
+            ] {
+                if given {
+                    return Err(bad(format!(
+                        "{key} applies to the devnet only (--dev); {} is extended by its consensus layer",
+                        network.unwrap_or("a genesis file's chain")
+                    )));
+                }
+            }
         }
+        self.eth_versions()?;
         if self.datadir.as_os_str().is_empty() {
             return Err(bad("datadir must not be empty".into()));
         }
@@ -608,6 +734,86 @@ mod tests {
         };
         let err = conflict.validate().unwrap_err().to_string();
         assert!(err.contains("conflict"), "{err}");
+    }
+
+    /// One of --network, --dev and --genesis selects the chain; the devnet's own options
+    /// are refused elsewhere; eth versions default by network and are checked.
+    #[test]
+    fn one_chain_is_selected_and_its_options_fit_it() {
+        let refused = |config: NodeConfig, needle: &str| {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        };
+        refused(NodeConfig::default(), "no chain selected");
+        let sepolia = NodeConfig {
+            network: Some("sepolia".into()),
+            ..NodeConfig::default()
+        };
+        sepolia.validate().unwrap();
+        assert_eq!(sepolia.chain_spec().unwrap().chain_id, 11_155_111);
+        assert_eq!(
+            sepolia.eth_versions().unwrap(),
+            vec![EthVersion::Eth70, EthVersion::Eth69]
+        );
+        refused(
+            NodeConfig {
+                genesis: Some("g.json".into()),
+                ..sepolia.clone()
+            },
+            "give one",
+        );
+        refused(
+            NodeConfig {
+                dev: true,
+                ..sepolia.clone()
+            },
+            "conflict",
+        );
+        refused(
+            NodeConfig {
+                network: Some("goerli".into()),
+                ..NodeConfig::default()
+            },
+            "not one devmux knows",
+        );
+        for config in [
+            NodeConfig {
+                dev_blocks: 10,
+                ..sepolia.clone()
+            },
+            NodeConfig {
+                produce_blocks: Some(2),
+                ..sepolia.clone()
+            },
+        ] {
+            refused(config, "devnet only");
+        }
+        refused(
+            NodeConfig {
+                eth_versions: vec![65],
+                ..sepolia.clone()
+            },
+            "eth/65",
+        );
+        let pinned = NodeConfig {
+            eth_versions: vec![69],
+            ..sepolia
+        };
+        assert_eq!(pinned.eth_versions().unwrap(), vec![EthVersion::Eth69]);
+        let dev = NodeConfig {
+            network: Some("dev".into()),
+            dev: true,
+            ..NodeConfig::default()
+        };
+        dev.validate().unwrap();
+        assert_eq!(dev.eth_versions().unwrap(), EthVersion::ALL.to_vec());
+        assert!(dev.chain_spec().unwrap().is_sealed());
+        let parsed = NodeConfig::from_toml_str(
+            "network = \"hoodi\"\neth-versions = [69, 70]\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(parsed.chain_spec().unwrap().network_id, 560_048);
     }
 
     #[test]

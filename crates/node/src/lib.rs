@@ -196,13 +196,11 @@ impl Node {
                 });
             }
         }
-        let mut spec = ChainSpec::devnet();
-        if let devmux_chain::Consensus::Sealed(rules) = &mut spec.consensus {
-            rules.signers = config.signers()?;
-        }
+        let spec = config.chain_spec()?;
+        let eth_versions = config.eth_versions()?;
         let chain = Chain::open_async(datadir.join("chain.redb"), spec).await?;
         build_dev_blocks(&chain, config.dev_blocks).await?;
-        let pool = Pool::new(PoolConfig::devnet());
+        let pool = Pool::new(PoolConfig::for_chain(chain.spec()));
 
         let network_id = config.network_id.unwrap_or(chain.spec().network_id);
         let (eth_handler, eth) = EthHandler::new(
@@ -239,7 +237,7 @@ impl Node {
             _ => None,
         };
         let mut registrar = Registrar::new();
-        registrar.session(devmux_eth::protocols(), eth_handler)?;
+        registrar.session(devmux_eth::protocols_for(&eth_versions), eth_handler)?;
 
         let mut network_config = config.network_config();
         network_config.pool.max_peers = config.max_peers;
@@ -480,10 +478,12 @@ fn discovery_config(
 
 /// The `enr:` record a node with `config` and `key` advertises, without starting
 /// it (for `devmux identity`).
-pub fn enr_for(config: &NodeConfig, key: &NodeKey) -> Result<String, Error> {
-    // Without opening the chain: the fork id at genesis, which on the devnet (every
-    // fork at block 0) is the fork id at any head.
-    let filter = ChainSpec::devnet().fork_filter(devmux_eth::Head::default());
+pub fn enr_for(
+    config: &NodeConfig,
+    key: &NodeKey,
+    head: devmux_eth::Head,
+) -> Result<String, Error> {
+    let filter = config.chain_spec()?.fork_filter(head);
     let port = |kind| config.listen_addr_of(kind).map(|a| a.port());
     let discovery = discovery_config(
         config,

@@ -275,8 +275,21 @@ struct NodeInfo {
     servers: Vec<String>,
     protocols: Vec<String>,
     network_id: u64,
+    /// The chain's name (`mainnet`, `sepolia`, `hoodi`, `dev`, or the genesis file's).
+    network: String,
     genesis: String,
+    /// The fork id (EIP-2124) of the head, as Status carries it.
+    fork_id: ForkIdInfo,
     head: Head,
+}
+
+/// A fork id as go-ethereum's `admin_nodeInfo` shows it: the hash as 0x and 8 hex
+/// digits, the next fork as a number.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ForkIdInfo {
+    hash: String,
+    next: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -347,7 +360,15 @@ fn node_info(view: &NodeView) -> NodeInfo {
         servers: network.servers().iter().map(ToString::to_string).collect(),
         protocols: view.protocols.clone(),
         network_id: view.network_id,
+        network: view.chain.spec().name.clone(),
         genesis: view.chain.genesis_hash().to_string(),
+        fork_id: {
+            let id = view.chain.fork_filter().current();
+            ForkIdInfo {
+                hash: format!("0x{}", hex::encode(id.hash.0)),
+                next: id.next,
+            }
+        },
         head: Head {
             number: head.number,
             hash: head.hash.to_string(),

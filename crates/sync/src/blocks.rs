@@ -49,6 +49,10 @@ pub(crate) fn announce_block(
         latest: number,
         latest_hash: hash,
     };
+    // After the merge blocks are not announced (EIP-3675; go-ethereum v1.17 drops a peer
+    // that sends NewBlock or NewBlockHashes): a proof-of-stake chain tells its peers
+    // only its new range.
+    let post_merge = !shared.chain.spec().is_sealed();
     let mut legacy: Vec<EthPeer> = Vec::new();
     for peer in shared.peers.list() {
         let id = peer.peer_id();
@@ -60,7 +64,7 @@ pub(crate) fn announce_block(
             if send(shared, &peer, EthMessage::BlockRangeUpdate(range), hash) {
                 add(&shared.counters.range_updates_sent, 1);
             }
-        } else if version.has_block_announcements() {
+        } else if version.has_block_announcements() && !post_merge {
             legacy.push(peer);
         }
     }
@@ -209,10 +213,11 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
     // Roots are CPU work a peer's data makes us do: budgeted, off the reactor. The body
     // first, so that a body that does not match costs no receipts request.
     let (checked, body) = (header.clone(), new_block.block.body.clone());
+    let chain = shared.chain.clone();
     let body = shared
         .root_checks
         .run(from, move |_| {
-            validate::validate_transactions(shared.chain.spec(), &checked, hash, &body)
+            validate::validate_transactions(chain.spec(), &checked, hash, &body)
                 .map_err(|e| CheckFailed::Invalid(e.to_string()))?;
             Ok(body)
         })

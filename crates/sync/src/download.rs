@@ -441,10 +441,12 @@ async fn fetch_job(
     // Hashing roots is CPU work a peer's data makes us do: budgeted, off the reactor.
     let headers = headers.clone();
     let start = job.start;
+    let chain = shared.chain.clone();
     let items = shared
         .root_checks
         .run(peer.peer_id(), move |cancelled| {
             assemble(
+                chain.spec(),
                 &headers[start..start + bodies.len()],
                 bodies,
                 receipts,
@@ -461,6 +463,7 @@ async fn fetch_job(
 /// the first block whose receipts did not come (the peer may answer a prefix), or at
 /// the next block once `cancelled`.
 fn assemble(
+    spec: &devmux_chain::ChainSpec,
     headers: &[Hashed],
     bodies: Vec<BlockBody>,
     receipts: Vec<Vec<Receipt>>,
@@ -474,7 +477,7 @@ fn assemble(
             return Err(CheckFailed::Cancelled);
         }
         let (header, hash) = (&hashed.header, hashed.hash);
-        validate::validate_transactions(shared.chain.spec(), header, hash, &body).map_err(invalid)?;
+        validate::validate_transactions(spec, header, hash, &body).map_err(invalid)?;
         let block_receipts = if needs_receipts(header) {
             match receipts.next() {
                 Some(r) => r,
@@ -574,33 +577,34 @@ mod tests {
             .collect();
         assert_eq!(all.len(), 6);
         let go = Cancelled::default();
-        let out = assemble(&headers, bodies.clone(), all.clone(), &go).unwrap();
+        let spec = devmux_chain::ChainSpec::devnet();
+        let out = assemble(&spec, &headers, bodies.clone(), all.clone(), &go).unwrap();
         assert_eq!(out.len(), 7);
         assert!(out[3].1.is_empty());
         assert_eq!(out[4].1, blocks[4].receipts);
 
         // Receipts of blocks 1–3 only: block 4 needs none, block 5's are missing, so the
         // answer is blocks 1–4.
-        let out = assemble(&headers, bodies.clone(), all[..3].to_vec(), &go).unwrap();
+        let out = assemble(&spec, &headers, bodies.clone(), all[..3].to_vec(), &go).unwrap();
         assert_eq!(out.len(), 4);
 
         // A body that is not its header's.
         let mut swapped = bodies.clone();
         swapped.swap(0, 1);
         assert!(matches!(
-            assemble(&headers, swapped, all.clone(), &go),
+            assemble(&spec, &headers, swapped, all.clone(), &go),
             Err(CheckFailed::Invalid(why)) if why.contains("transactions_root")
         ));
         // Receipts shifted by one block.
         assert!(matches!(
-            assemble(&headers, bodies.clone(), all[1..].to_vec(), &go),
+            assemble(&spec, &headers, bodies.clone(), all[1..].to_vec(), &go),
             Err(CheckFailed::Invalid(_))
         ));
         // Past its deadline, the check stops before the next block.
         let stop = Cancelled::default();
         stop.set();
         assert!(matches!(
-            assemble(&headers, bodies, all, &stop),
+            assemble(&spec, &headers, bodies, all, &stop),
             Err(CheckFailed::Cancelled)
         ));
     }

@@ -124,6 +124,14 @@ impl Router {
             }
             EthEvent::NewBlock { peer, block } => {
                 shared.mark_block(peer, block.block.header.hash_slow());
+                if !shared.chain.spec().is_sealed() {
+                    // After the merge a pushed block is not ours to import (EIP-3675):
+                    // its head comes from the consensus layer or a peer's range, which
+                    // sync fetches and validates like any other.
+                    add(&shared.counters.dropped, 1);
+                    shared.nudge.notify_one();
+                    return;
+                }
                 // A peer past its share of the import, or an import queue full: sync
                 // fetches the head instead, so nothing is lost but this peer's push.
                 if !shared.claim_import(peer) {
