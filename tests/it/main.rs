@@ -9,6 +9,7 @@ mod counters;
 mod dual;
 mod eth;
 mod fuzz_corpus;
+mod geth;
 mod go_libp2p;
 mod libp2p_interop;
 mod negotiation;

@@ -10,6 +10,8 @@ use devmux_network::{
 };
 use tokio::sync::broadcast;
 
+pub mod geth;
+
 /// Installs a test log subscriber once (`RUST_LOG` controls it).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
