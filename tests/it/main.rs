@@ -10,6 +10,7 @@ mod dual;
 mod eth;
 mod fuzz_corpus;
 mod geth;
+mod geth_interop;
 mod go_libp2p;
 mod libp2p_interop;
 mod negotiation;

@@ -1,0 +1,254 @@
+//! devmux against go-ethereum v1.17.10 on real sockets: both dial each other, Status
+//! is accepted both ways at eth/69 and at eth/70, devmux downloads and validates geth's
+//! post-merge chain, and transactions cross in both directions. geth runs on the
+//! private proof-of-stake chain of `tests/data/geth/genesis.json`, which devmux loads
+//! with `--genesis`; the test is geth's consensus client. Skipped (one line) when geth
+//! is not installed.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use devmux_chain::devnet::{dev_key, TRANSFER_GAS, TRANSFER_MAX_FEE, TRANSFER_TIP};
+use devmux_eth::alloy_consensus::{SignableTransaction, TxEip1559};
+use devmux_eth::alloy_eips::eip2718::Encodable2718;
+use devmux_eth::alloy_primitives::{Bytes, TxKind, B256, U256};
+use devmux_eth::{EthVersion, TransactionSigned};
+use devmux_node::{Node, NodeConfig};
+use devmux_tests::eventually;
+use devmux_tests::geth::{self, Geth, GethOptions, CHAIN_ID};
+
+/// How long a connection and its Status exchange may take, and sync of a short chain.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn loopback() -> Ipv4Addr {
+    match devmux_tests::next_loopback() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => panic!("next_loopback gave {ip}"),
+    }
+}
+
+async fn start_geth() -> Option<Geth> {
+    if geth::find_geth().is_none() {
+        geth::skip("geth");
+        return None;
+    }
+    Some(Geth::start(GethOptions::new(loopback())).await.unwrap())
+}
+
+/// A devmux RLPx node on geth's chain, offering `versions`, dialling `static_peers`.
+async fn start_devmux(
+    dir: &tempfile::TempDir,
+    name: &str,
+    versions: &[u8],
+    static_peers: Vec<String>,
+) -> Node {
+    Node::start(NodeConfig {
+        datadir: dir.path().join(name),
+        genesis: Some(geth::default_genesis()),
+        eth_versions: versions.to_vec(),
+        addr: IpAddr::V4(loopback()),
+        port: 0,
+        no_discovery: true,
+        static_peers,
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A transfer of 1 wei from dev key `from` (funded in geth's genesis) with `nonce`.
+fn transfer(from: usize, nonce: u64) -> TransactionSigned {
+    let tx = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit: TRANSFER_GAS,
+        max_fee_per_gas: TRANSFER_MAX_FEE,
+        max_priority_fee_per_gas: TRANSFER_TIP,
+        to: TxKind::Call(dev_key((from + 1) % 4).unwrap().address()),
+        value: U256::from(1),
+        access_list: Default::default(),
+        input: Bytes::new(),
+    };
+    let signature = dev_key(from).unwrap().sign_hash(&tx.signature_hash());
+    tx.into_signed(signature).into()
+}
+
+/// The eth version of devmux's session with geth, once Status was exchanged.
+fn devmux_session(node: &Node) -> Option<EthVersion> {
+    node.eth().list().first().map(|peer| peer.version())
+}
+
+/// The eth version geth reports for its session with the node whose enode starts so.
+async fn geth_session(geth: &Geth, node: &Node) -> Option<u64> {
+    let id = node.key().node_id().to_string();
+    geth.peers()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|p| p.enode.contains(&id) || p.id == id)
+        .and_then(|p| p.eth_version)
+}
+
+async fn wait_geth_session(geth: &Geth, node: &Node, version: u64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if geth_session(geth, node).await == Some(version)
+            && devmux_session(node).map(|v| u64::from(v.as_u8())) == Some(version)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no eth/{version} session both ways: devmux sees {:?}, geth {:?}; geth log:\n{}",
+            devmux_session(node),
+            geth.peers().await.map(|p| format!("{p:?}")),
+            geth.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// devmux dials geth at eth/69; geth dials devmux (`admin_addPeer`) at eth/70. Each
+/// side accepts the other's Status: same genesis, same fork id at the head, same
+/// network id.
+#[tokio::test]
+async fn devmux_and_geth_accept_each_others_status_at_eth_69_and_eth_70() {
+    let Some(geth) = start_geth().await else {
+        return;
+    };
+    geth.produce_block().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let dialer = start_devmux(&dir, "eth69", &[69], vec![geth.enode().await.unwrap()]).await;
+    wait_geth_session(&geth, &dialer, 69).await;
+
+    let dialed = start_devmux(&dir, "eth70", &[70], Vec::new()).await;
+    geth.add_peer(&dialed.local_addr()).await.unwrap();
+    wait_geth_session(&geth, &dialed, 70).await;
+
+    // Both sessions stay up: neither side found fault with the other's Status or
+    // with what followed it (devmux's BlockRangeUpdate, geth's requests).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(devmux_session(&dialer), Some(EthVersion::Eth69));
+    assert_eq!(devmux_session(&dialed), Some(EthVersion::Eth70));
+    assert_eq!(geth.peers().await.unwrap().len(), 2, "{}", geth.log_tail(30));
+    dialer.stop().await;
+    dialed.stop().await;
+}
+
+/// geth makes 12 blocks, some with transfers; a devmux node that dials it downloads
+/// every header, body and receipt up to geth's head and validates them by the
+/// proof-of-stake rules. Then a transaction given to devmux reaches geth's pool, and one
+/// given to geth reaches devmux's.
+#[tokio::test]
+async fn devmux_syncs_geths_chain_and_transactions_cross_both_ways() {
+    let Some(geth) = start_geth().await else {
+        return;
+    };
+    let mut with_txs = Vec::new();
+    for n in 0..12u64 {
+        if n % 3 == 0 {
+            let tx = transfer(0, n / 3);
+            with_txs.push(geth.send_raw_transaction(&tx.encoded_2718()).await.unwrap());
+        }
+        geth.produce_block().await.unwrap();
+    }
+    let head = geth.block_by_number(12).await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_devmux(&dir, "sync", &[], vec![geth.enode().await.unwrap()]).await;
+    assert_eq!(
+        node.chain().genesis_hash(),
+        geth::default_genesis_hash().unwrap(),
+        "devmux computes geth's genesis hash from the same file"
+    );
+    let synced = eventually(DEADLINE, || node.chain().head().hash == head.hash).await;
+    assert!(
+        synced,
+        "devmux head {:?}, geth head {} {}; geth log:\n{}",
+        node.chain().head(),
+        head.number,
+        head.hash,
+        geth.log_tail(30)
+    );
+    // Every block of geth's is stored with its body and receipts.
+    for n in 1..=12u64 {
+        let ours = node.chain().canonical_hash_blocking(n).unwrap().unwrap();
+        let theirs = geth.block_by_number(n).await.unwrap().unwrap();
+        assert_eq!(ours, theirs.hash, "block {n}");
+        let block = node.chain().block(ours).await.unwrap().unwrap();
+        let hashes: Vec<B256> = block
+            .body
+            .transactions
+            .iter()
+            .map(|t| *t.tx_hash())
+            .collect();
+        assert_eq!(hashes, theirs.transactions, "block {n}'s transactions");
+        assert_eq!(block.receipts.len(), hashes.len(), "block {n}'s receipts");
+    }
+    let mined: Vec<B256> = (1..=12u64)
+        .map(|n| node.chain().canonical_hash_blocking(n).unwrap().unwrap())
+        .collect();
+    assert_eq!(mined.len(), 12);
+    assert_eq!(with_txs.len(), 4);
+
+    // devmux → geth: dev key 1's first transfer, given to devmux's pool.
+    let to_geth = transfer(1, 0);
+    let hash = node
+        .pool()
+        .add_local(to_geth.clone().try_into_pooled().unwrap())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !geth.pool_has(hash).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "geth's pool never got {hash}; geth log:\n{}",
+            geth.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // geth → devmux: dev key 2's first transfer, given to geth.
+    let to_devmux = transfer(2, 0);
+    let hash = geth
+        .send_raw_transaction(&to_devmux.encoded_2718())
+        .await
+        .unwrap();
+    let arrived = eventually(DEADLINE, || node.pool().contains(&hash)).await;
+    assert!(arrived, "devmux's pool never got {hash}; geth log:\n{}", geth.log_tail(30));
+    node.stop().await;
+}
+
+/// go-ethereum's `devp2p rlpx ping` completes the ECIES handshake with devmux and reads
+/// its Hello, with devmux's name and its eth capabilities in it.
+#[tokio::test]
+async fn go_ethereum_devp2p_rlpx_ping_reads_devmux_hello() {
+    let Some(devp2p) = geth::find_devp2p() else {
+        return geth::skip("devp2p");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_devmux(&dir, "ping", &[69, 70], Vec::new()).await;
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(devp2p)
+            .args(["rlpx", "ping", &node.local_addr()])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("devp2p rlpx ping timed out")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Name:devmux/"), "{stdout}");
+    for version in [69, 70] {
+        assert!(
+            stdout.contains(&format!("{{Name:eth Version:{version}}}")),
+            "{stdout}"
+        );
+    }
+    node.stop().await;
+}
