@@ -557,6 +557,14 @@ mod tests {
     use crate::devnet::{genesis_header, Devnet};
     use alloy_primitives::U256;
 
+    /// The devnet's spec with these sealing rules.
+    fn sealed(rules: &HeaderRules) -> ChainSpec {
+        ChainSpec {
+            consensus: Consensus::Sealed(rules.clone()),
+            ..ChainSpec::devnet()
+        }
+    }
+
     /// Each rule of WIRE.md §7.1 that a header alone can break, broken one at a time on
     /// an otherwise valid devnet block 1.
     #[test]
@@ -565,7 +573,8 @@ mod tests {
         let genesis = genesis_header();
         let block = Devnet::new().unwrap().blocks(1).next().unwrap();
         let now = now_secs();
-        let check = |h: &Header| validate_header(&rules, h, h.hash_slow(), &genesis, now);
+        let spec = sealed(&rules);
+        let check = |h: &Header| validate_header(&spec, h, h.hash_slow(), &genesis, now);
         check(&block.header).unwrap();
         let signer = crate::devnet::dev_key(0).unwrap();
         // A changed header is sealed again by the signer, so that only the rule under
@@ -622,7 +631,7 @@ mod tests {
         let block = Devnet::new().unwrap().blocks(1).next().unwrap();
         let now = now_secs();
         let seal_fault = |rules: &HeaderRules, h: &Header| match validate_header(
-            rules,
+            &sealed(rules),
             h,
             h.hash_slow(),
             &genesis,
@@ -650,17 +659,18 @@ mod tests {
 
         // With dev key 1 as the only signer, dev key 0's blocks are the forgeries.
         rules.signers = vec![stranger.address()];
-        validate_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
+        let spec = sealed(&rules);
+        validate_header(&spec, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
         assert!(seal_fault(&rules, &block.header).contains("not a signer"));
     }
 
     /// The blocks the devnet derives pass both steps, one after the other.
     #[test]
     fn devnet_blocks_validate() {
-        let rules = HeaderRules::devnet();
+        let spec = sealed(&HeaderRules::devnet());
         let mut parent = genesis_header();
         for block in Devnet::new().unwrap().blocks(40) {
-            validate_block(&rules, &block, block.hash(), &parent, now_secs()).unwrap();
+            validate_block(&spec, &block, block.hash(), &parent, now_secs()).unwrap();
             parent = block.header;
         }
     }
@@ -669,6 +679,7 @@ mod tests {
     /// the field: what sync relies on to blame the peer that sent the body or receipts.
     #[test]
     fn bodies_and_receipts_must_match_their_headers() {
+        let spec = ChainSpec::devnet();
         let blocks: Vec<_> = Devnet::new().unwrap().blocks(8).collect();
         let block = &blocks[2]; // block 3: three transactions
         let (header, hash) = (&block.header, block.hash());
@@ -677,7 +688,7 @@ mod tests {
             e => e.to_string(),
         };
         assert_eq!(block.body.transactions.len(), 3);
-        validate_transactions(header, hash, &block.body).unwrap();
+        validate_transactions(&spec, header, hash, &block.body).unwrap();
         validate_receipts(header, hash, 3, &block.receipts).unwrap();
         // Block 4 has no transactions and no receipts.
         let empty = &blocks[3];
@@ -685,17 +696,17 @@ mod tests {
 
         let mut body = block.body.clone();
         body.transactions.pop();
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&spec, header, hash, &body).unwrap_err();
         assert_eq!(field(e), "transactions_root");
         // Another block's body.
-        assert!(validate_transactions(header, hash, &blocks[6].body).is_err());
+        assert!(validate_transactions(&spec, header, hash, &blocks[6].body).is_err());
         let mut body = block.body.clone();
         body.ommers.push(blocks[0].header.clone());
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&spec, header, hash, &body).unwrap_err();
         assert_eq!(field(e), "ommers_hash");
         let mut body = block.body.clone();
         body.withdrawals = Some(Default::default());
-        let e = validate_transactions(header, hash, &body).unwrap_err();
+        let e = validate_transactions(&spec, header, hash, &body).unwrap_err();
         assert_eq!(field(e), "withdrawals_root");
 
         let mut receipts = block.receipts.clone();
@@ -778,7 +789,7 @@ mod tests {
                 how in 0..TAMPERINGS,
             ) {
                 let devnet = Devnet::new().unwrap();
-                let rules = HeaderRules::devnet();
+                let chain = sealed(&HeaderRules::devnet());
                 let now = now_secs();
                 let mut parent = genesis_header();
                 for (transfers, gap, beneficiary) in specs {
@@ -795,7 +806,7 @@ mod tests {
                     };
                     let block = seal_block(&parent, template, txs, &devnet.keys()[0]);
                     let hash = block.hash();
-                    validate_block(&rules, &block, hash, &parent, now).unwrap();
+                    validate_block(&chain, &block, hash, &parent, now).unwrap();
 
                     let mut wire = Vec::new();
                     block.header.encode(&mut wire);
@@ -810,13 +821,13 @@ mod tests {
                     prop_assert!(buf.is_empty());
                     prop_assert_eq!(&decoded, &block);
                     prop_assert_eq!(decoded.hash(), hash);
-                    validate_block(&rules, &decoded, hash, &parent, now).unwrap();
+                    validate_block(&chain, &decoded, hash, &parent, now).unwrap();
 
                     let mut broken = block.clone();
                     tamper(&mut broken, how, &parent);
                     let broken_hash = broken.hash();
                     prop_assert!(
-                        validate_block(&rules, &broken, broken_hash, &parent, now).is_err(),
+                        validate_block(&chain, &broken, broken_hash, &parent, now).is_err(),
                         "tampering {} was accepted", how
                     );
                     parent = block.header;
