@@ -42,8 +42,9 @@
 //! above 0, or none): it still returns [`Consensus::ProofOfStake`]. devmux does not
 //! validate proof of work (ethash seals, difficulty) or clique seals, so such a chain's
 //! blocks before the merge fail the proof-of-stake header rules (difficulty 0, nonce 0)
-//! and are not imported; devmux serves such a chain from its merge on, and a chain that
-//! never merges not at all. `ethash` and `clique` sections are otherwise ignored.
+//! and are not imported: devmux cannot sync such a chain from its genesis (the fork id,
+//! which is what peering needs, is right all the same), and a chain that never merges not
+//! at all. `ethash` and `clique` sections are otherwise ignored.
 //!
 //! ```
 //! let text = r#"{

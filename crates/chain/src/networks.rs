@@ -172,8 +172,8 @@ impl Network {
 
 impl ChainSpec {
     /// Ethereum mainnet: chain and network id 1, merged at total difficulty 5.875·10^22,
-    /// forks through BPO2. Its history before the merge is not validated by devmux
-    /// (see [`crate::genesis`]).
+    /// forks through BPO2. Its blocks before the merge are proof of work, which devmux
+    /// does not validate, so they fail its header rules (see [`crate::genesis`]).
     pub fn mainnet() -> Self {
         MAINNET.builtin()
     }
