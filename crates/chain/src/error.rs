@@ -215,6 +215,32 @@ pub enum Error {
     /// (it timed out). Nobody's fault.
     #[error("import cancelled before this transaction")]
     Cancelled,
+
+    /// A genesis file (or a built-in chain spec) could not be read from disk.
+    #[error("reading genesis file {path}: {source}")]
+    GenesisRead {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A genesis file is not JSON of go-ethereum's genesis format: malformed, or a field
+    /// of the wrong type.
+    #[error("genesis file is not a go-ethereum genesis: {0}")]
+    GenesisJson(serde_json::Error),
+    /// A genesis file is well-formed but go-ethereum's `geth init` would refuse it (a
+    /// missing required field, forks out of order, a fork without its blob schedule), or
+    /// it describes a genesis header devmux cannot reproduce exactly.
+    #[error("invalid genesis: {0}")]
+    InvalidGenesis(String),
+    /// A genesis config schedules a fork devmux does not know (`bogotaTime`, `ubtTime`,
+    /// a verkle fork, …): running it with a schedule that leaves the fork out would
+    /// compute a fork id no peer on that chain has.
+    #[error("genesis config schedules `{field}`, a fork devmux does not know")]
+    UnknownFork {
+        /// The config field, as the file spells it.
+        field: String,
+    },
 }
 
 impl From<alloy_rlp::Error> for Error {

@@ -10,6 +10,11 @@
 //! - [`devnet`] derives the devnet: genesis, dev keys and blocks 1…N, identically on
 //!   every node. Print its genesis hash with
 //!   `cargo run -p devmux-chain --example devnet-genesis`.
+//! - [`networks`] gives mainnet, sepolia and hoodi ([`ChainSpec::mainnet`], …,
+//!   [`networks::by_name`]) with go-ethereum's fork schedules, genesis headers, bootnodes
+//!   and DNS lists; [`genesis`] reads a go-ethereum genesis file
+//!   ([`ChainSpec::from_genesis_json`], [`genesis::load`]) into a spec whose genesis hash
+//!   and fork id are the ones `geth init` gives.
 //!
 //! ```
 //! use devmux_chain::{devnet::Devnet, Chain, ChainSpec};
@@ -31,6 +36,8 @@ mod chain;
 pub mod devnet;
 mod error;
 pub mod forks;
+pub mod genesis;
+pub mod networks;
 mod pool;
 pub mod seal;
 pub mod signing;
