@@ -867,6 +867,13 @@ async fn serve<C: ChainReader, P: TxPool>(
                     trim_to_size(&mut b);
                     Receipts::WithoutBloom(b)
                 }
+                Receipts::Paged { mut blocks, .. } => {
+                    trim_to_size(&mut blocks);
+                    Receipts::Paged {
+                        last_block_incomplete: false,
+                        blocks,
+                    }
+                }
             };
             EthMessage::Receipts(RequestPair::new(id, receipts))
         }
