@@ -86,6 +86,10 @@ pub(crate) fn scan(
         }
         MessageId::Receipts => {
             let mut fields = request_pair(&mut buf)?;
+            if version.has_receipt_pages() {
+                // eth/70's `lastBlockIncomplete` comes before the lists (EIP-7975).
+                skip_item(&mut fields)?;
+            }
             let item = if version.has_block_range() {
                 size_of::<Receipt>()
             } else {
@@ -338,6 +342,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Amplification { .. }), "{err}");
+    }
+
+    #[test]
+    fn eth70_receipt_lists_are_counted_behind_the_flag() {
+        // 1429 receipts in one block: one more than a 30 M gas block can hold.
+        let receipt = crate::Receipt::default();
+        let blocks = vec![vec![receipt; 1429]];
+        let limits = DecodeLimits::devnet();
+        for flag in [false, true] {
+            let msg = EthMessage::Receipts(RequestPair::new(
+                3,
+                crate::Receipts::Paged {
+                    last_block_incomplete: flag,
+                    blocks: blocks.clone(),
+                },
+            ));
+            let (_, payload) = msg.encode();
+            let err = scan(EthVersion::Eth70, MessageId::Receipts, &payload, &limits).unwrap_err();
+            assert!(matches!(err, Error::ListTooLong { max: 1428, .. }), "{err}");
+            // Read as eth/69 (no flag), the same bytes are malformed, not passed.
+            assert!(scan(EthVersion::Eth69, MessageId::Receipts, &payload, &limits).is_err());
+        }
     }
 
     #[test]

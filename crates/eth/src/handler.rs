@@ -41,7 +41,7 @@ use crate::ratelimit::{Refusals, TokenBucket, Verdict};
 use crate::{
     limits, BlockBodies, BlockHeaders, ChainReader, ChainStatus, EthConfig, EthEvent, EthMessage,
     EthPeer, EthPeers, EthVersion, GetBlockHeaders, MessageId, NodeData, PooledTransaction,
-    PooledTransactions, Receipts, RequestPair, Status, TransactionSigned, TxPool,
+    PooledTransactions, Receipt, Receipts, RequestPair, Status, TransactionSigned, TxPool,
 };
 use crate::{Error, NewPooledTransactionHashes};
 
@@ -428,7 +428,8 @@ async fn linger(reader: &mut MessageReader) {
 enum Serve {
     Headers(u64, GetBlockHeaders),
     Bodies(u64, Vec<alloy_primitives::B256>),
-    Receipts(u64, Vec<alloy_primitives::B256>),
+    /// The hashes, and the first receipt wanted of the first block (eth/70; else 0).
+    Receipts(u64, Vec<alloy_primitives::B256>, u64),
     Pooled(u64, Vec<alloy_primitives::B256>),
     NodeData(u64),
 }
@@ -443,7 +444,7 @@ impl Serve {
             Self::Bodies(id, _) => {
                 EthMessage::BlockBodies(RequestPair::new(*id, BlockBodies(vec![])))
             }
-            Self::Receipts(id, _) => {
+            Self::Receipts(id, _, _) => {
                 EthMessage::Receipts(RequestPair::new(*id, Receipts::new(version, vec![])))
             }
             Self::Pooled(id, _) => {
@@ -589,7 +590,10 @@ impl Session<'_> {
             EthMessage::Status(_) => return Err("Status after the handshake".into()),
             EthMessage::GetBlockHeaders(r) => self.admit(Serve::Headers(r.request_id, r.message)),
             EthMessage::GetBlockBodies(r) => self.admit(Serve::Bodies(r.request_id, r.message.0)),
-            EthMessage::GetReceipts(r) => self.admit(Serve::Receipts(r.request_id, r.message.0)),
+            EthMessage::GetReceipts(r) => {
+                let first = r.message.first_block_receipt_index();
+                self.admit(Serve::Receipts(r.request_id, r.message.0, first))
+            }
             EthMessage::GetPooledTransactions(r) => {
                 self.admit(Serve::Pooled(r.request_id, r.message.0))
             }
@@ -854,7 +858,7 @@ async fn serve<C: ChainReader, P: TxPool>(
             trim_to_size(&mut bodies);
             EthMessage::BlockBodies(RequestPair::new(id, BlockBodies(bodies)))
         }
-        Serve::Receipts(id, mut hashes) => {
+        Serve::Receipts(id, mut hashes, first) => {
             hashes.truncate(limits::MAX_RECEIPTS_SERVE);
             let mut blocks = or_empty("receipts", shared.chain.receipts(hashes).await);
             blocks.truncate(limits::MAX_RECEIPTS_SERVE);
@@ -867,6 +871,7 @@ async fn serve<C: ChainReader, P: TxPool>(
                     trim_to_size(&mut b);
                     Receipts::WithoutBloom(b)
                 }
+                Receipts::Paged { blocks, .. } => page_receipts(blocks, first),
             };
             EthMessage::Receipts(RequestPair::new(id, receipts))
         }
@@ -902,6 +907,63 @@ fn trim_to_size<T: Encodable>(items: &mut Vec<T>) {
         keep += 1;
     }
     items.truncate(keep);
+}
+
+/// An eth/70 `Receipts` answer (EIP-7975) from whole blocks' receipts: the receipts of
+/// the first block before `first` are left out, and receipts are added, in order, until
+/// the total reaches the soft response size ([`limits::SOFT_RESPONSE_SIZE`], the rule
+/// [`trim_to_size`] applies to whole items): where that falls inside a block, its list
+/// ends there and `lastBlockIncomplete` is set, so a block larger than the soft limit
+/// (or than a message) travels in parts instead of not at all.
+///
+/// Like go-ethereum (`serviceGetReceiptsQuery70`), a `first` at or past the first
+/// block's last receipt gives that block an empty list, and the next blocks follow; a
+/// receipt that alone would take the message over the hard cap is never sent, and the
+/// response ends before it (with the flag if its block is already begun). go-ethereum
+/// cuts inside a block only at the 10 MiB message limit; cutting at the soft limit keeps
+/// every response near 2 MiB (at most one receipt more), which the EIP leaves to the
+/// server.
+fn page_receipts(blocks: Vec<Vec<Receipt>>, first: u64) -> Receipts {
+    let hard = limits::MAX_MESSAGE_SIZE - ENVELOPE_ROOM;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.into_iter().enumerate() {
+        if total >= limits::SOFT_RESPONSE_SIZE {
+            break;
+        }
+        let skip = if i == 0 {
+            usize::try_from(first).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        let mut list = Vec::new();
+        let mut cut = false;
+        for receipt in block.into_iter().skip(skip) {
+            let size = receipt.length();
+            if total >= limits::SOFT_RESPONSE_SIZE || total + size > hard {
+                cut = true;
+                break;
+            }
+            total += size;
+            list.push(receipt);
+        }
+        if cut && list.is_empty() {
+            // Not one receipt of this block fits: the response ends with the previous
+            // block, whole.
+            break;
+        }
+        out.push(list);
+        if cut {
+            return Receipts::Paged {
+                last_block_incomplete: true,
+                blocks: out,
+            };
+        }
+    }
+    Receipts::Paged {
+        last_block_incomplete: false,
+        blocks: out,
+    }
 }
 
 /// Hands received transactions to the pool, one message at a time, within the peer's
@@ -1034,6 +1096,111 @@ mod tests {
             validate_status(EthVersion::Eth68, &ours, &claims_67, &ours_chain),
             Err(Error::StatusVersionMismatch { status: 67, .. })
         ));
+    }
+
+    /// A receipt of about `bytes` bytes: one log with that much data.
+    pub(crate) fn receipt_of(bytes: usize, cumulative_gas_used: u64) -> Receipt {
+        Receipt {
+            tx_type: crate::TxType::Eip1559,
+            success: true,
+            cumulative_gas_used,
+            logs: vec![alloy_primitives::Log::new_unchecked(
+                alloy_primitives::Address::repeat_byte(1),
+                vec![],
+                vec![0xab; bytes].into(),
+            )],
+        }
+    }
+
+    fn size(list: &[Receipt]) -> usize {
+        list.iter().map(Encodable::length).sum()
+    }
+
+    fn parts(receipts: Receipts) -> (bool, Vec<Vec<Receipt>>) {
+        (receipts.last_block_incomplete(), receipts.into_receipts())
+    }
+
+    #[test]
+    fn eth70_pages_cut_inside_a_block_at_the_soft_limit() {
+        let small: Vec<Receipt> = (0..3).map(|i| receipt_of(100, i)).collect();
+        // 40 receipts of 100 kB: about 4 MB, twice the soft limit.
+        let big: Vec<Receipt> = (0..40).map(|i| receipt_of(100_000, i)).collect();
+        let after = vec![receipt_of(10, 1)];
+        let (incomplete, lists) = parts(page_receipts(
+            vec![small.clone(), big.clone(), after.clone()],
+            0,
+        ));
+        assert!(incomplete);
+        assert_eq!(lists.len(), 2, "the block after the cut is not begun");
+        assert_eq!(lists[0], small);
+        let first_part = &lists[1];
+        assert!(!first_part.is_empty() && first_part.len() < big.len());
+        assert_eq!(first_part[..], big[..first_part.len()]);
+        // Receipts were added until the total reached the soft limit: no further.
+        let total = size(&lists[0]) + size(first_part);
+        assert!(total >= limits::SOFT_RESPONSE_SIZE, "{total}");
+        assert!(
+            total < limits::SOFT_RESPONSE_SIZE + big[0].length(),
+            "{total}"
+        );
+
+        // The follow-up from the cut: the rest of the block, then the next one.
+        let mut got = first_part.clone();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let (incomplete, lists) = parts(page_receipts(
+                vec![big.clone(), after.clone()],
+                got.len() as u64,
+            ));
+            let mut lists = lists.into_iter();
+            got.extend(lists.next().unwrap());
+            if !incomplete {
+                assert_eq!(lists.next(), Some(after.clone()));
+                break;
+            }
+            assert!(lists.next().is_none());
+        }
+        assert_eq!(got, big, "the parts are exactly the block's receipts");
+        // About 4 MB: the first page and one follow-up of the rest.
+        assert_eq!(rounds, 1);
+    }
+
+    #[test]
+    fn eth70_pages_skip_to_the_first_index_and_past_the_end() {
+        let block: Vec<Receipt> = (0..5).map(|i| receipt_of(10, i)).collect();
+        let next = vec![receipt_of(10, 9)];
+        let (incomplete, lists) = parts(page_receipts(vec![block.clone(), next.clone()], 2));
+        assert!(!incomplete);
+        assert_eq!(lists, vec![block[2..].to_vec(), next.clone()]);
+        // At or past the end (go-ethereum answers the same): an empty list, then the
+        // next blocks.
+        for first in [5, 6, u64::MAX] {
+            let (incomplete, lists) =
+                parts(page_receipts(vec![block.clone(), next.clone()], first));
+            assert!(!incomplete);
+            assert_eq!(lists, vec![vec![], next.clone()], "{first}");
+        }
+        assert_eq!(parts(page_receipts(vec![], 3)), (false, vec![]));
+    }
+
+    #[test]
+    fn eth70_pages_never_carry_a_receipt_over_the_hard_cap() {
+        let huge = receipt_of(limits::MAX_MESSAGE_SIZE, 0);
+        let small = receipt_of(10, 0);
+        // Alone: nothing can be sent.
+        assert_eq!(
+            parts(page_receipts(vec![vec![huge.clone()]], 0)),
+            (false, vec![])
+        );
+        // Behind a receipt of its block: the block is cut before it.
+        let (incomplete, lists) = parts(page_receipts(vec![vec![small.clone(), huge.clone()]], 0));
+        assert!(incomplete);
+        assert_eq!(lists, vec![vec![small.clone()]]);
+        // First of the next block: the response ends with the previous block, whole.
+        let (incomplete, lists) = parts(page_receipts(vec![vec![small.clone()], vec![huge]], 0));
+        assert!(!incomplete);
+        assert_eq!(lists, vec![vec![small]]);
     }
 
     #[test]

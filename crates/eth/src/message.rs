@@ -171,7 +171,7 @@ impl<T: Encodable> Encodable for RequestPair<T> {
     }
 }
 
-/// Any eth/66–69 message.
+/// Any eth/66–70 message.
 ///
 /// This is the codec the eth handler works with: a transport hands it `(code, payload)`
 /// frames ([`EthMessage::decode`]) and sends what [`EthMessage::encode_for`] returns.
@@ -291,9 +291,9 @@ impl EthMessage {
                 MessageId::NodeData => {
                     Self::NodeData(RequestPair::decode_with(buf, NodeData::decode_wire)?)
                 }
-                MessageId::GetReceipts => {
-                    Self::GetReceipts(RequestPair::decode_with(buf, GetReceipts::decode_wire)?)
-                }
+                MessageId::GetReceipts => Self::GetReceipts(RequestPair::decode_with(buf, |b| {
+                    GetReceipts::decode_wire(version, b)
+                })?),
                 MessageId::Receipts => Self::Receipts(RequestPair::decode_with(buf, |b| {
                     Receipts::decode_wire(version, b)
                 })?),
@@ -331,7 +331,8 @@ impl EthMessage {
     }
 
     /// Encodes the message for a session on `version`, refusing a message (or a form of
-    /// it, such as a Status with total difficulty on eth/69) that `version` lacks.
+    /// it, such as a Status with total difficulty on eth/69, or eth/69's `GetReceipts`
+    /// on eth/70) that `version` lacks.
     pub fn encode_for(&self, version: EthVersion) -> Result<(u8, Vec<u8>), Error> {
         if !self.fits(version) {
             return Err(Error::NotInVersion {
@@ -411,6 +412,7 @@ impl EthMessage {
         match self {
             Self::Status(s) => s.fits(version),
             Self::NewPooledTransactionHashes(m) => m.fits(version),
+            Self::GetReceipts(m) => m.message.fits(version),
             Self::Receipts(m) => m.message.fits(version),
             _ => true,
         }
@@ -507,5 +509,61 @@ mod tests {
         let msg = EthMessage::Receipts(RequestPair::new(1, Receipts::WithoutBloom(vec![])));
         assert!(msg.encode_for(EthVersion::Eth69).is_ok());
         assert!(msg.encode_for(EthVersion::Eth66).is_err());
+        assert!(msg.encode_for(EthVersion::Eth70).is_err());
+        // eth/70's receipt forms fit eth/70 only, and eth/70 takes no other.
+        let paged = EthMessage::Receipts(RequestPair::new(
+            1,
+            Receipts::new(EthVersion::Eth70, vec![]),
+        ));
+        let indexed = EthMessage::GetReceipts(RequestPair::new(
+            1,
+            GetReceipts::new(EthVersion::Eth70, vec![], 0),
+        ));
+        let plain = EthMessage::GetReceipts(RequestPair::new(1, GetReceipts(vec![], None)));
+        for version in [EthVersion::Eth66, EthVersion::Eth68, EthVersion::Eth69] {
+            assert!(paged.encode_for(version).is_err(), "{version}");
+            assert!(indexed.encode_for(version).is_err(), "{version}");
+            assert!(plain.encode_for(version).is_ok(), "{version}");
+        }
+        assert!(paged.encode_for(EthVersion::Eth70).is_ok());
+        assert!(indexed.encode_for(EthVersion::Eth70).is_ok());
+        assert!(plain.encode_for(EthVersion::Eth70).is_err());
+    }
+
+    #[test]
+    fn eth70_receipt_messages_carry_their_new_field() {
+        // The same lists on eth/69 and eth/70 differ by the flag only; the same hashes by
+        // the index only.
+        let v70 = EthVersion::Eth70;
+        let (_, on69) =
+            EthMessage::GetReceipts(RequestPair::new(7, GetReceipts(vec![], None))).encode();
+        let (_, on70) =
+            EthMessage::GetReceipts(RequestPair::new(7, GetReceipts::new(v70, vec![], 5))).encode();
+        assert_eq!(on69, [0xc2, 0x07, 0xc0]);
+        assert_eq!(on70, [0xc3, 0x07, 0x05, 0xc0]);
+        // eth/69 bytes on an eth/70 session lack a field: refused, not misread.
+        assert!(EthMessage::decode(v70, 0x0f, &on69).is_err());
+        assert!(EthMessage::decode(EthVersion::Eth69, 0x0f, &on70).is_err());
+        let paged = |flag| Receipts::Paged {
+            last_block_incomplete: flag,
+            blocks: vec![vec![]],
+        };
+        for (flag, byte) in [(false, 0x80), (true, 0x01)] {
+            let (code, payload) = EthMessage::Receipts(RequestPair::new(7, paged(flag))).encode();
+            assert_eq!(payload, [0xc4, 0x07, byte, 0xc1, 0xc0]);
+            let EthMessage::Receipts(back) = EthMessage::decode(v70, code, &payload).unwrap()
+            else {
+                panic!("not receipts")
+            };
+            assert_eq!(back.message.last_block_incomplete(), flag);
+        }
+        // The flag is `{0,1}`: 2, or a non-canonical zero byte, is malformed.
+        for bad in [0x02, 0x00] {
+            let payload = [0xc4, 0x07, bad, 0xc1, 0xc0];
+            assert!(matches!(
+                EthMessage::decode(v70, 0x10, &payload),
+                Err(Error::Rlp(_))
+            ));
+        }
     }
 }

@@ -450,7 +450,10 @@ impl EthPeer {
         let asked = hashes.len();
         let response = self
             .request(MessageId::Receipts, |id| {
-                EthMessage::GetReceipts(RequestPair::new(id, GetReceipts(hashes)))
+                EthMessage::GetReceipts(RequestPair::new(
+                    id,
+                    GetReceipts::new(self.inner.version, hashes, 0),
+                ))
             })
             .await?;
         let EthMessage::Receipts(pair) = response else {

@@ -9,6 +9,7 @@ use alloy_eips::eip4844::BlobTransactionSidecar;
 use alloy_eips::eip7594::{BlobTransactionSidecarEip7594, BlobTransactionSidecarVariant};
 use alloy_eips::eip7702::{Authorization, SignedAuthorization};
 use alloy_primitives::{Address, Bloom, Bytes, Log, LogData, Signature, TxKind, B256, B64, U256};
+use alloy_rlp::Decodable;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -439,12 +440,21 @@ fn message(version: EthVersion) -> BoxedStrategy<EthMessage> {
                 EthMessage::PooledTransactions(RequestPair::new(id, PooledTransactions(t)))
             })
             .boxed(),
-        (id, vec(b256(), 0..8))
-            .prop_map(|(id, h)| EthMessage::GetReceipts(RequestPair::new(id, GetReceipts(h))))
+        (id, vec(b256(), 0..8), any::<u64>())
+            .prop_map(move |(id, h, first)| {
+                EthMessage::GetReceipts(RequestPair::new(id, GetReceipts::new(version, h, first)))
+            })
             .boxed(),
-        (id, vec(vec(receipt(), 0..3), 0..3))
-            .prop_map(move |(id, r)| {
-                EthMessage::Receipts(RequestPair::new(id, Receipts::new(version, r)))
+        (id, vec(vec(receipt(), 0..3), 0..3), any::<bool>())
+            .prop_map(move |(id, r, incomplete)| {
+                let receipts = match Receipts::new(version, r) {
+                    Receipts::Paged { blocks, .. } => Receipts::Paged {
+                        last_block_incomplete: incomplete,
+                        blocks,
+                    },
+                    other => other,
+                };
+                EthMessage::Receipts(RequestPair::new(id, receipts))
             })
             .boxed(),
     ];
@@ -500,7 +510,11 @@ fn message(version: EthVersion) -> BoxedStrategy<EthMessage> {
 }
 
 fn version() -> impl Strategy<Value = EthVersion> {
-    prop::sample::select(EthVersion::ALL.to_vec())
+    let mut versions = EthVersion::ALL.to_vec();
+    if !versions.contains(&EthVersion::Eth70) {
+        versions.push(EthVersion::Eth70);
+    }
+    prop::sample::select(versions)
 }
 
 fn message_with_version() -> impl Strategy<Value = (EthVersion, EthMessage)> {
@@ -596,6 +610,60 @@ proptest! {
         let _ = EthMessage::decode(version, code, &payload);
         payload.extend(extra);
         let _ = EthMessage::decode(version, code, &payload);
+    }
+
+    /// eth/70's receipt messages are eth/69's with one field more: `GetReceipts` the
+    /// first receipt index before the hashes, `Receipts` the flag before the lists. Each
+    /// round-trips, and the bytes after the new field are eth/69's.
+    #[test]
+    fn eth70_receipt_forms_are_eth69_plus_one_field(
+        id in any::<u64>(),
+        first in any::<u64>(),
+        hashes in vec(b256(), 0..8),
+        incomplete in any::<bool>(),
+        blocks in vec(vec(receipt(), 0..3), 0..3),
+    ) {
+        let (v69, v70) = (EthVersion::Eth69, EthVersion::Eth70);
+        let get70 = EthMessage::GetReceipts(RequestPair::new(id, GetReceipts::new(v70, hashes.clone(), first)));
+        let get69 = EthMessage::GetReceipts(RequestPair::new(id, GetReceipts::new(v69, hashes.clone(), first)));
+        let paged = EthMessage::Receipts(RequestPair::new(id, Receipts::Paged {
+            last_block_incomplete: incomplete,
+            blocks: blocks.clone(),
+        }));
+        let plain = EthMessage::Receipts(RequestPair::new(id, Receipts::new(v69, blocks.clone())));
+        for (msg, old, field) in [
+            (&get70, &get69, alloy_rlp::encode(first)),
+            (&paged, &plain, alloy_rlp::encode(incomplete)),
+        ] {
+            let (code, payload) = msg.encode_for(v70).unwrap();
+            prop_assert_eq!(&EthMessage::decode(v70, code, &payload).unwrap(), msg);
+            prop_assert!(EthMessage::decode(v69, code, &payload).is_err());
+            let (_, old_payload) = old.encode_for(v69).unwrap();
+            // Strip both outer list headers and the request id: what is left differs by
+            // the new field only.
+            let inner = |p: &[u8]| {
+                let mut buf = p;
+                let h = alloy_rlp::Header::decode(&mut buf).unwrap();
+                prop_assert!(h.list && h.payload_length == buf.len());
+                let _ = u64::decode(&mut buf).unwrap();
+                Ok(buf.to_vec())
+            };
+            let mut want = field.clone();
+            want.extend(inner(&old_payload)?);
+            prop_assert_eq!(inner(&payload)?, want);
+        }
+        let (code, payload) = get70.encode_for(v70).unwrap();
+        let Ok(EthMessage::GetReceipts(back)) = EthMessage::decode(v70, code, &payload) else {
+            return Err(TestCaseError::fail("not GetReceipts"));
+        };
+        prop_assert_eq!(back.message.hashes(), &hashes[..]);
+        prop_assert_eq!(back.message.first_block_receipt_index(), first);
+        let (code, payload) = paged.encode_for(v70).unwrap();
+        let Ok(EthMessage::Receipts(back)) = EthMessage::decode(v70, code, &payload) else {
+            return Err(TestCaseError::fail("not Receipts"));
+        };
+        prop_assert_eq!(back.message.last_block_incomplete(), incomplete);
+        prop_assert_eq!(back.message.into_receipts(), blocks);
     }
 
     #[test]

@@ -312,3 +312,103 @@ fn receipts69_shape() {
     assert_eq!(list[0].tx_type, TxType::Eip1559);
     assert!(list[0].success);
 }
+
+/// EIP-7975 (eth/70) publishes no test vectors. These bytes are go-ethereum v1.17.10's
+/// (`rlp.EncodeToBytes` of its `GetReceiptsPacket70`, `ReceiptsPacket70` and, for
+/// comparison, the eth/69 packets, in `eth/protocols/eth/protocol.go`, the receipts built
+/// with its `NewReceiptList`), and every field is annotated by hand below. Request id 1111
+/// (`0x0457`), as in EIP-2481's vectors.
+#[test]
+fn eip7975_messages_as_go_ethereum_encodes_them() {
+    let hashes = vec![B256::repeat_byte(0x11), B256::repeat_byte(0x22)];
+    let receipts = vec![
+        vec![Receipt {
+            tx_type: TxType::Eip1559,
+            success: true,
+            cumulative_gas_used: 21_000,
+            logs: vec![],
+        }],
+        vec![Receipt {
+            tx_type: TxType::Legacy,
+            success: false,
+            cumulative_gas_used: 0x01_0000,
+            logs: vec![alloy_primitives::Log::new_unchecked(
+                Address::repeat_byte(0x33),
+                vec![B256::repeat_byte(0x44)],
+                Bytes::from_static(&hex!("0100ff")),
+            )],
+        }],
+    ];
+    let h11 = "a01111111111111111111111111111111111111111111111111111111111111111";
+    let h22 = "a02222222222222222222222222222222222222222222222222222222222222222";
+    // [type 2, status 1, cumulative gas 21 000, no logs]
+    let r1 = "c7c60201825208c0";
+    // [type 0, status 0, cumulative gas 65 536, [[address 0x33…, [topic 0x44…], data 0100ff]]]
+    let r2 = concat!(
+        "f847f845808083010000f83df83b94",
+        "3333333333333333333333333333333333333333",
+        "e1a0",
+        "4444444444444444444444444444444444444444444444444444444444444444",
+        "830100ff"
+    );
+    let cases = [
+        (
+            "GetReceipts eth/70",
+            EthVersion::Eth70,
+            // [1111, firstBlockReceiptIndex 3, [hash, hash]]
+            format!("f84882045703f842{h11}{h22}"),
+            EthMessage::GetReceipts(RequestPair::new(
+                1111,
+                GetReceipts::new(EthVersion::Eth70, hashes.clone(), 3),
+            )),
+        ),
+        (
+            "Receipts eth/70, last block incomplete",
+            EthVersion::Eth70,
+            // [1111, lastBlockIncomplete 1, [[r1], [r2]]]
+            format!("f85782045701f851{r1}{r2}"),
+            EthMessage::Receipts(RequestPair::new(
+                1111,
+                Receipts::Paged {
+                    last_block_incomplete: true,
+                    blocks: receipts.clone(),
+                },
+            )),
+        ),
+        (
+            "Receipts eth/70, complete",
+            EthVersion::Eth70,
+            // [1111, lastBlockIncomplete 0 (the empty string), [[r1], [r2]]]
+            format!("f85782045780f851{r1}{r2}"),
+            EthMessage::Receipts(RequestPair::new(
+                1111,
+                Receipts::new(EthVersion::Eth70, receipts.clone()),
+            )),
+        ),
+        (
+            "GetReceipts eth/69",
+            EthVersion::Eth69,
+            format!("f847820457f842{h11}{h22}"),
+            EthMessage::GetReceipts(RequestPair::new(1111, GetReceipts::from(hashes.clone()))),
+        ),
+        (
+            "Receipts eth/69",
+            EthVersion::Eth69,
+            format!("f856820457f851{r1}{r2}"),
+            EthMessage::Receipts(RequestPair::new(
+                1111,
+                Receipts::new(EthVersion::Eth69, receipts.clone()),
+            )),
+        ),
+    ];
+    for (name, version, hex, msg) in cases {
+        let payload = hex::decode(&hex).unwrap();
+        let code = msg.message_id().code();
+        assert_eq!(
+            EthMessage::decode(version, code, &payload).unwrap(),
+            msg,
+            "{name}"
+        );
+        assert_eq!(msg.encode_for(version).unwrap(), (code, payload), "{name}");
+    }
+}

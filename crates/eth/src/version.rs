@@ -10,8 +10,9 @@ pub const CAPABILITY_NAME: &str = "eth";
 /// (`Receipts`), 17 ids (`devp2p/caps/eth.md`; WIRE.md §2).
 pub const ETH66_MESSAGE_COUNT: u8 = 17;
 
-/// Message-id space of eth/69 on RLPx: 0x00 to 0x11 (`BlockRangeUpdate`, added by
-/// EIP-7642), 18 ids (WIRE.md §2).
+/// Message-id space of eth/69 and eth/70 on RLPx: 0x00 to 0x11 (`BlockRangeUpdate`,
+/// added by EIP-7642), 18 ids (WIRE.md §2). EIP-7975 (eth/70) changes two messages'
+/// fields and adds none; go-ethereum declares 18 for both versions too.
 pub const ETH69_MESSAGE_COUNT: u8 = 18;
 
 /// A version of the eth protocol that devmux speaks.
@@ -31,6 +32,11 @@ pub enum EthVersion {
     /// eth/69 (EIP-7642): Status without total difficulty but with the served block
     /// range, `BlockRangeUpdate`, receipts without bloom.
     Eth69 = 69,
+    /// eth/70 (EIP-7975): eth/69 with paged receipts: `GetReceipts` names the first
+    /// receipt wanted of its first block, and `Receipts` says whether its last list
+    /// stops short of its block's end, so that a block's receipts can exceed one
+    /// message.
+    Eth70 = 70,
 }
 
 impl EthVersion {
@@ -48,11 +54,12 @@ impl EthVersion {
 
     /// Length of the version's message-id space on RLPx: the highest message code plus
     /// one. eth/66–68 end at `Receipts = 0x10` (17 ids); eth/69 adds
-    /// `BlockRangeUpdate = 0x11` (18 ids). See `devp2p/caps/eth.md` and WIRE.md §2.
+    /// `BlockRangeUpdate = 0x11` (18 ids), and eth/70 keeps eth/69's ids. See
+    /// `devp2p/caps/eth.md` and WIRE.md §2.
     pub const fn message_count(self) -> u8 {
         match self {
             Self::Eth66 | Self::Eth67 | Self::Eth68 => ETH66_MESSAGE_COUNT,
-            Self::Eth69 => ETH69_MESSAGE_COUNT,
+            Self::Eth69 | Self::Eth70 => ETH69_MESSAGE_COUNT,
         }
     }
 
@@ -63,6 +70,7 @@ impl EthVersion {
             Self::Eth67 => "/eth/67/1.0.0",
             Self::Eth68 => "/eth/68/1.0.0",
             Self::Eth69 => "/eth/69/1.0.0",
+            Self::Eth70 => "/eth/70/1.0.0",
         }
     }
 
@@ -78,7 +86,10 @@ impl EthVersion {
 
     /// Parses a stream-stack protocol id such as `/eth/68/1.0.0`.
     pub fn from_protocol_id(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.protocol_id() == id)
+        Self::ALL
+            .into_iter()
+            .chain([Self::Eth70])
+            .find(|v| v.protocol_id() == id)
     }
 
     /// Parses an RLPx capability (`name`, `version`), e.g. `("eth", 68)`.
@@ -99,13 +110,19 @@ impl EthVersion {
     /// Whether `NewPooledTransactionHashes` uses the eth/68 `[types, sizes, hashes]` form
     /// (EIP-5793).
     pub const fn has_typed_announcements(self) -> bool {
-        matches!(self, Self::Eth68 | Self::Eth69)
+        matches!(self, Self::Eth68 | Self::Eth69 | Self::Eth70)
     }
 
     /// Whether Status carries the block range instead of total difficulty, `Receipts`
-    /// drop the bloom and `BlockRangeUpdate` exists (EIP-7642).
+    /// drop the bloom and `BlockRangeUpdate` exists (EIP-7642; eth/70 keeps all three).
     pub const fn has_block_range(self) -> bool {
-        matches!(self, Self::Eth69)
+        matches!(self, Self::Eth69 | Self::Eth70)
+    }
+
+    /// Whether receipts are paged (EIP-7975): `GetReceipts` carries
+    /// `firstBlockReceiptIndex` and `Receipts` carry `lastBlockIncomplete`.
+    pub const fn has_receipt_pages(self) -> bool {
+        matches!(self, Self::Eth70)
     }
 
     /// Whether the PoW block propagation messages `NewBlockHashes` and `NewBlock` are
@@ -126,6 +143,7 @@ impl TryFrom<u8> for EthVersion {
             67 => Ok(Self::Eth67),
             68 => Ok(Self::Eth68),
             69 => Ok(Self::Eth69),
+            70 => Ok(Self::Eth70),
             other => Err(other),
         }
     }
@@ -143,7 +161,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip() {
-        for v in EthVersion::ALL {
+        for v in EthVersion::ALL.into_iter().chain([EthVersion::Eth70]) {
             assert_eq!(EthVersion::from_protocol_id(v.protocol_id()), Some(v));
             assert_eq!(
                 EthVersion::from_capability("eth", v.as_u8().into()),
@@ -156,6 +174,10 @@ mod tests {
         assert_eq!(EthVersion::from_capability("snap", 68), None);
         assert_eq!(EthVersion::from_capability("eth", 256 + 68), None);
         assert_eq!(EthVersion::protocol_ids()[0], "/eth/69/1.0.0");
+        assert_eq!(EthVersion::from_protocol_id("/eth/71/1.0.0"), None);
+        assert_eq!(EthVersion::LATEST, EthVersion::ALL[0]);
+        // Highest first, each once.
+        assert!(EthVersion::ALL.windows(2).all(|w| w[0] > w[1]));
         assert_eq!(EthVersion::Eth68.to_string(), "eth/68");
     }
 
@@ -164,5 +186,20 @@ mod tests {
         assert_eq!(EthVersion::Eth66.message_count(), 17);
         assert_eq!(EthVersion::Eth68.message_count(), 17);
         assert_eq!(EthVersion::Eth69.message_count(), 18);
+        // EIP-7975 adds no message: eth/70 keeps eth/69's space (go-ethereum: 18 too).
+        assert_eq!(EthVersion::Eth70.message_count(), 18);
+    }
+
+    #[test]
+    fn eth70_is_eth69_with_receipt_pages() {
+        let (v69, v70) = (EthVersion::Eth69, EthVersion::Eth70);
+        assert!(v70.has_block_range() && v70.has_typed_announcements());
+        assert!(!v70.has_node_data() && !v70.has_block_announcements());
+        assert!(v70.has_receipt_pages());
+        assert!(EthVersion::ALL
+            .into_iter()
+            .filter(|v| *v != v70)
+            .all(|v| !v.has_receipt_pages()));
+        assert_eq!(v69.message_count(), v70.message_count());
     }
 }
