@@ -479,10 +479,11 @@ async fn handshake_mismatches(use_p2p_server: bool) {
     other_genesis.genesis.extra_data = Bytes::from_static(b"another devnet");
     let (genesis_chain, _d1) = open_chain(other_genesis, 0).await;
     // Same genesis, but a fork at block 1 that this peer has passed and we never had.
-    let forked = ChainSpec {
-        block_forks: vec![1],
-        ..ChainSpec::devnet()
-    };
+    let mut forked = ChainSpec::devnet();
+    forked.forks.set(
+        devmux_chain::forks::Hardfork::Shanghai,
+        devmux_chain::forks::Activation::Block(1),
+    );
     let (forked_chain, _d2) = open_chain(forked, 2).await;
     let cases: [(&str, Chain, EthConfig); 3] = [
         ("genesis", genesis_chain, EthConfig::default()),

@@ -131,7 +131,12 @@ async fn devmux_and_geth_accept_each_others_status_at_eth_69_and_eth_70() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(devmux_session(&dialer), Some(EthVersion::Eth69));
     assert_eq!(devmux_session(&dialed), Some(EthVersion::Eth70));
-    assert_eq!(geth.peers().await.unwrap().len(), 2, "{}", geth.log_tail(30));
+    assert_eq!(
+        geth.peers().await.unwrap().len(),
+        2,
+        "{}",
+        geth.log_tail(30)
+    );
     dialer.stop().await;
     dialed.stop().await;
 }
@@ -213,7 +218,11 @@ async fn devmux_syncs_geths_chain_and_transactions_cross_both_ways() {
         .await
         .unwrap();
     let arrived = eventually(DEADLINE, || node.pool().contains(&hash)).await;
-    assert!(arrived, "devmux's pool never got {hash}; geth log:\n{}", geth.log_tail(30));
+    assert!(
+        arrived,
+        "devmux's pool never got {hash}; geth log:\n{}",
+        geth.log_tail(30)
+    );
     node.stop().await;
 }
 
@@ -244,11 +253,51 @@ async fn go_ethereum_devp2p_rlpx_ping_reads_devmux_hello() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Name:devmux/"), "{stdout}");
-    for version in [69, 70] {
-        assert!(
-            stdout.contains(&format!("{{Name:eth Version:{version}}}")),
-            "{stdout}"
-        );
-    }
+    assert!(stdout.contains("Caps:[eth/70 eth/69]"), "{stdout}");
     node.stop().await;
+}
+
+/// On the public networks' own genesis (no discovery, nothing synced): devmux
+/// `--network sepolia` dials geth `--sepolia`, and `--network mainnet` geth `--mainnet`;
+/// each accepts the other's Status, so genesis hash, network id and the fork id at
+/// genesis (by block and by timestamp, EIP-2124 and EIP-6122) agree with go-ethereum's.
+#[tokio::test]
+async fn devmux_and_geth_agree_on_sepolia_and_mainnet_at_genesis() {
+    if geth::find_geth().is_none() {
+        return geth::skip("geth");
+    }
+    for network in ["sepolia", "mainnet"] {
+        let geth = Geth::start(GethOptions {
+            network: Some(network.into()),
+            ..GethOptions::new(loopback())
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(NodeConfig {
+            datadir: dir.path().join(network),
+            network: Some(network.into()),
+            addr: IpAddr::V4(loopback()),
+            port: 0,
+            no_discovery: true,
+            static_peers: vec![geth.enode().await.unwrap()],
+            ..NodeConfig::default()
+        })
+        .await
+        .unwrap();
+        let genesis = geth.block_by_number(0).await.unwrap().unwrap();
+        assert_eq!(node.chain().genesis_hash(), genesis.hash, "{network}");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while geth_session(&geth, &node).await.is_none() || devmux_session(&node).is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{network}: no eth session both ways; geth log:\n{}",
+                geth.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // geth v1.17 speaks eth/69 and later: the highest both offer is eth/70.
+        assert_eq!(devmux_session(&node), Some(EthVersion::Eth70), "{network}");
+        node.stop().await;
+    }
 }

@@ -97,6 +97,9 @@ pub struct GethOptions {
     pub ip: Ipv4Addr,
     /// The genesis file for `geth init`.
     pub genesis: PathBuf,
+    /// A built-in network of geth's (`sepolia`, `mainnet`, …) instead of `genesis`: no
+    /// `geth init`, and `--<network>` instead of `--networkid`.
+    pub network: Option<String>,
     /// The node key (secp256k1 secret); `None`: geth makes one.
     pub node_key: Option<[u8; 32]>,
     /// More command-line arguments, after the harness's own.
@@ -109,6 +112,7 @@ impl GethOptions {
         Self {
             ip,
             genesis: default_genesis(),
+            network: None,
             node_key: None,
             extra_args: Vec::new(),
         }
@@ -188,15 +192,20 @@ impl Geth {
         let data = dir.path().join("data");
         let ip = options.ip;
 
-        let init = tokio::process::Command::new(&path)
-            .arg("--datadir")
-            .arg(&data)
-            .arg("init")
-            .arg(&options.genesis)
-            .output()
-            .await
-            .with_context(|| format!("running {} init", path.display()))?;
-        if !init.status.success() {
+        let init = match &options.network {
+            Some(_) => None,
+            None => Some(
+                tokio::process::Command::new(&path)
+                    .arg("--datadir")
+                    .arg(&data)
+                    .arg("init")
+                    .arg(&options.genesis)
+                    .output()
+                    .await
+                    .with_context(|| format!("running {} init", path.display()))?,
+            ),
+        };
+        if let Some(init) = init.filter(|init| !init.status.success()) {
             bail!(
                 "geth init {} failed ({}): {}",
                 options.genesis.display(),
@@ -228,7 +237,10 @@ impl Geth {
             .arg("--datadir")
             .arg(&data)
             .args(["--nodiscover", "--ipcdisable", "--syncmode", "full"])
-            .args(["--networkid", &CHAIN_ID.to_string()])
+            .args(match &options.network {
+                Some(network) => vec![format!("--{network}")],
+                None => vec!["--networkid".into(), CHAIN_ID.to_string()],
+            })
             // Without it geth's node record (and admin_nodeInfo's enode) says 127.0.0.1,
             // its fallback, not the address it listens on.
             .args(["--nat", &format!("extip:{ip}")])

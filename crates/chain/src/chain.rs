@@ -976,7 +976,10 @@ mod tests {
         heavy.header.difficulty = U256::from(1);
         assert!(matches!(
             chain.insert_blocks_blocking(&[heavy]),
-            Err(Error::InvalidHeader { rule: "difficulty", .. })
+            Err(Error::InvalidHeader {
+                rule: "difficulty",
+                ..
+            })
         ));
         assert_eq!(chain.head().hash, next.hash());
     }

@@ -29,8 +29,11 @@ use alloy_primitives::{b256, Bytes, B256, U256};
 use crate::genesis::{parse_chain_config, GenesisFile};
 use crate::{ChainSpec, Error};
 
+/// The devnet's name (WIRE.md §7): `--network dev`, or `--dev`.
+pub const DEV: &str = "dev";
+
 /// The names [`by_name`] knows.
-pub const NAMES: [&str; 4] = ["mainnet", "sepolia", "hoodi", "dev"];
+pub const NAMES: [&str; 4] = ["mainnet", "sepolia", "hoodi", DEV];
 
 /// The chain spec called `name` (one of [`NAMES`]), or `None` for another name.
 pub fn by_name(name: &str) -> Option<ChainSpec> {
@@ -38,7 +41,7 @@ pub fn by_name(name: &str) -> Option<ChainSpec> {
         "mainnet" => Some(ChainSpec::mainnet()),
         "sepolia" => Some(ChainSpec::sepolia()),
         "hoodi" => Some(ChainSpec::hoodi()),
-        "dev" => Some(ChainSpec::devnet()),
+        DEV => Some(ChainSpec::devnet()),
         _ => None,
     }
 }

@@ -586,8 +586,8 @@ fn mismatch(
 mod tests {
     use super::*;
     use crate::devnet::{genesis_header, Devnet};
-    use alloy_primitives::U256;
     use crate::testing::pos_forks;
+    use alloy_primitives::U256;
     use devmux_eth::TransactionSigned;
 
     /// Each rule of WIRE.md §7.1 that a header alone can break, broken one at a time on
@@ -683,7 +683,8 @@ mod tests {
 
         // With dev key 1 as the only signer, dev key 0's blocks are the forgeries.
         rules.signers = vec![stranger.address()];
-        validate_sealed_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now).unwrap();
+        validate_sealed_header(&rules, &by_stranger, by_stranger.hash_slow(), &genesis, now)
+            .unwrap();
         assert!(seal_fault(&rules, &block.header).contains("not a signer"));
     }
 
@@ -692,7 +693,14 @@ mod tests {
     fn devnet_blocks_validate() {
         let mut parent = genesis_header();
         for block in Devnet::new().unwrap().blocks(40) {
-            validate_block(&ChainSpec::devnet(), &block, block.hash(), &parent, now_secs()).unwrap();
+            validate_block(
+                &ChainSpec::devnet(),
+                &block,
+                block.hash(),
+                &parent,
+                now_secs(),
+            )
+            .unwrap();
             parent = block.header;
         }
     }
@@ -720,7 +728,9 @@ mod tests {
         let e = validate_transactions(&ChainSpec::devnet(), header, hash, &body).unwrap_err();
         assert_eq!(field(e), "transactions_root");
         // Another block's body.
-        assert!(validate_transactions(&ChainSpec::devnet(), header, hash, &blocks[6].body).is_err());
+        assert!(
+            validate_transactions(&ChainSpec::devnet(), header, hash, &blocks[6].body).is_err()
+        );
         let mut body = block.body.clone();
         body.ommers.push(blocks[0].header.clone());
         let e = validate_transactions(&ChainSpec::devnet(), header, hash, &body).unwrap_err();

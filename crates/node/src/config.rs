@@ -808,11 +808,9 @@ mod tests {
         dev.validate().unwrap();
         assert_eq!(dev.eth_versions().unwrap(), EthVersion::ALL.to_vec());
         assert!(dev.chain_spec().unwrap().is_sealed());
-        let parsed = NodeConfig::from_toml_str(
-            "network = \"hoodi\"\neth-versions = [69, 70]\n",
-            "f.toml",
-        )
-        .unwrap();
+        let parsed =
+            NodeConfig::from_toml_str("network = \"hoodi\"\neth-versions = [69, 70]\n", "f.toml")
+                .unwrap();
         assert_eq!(parsed.chain_spec().unwrap().network_id, 560_048);
     }
 

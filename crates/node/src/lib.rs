@@ -66,7 +66,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use devmux_chain::{devnet::Devnet, Chain, ChainSpec, Pool, PoolConfig};
+use devmux_chain::{devnet::Devnet, Chain, Pool, PoolConfig};
 use devmux_discovery::{Discovery, DiscoveryConfig};
 use devmux_eth::{EthConfig, EthHandler, EthPeers, ForkFilter, ForkId};
 use devmux_identity::NodeKey;
