@@ -8,6 +8,7 @@ mod contract;
 mod counters;
 mod dual;
 mod eth;
+mod eth_test_suite;
 mod fuzz_corpus;
 mod geth;
 mod geth_interop;

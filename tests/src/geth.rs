@@ -97,6 +97,12 @@ pub struct GethOptions {
     pub ip: Ipv4Addr,
     /// The genesis file for `geth init`.
     pub genesis: PathBuf,
+    /// The network id (`--networkid`) for a `genesis` of one's own: [`CHAIN_ID`] unless
+    /// told otherwise.
+    pub network_id: u64,
+    /// A chain file (go-ethereum's export format) to `geth import` after `geth init`:
+    /// geth executes it, so it then serves its blocks with their receipts.
+    pub import: Option<PathBuf>,
     /// A built-in network of geth's (`sepolia`, `mainnet`, …) instead of `genesis`: no
     /// `geth init`, and `--<network>` instead of `--networkid`.
     pub network: Option<String>,
@@ -113,6 +119,8 @@ impl GethOptions {
             ip,
             genesis: default_genesis(),
             network: None,
+            network_id: CHAIN_ID,
+            import: None,
             node_key: None,
             extra_args: Vec::new(),
         }
@@ -214,6 +222,25 @@ impl Geth {
             );
         }
 
+        if let Some(chain) = &options.import {
+            let import = tokio::process::Command::new(&path)
+                .arg("--datadir")
+                .arg(&data)
+                .arg("import")
+                .arg(chain)
+                .output()
+                .await
+                .with_context(|| format!("running {} import", path.display()))?;
+            if !import.status.success() {
+                bail!(
+                    "geth import {} failed ({}): {}",
+                    chain.display(),
+                    import.status,
+                    tail(&String::from_utf8_lossy(&import.stderr), 10)
+                );
+            }
+        }
+
         // The P2P settings have no flags for everything (bind one address, no v5, no
         // bootnodes at all): a config file, as the admission benchmark's geth.
         let config = dir.path().join("geth.toml");
@@ -239,7 +266,7 @@ impl Geth {
             .args(["--nodiscover", "--ipcdisable", "--syncmode", "full"])
             .args(match &options.network {
                 Some(network) => vec![format!("--{network}")],
-                None => vec!["--networkid".into(), CHAIN_ID.to_string()],
+                None => vec!["--networkid".into(), options.network_id.to_string()],
             })
             // Without it geth's node record (and admin_nodeInfo's enode) says 127.0.0.1,
             // its fallback, not the address it listens on.
@@ -578,4 +605,32 @@ fn quantity(hex: &str) -> anyhow::Result<u64> {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// go-ethereum's conformance suite data (`cmd/devp2p/internal/ethtest/testdata`: the
+/// genesis, `chain.rlp`, `headblock.json`, …), from `$DEVMUX_ETHTEST_DATA` or the Go
+/// module cache that `go install …@v1.17.10` filled (`go env GOMODCACHE`, else
+/// `~/go/pkg/mod`).
+pub fn eth_test_data() -> Option<PathBuf> {
+    let in_module = |cache: PathBuf| {
+        cache.join(format!(
+            "github.com/ethereum/go-ethereum@v{GETH_VERSION}/cmd/devp2p/internal/ethtest/testdata"
+        ))
+    };
+    let candidates = std::env::var_os("DEVMUX_ETHTEST_DATA")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            Command::new("go")
+                .args(["env", "GOMODCACHE"])
+                .output()
+                .ok()
+                .filter(|out| out.status.success())
+                .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(in_module),
+        )
+        .chain(std::env::var_os("HOME").map(|home| in_module(Path::new(&home).join("go/pkg/mod"))));
+    let found = candidates.into_iter().find(|dir| dir.join("chain.rlp").is_file());
+    found
 }
