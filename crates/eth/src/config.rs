@@ -8,16 +8,16 @@ use crate::limits::DecodeLimits;
 use crate::EthVersion;
 
 /// The session protocols of every eth version devmux speaks, highest first:
-/// `/eth/69/1.0.0` (18 message ids) … `/eth/66/1.0.0` (17), ready for
-/// [`devmux_network::Registrar::session`]. On RLPx they are the capabilities `eth/69` …
-/// `eth/66` (WIRE.md §1, §2).
+/// `/eth/70/1.0.0` and `/eth/69/1.0.0` (18 message ids each) … `/eth/66/1.0.0` (17),
+/// ready for [`devmux_network::Registrar::session`]. On RLPx they are the capabilities
+/// `eth/70` … `eth/66` (WIRE.md §1, §2).
 pub fn protocols() -> Vec<SessionProtocol> {
     protocols_for(&EthVersion::ALL)
 }
 
 /// The session protocols of `versions` only, highest first and without duplicates: a
 /// node that should speak a subset of the versions (tests, or a peer that must not
-/// negotiate eth/69) registers these instead of [`protocols`].
+/// negotiate eth/70) registers these instead of [`protocols`].
 pub fn protocols_for(versions: &[EthVersion]) -> Vec<SessionProtocol> {
     let mut versions = versions.to_vec();
     versions.sort_unstable_by(|a, b| b.cmp(a));
@@ -205,6 +205,7 @@ mod tests {
         assert_eq!(
             ids,
             vec![
+                ("/eth/70/1.0.0".to_string(), 18),
                 ("/eth/69/1.0.0".to_string(), 18),
                 ("/eth/68/1.0.0".to_string(), 17),
                 ("/eth/67/1.0.0".to_string(), 17),

@@ -172,7 +172,10 @@ pub enum Error {
         got: MessageId,
     },
     /// The response breaks the request's terms (more items than asked for, items that
-    /// were not asked for). The peer is penalised.
+    /// were not asked for; receipts outside their blocks' bounds, or an eth/70
+    /// `lastBlockIncomplete` that a list's count belies). The peer is penalised
+    /// ([`devmux_network::Penalty::Major`]) and the request returns nothing of what it
+    /// sent.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
     /// [`crate::EthPeer::send`] takes announcements and broadcasts only: Status is the

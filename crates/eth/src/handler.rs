@@ -230,6 +230,7 @@ async fn run_session<C: ChainReader, P: TxPool>(
         out_tx.clone(),
         config.max_inflight_requests,
         config.request_timeout,
+        config.decode_limits,
     );
     let closed = peer.closed_token();
     let (serve_tx, serve_rx) = mpsc::channel(config.max_queued_requests.max(1));

@@ -1,8 +1,8 @@
-//! The Ethereum wire protocol, eth/66 to eth/69, as devmux speaks it on both of its
+//! The Ethereum wire protocol, eth/66 to eth/70, as devmux speaks it on both of its
 //! servers (WIRE.md §3): the messages, and the session handler that speaks them.
 //!
 //! - **Messages** ([`message`], [`status`], [`blocks`], [`transactions`],
-//!   [`receipts`]): every eth/66–69 message with a strict RLP codec. [`EthMessage`] is the
+//!   [`receipts`]): every eth/66–70 message with a strict RLP codec. [`EthMessage`] is the
 //!   entry point: [`EthMessage::decode`] takes the `(code, payload)` frames a transport
 //!   delivers (stream or RLPx capability alike) and [`EthMessage::encode_for`] produces
 //!   them. Headers, transactions and receipts are alloy-consensus types ([`primitives`]).
@@ -14,14 +14,15 @@
 //!   `devmux-chain` implements them.
 //! - **Limits** ([`limits`]): serving soft limits and decoding hard caps.
 //! - **The handler** ([`EthHandler`], [`EthConfig`], [`protocols`]): a session protocol
-//!   for `devmux-network`'s registrar, registered under `/eth/69/1.0.0` …
-//!   `/eth/66/1.0.0` (on RLPx the capabilities `eth/69` … `eth/66`). It runs on both
+//!   for `devmux-network`'s registrar, registered under `/eth/70/1.0.0` …
+//!   `/eth/66/1.0.0` (on RLPx the capabilities `eth/70` … `eth/66`). It runs on both
 //!   ends of every connection and never knows which server carries it. Per session it
 //!   sends our Status at once, requires the peer's within 5 s and checks network id,
 //!   version, genesis and fork id (a mismatch disconnects with `SubprotocolError`);
 //!   then it serves `GetBlockHeaders`, `GetBlockBodies`, `GetReceipts` and
 //!   `GetPooledTransactions` from the chain and the pool within the soft limits
-//!   (1024 headers, 256 bodies or receipt lists, 2 MiB), feeds `Transactions` to the
+//!   (1024 headers, 256 bodies or receipt lists, 2 MiB; on eth/70 a block's receipts
+//!   are cut at 2 MiB and served in parts, EIP-7975), feeds `Transactions` to the
 //!   pool, records the peer's head from announcements, and reports everything as
 //!   [`EthEvent`]s. Peer input is hostile: requests are rate limited per peer (token
 //!   bucket) and served one at a time per peer; malformed messages, unsolicited
@@ -30,9 +31,11 @@
 //! - **Peers** ([`EthPeers`], [`EthPeer`]): the registry of established sessions, and
 //!   each session's typed request API for sync and relay:
 //!   [`EthPeer::get_block_headers`], [`EthPeer::get_block_bodies`],
-//!   [`EthPeer::get_receipts`], [`EthPeer::get_pooled_transactions`] (request ids
-//!   matched, deadlines, cancellation by dropping the future, bounded requests in
-//!   flight) and [`EthPeer::send`] for announcements.
+//!   [`EthPeer::get_receipts`] and [`EthPeer::get_block_receipts`] (which on eth/70
+//!   fetch a block sent in parts whole, checking each part against the block's bounds
+//!   first), [`EthPeer::get_pooled_transactions`] (request ids matched, deadlines,
+//!   cancellation by dropping the future, bounded requests in flight) and
+//!   [`EthPeer::send`] for announcements.
 //!
 //! # Tasks
 //!
@@ -107,6 +110,7 @@ pub mod message;
 mod peer;
 pub mod primitives;
 mod ratelimit;
+mod receipt_pages;
 pub mod receipts;
 pub mod status;
 mod traits;
@@ -128,6 +132,7 @@ pub use primitives::{
     Block, BlockBody, Header, PooledTransaction, Receipt, ReceiptWithBloom, TransactionSigned,
     TxType,
 };
+pub use receipt_pages::ReceiptsQuery;
 pub use receipts::{logs_bloom, receipts_root, GetReceipts, Receipts};
 pub use status::{BlockRangeUpdate, ChainStatus, Status, StatusWithRange, StatusWithTd};
 pub use traits::{ChainReader, TxPool};
@@ -145,5 +150,7 @@ pub use alloy_rlp;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod vectors;

@@ -56,6 +56,35 @@ pub const MIN_TX_GAS: u64 = 21_000;
 /// holds at most `g / 375` logs.
 pub const MIN_LOG_GAS: u64 = 375;
 
+/// Gas per byte of log data (`G_logdata`, the yellow paper's `LOG` cost): what bounds the
+/// size of receipts by gas. EIP-7975 rejects a receipt "larger than gaslimit / 8".
+pub const LOG_DATA_GAS: u64 = 8;
+
+/// Most bytes (eth/69 encoding, `[type, status, cumulative-gas, logs]`) the receipt of a
+/// transaction with gas limit `tx_gas_limit` can take: `tx_gas_limit / 8` (EIP-7975).
+///
+/// An honest receipt always fits: each log costs at least 375 gas plus 375 per topic and
+/// 8 per data byte, which pay for its encoding (at most 33 bytes, 33 per topic and one
+/// per data byte, headers included) at 8 gas a byte, and the 21 000 gas every
+/// transaction pays pays for the receipt's other fields (at most 21 bytes).
+pub const fn max_receipt_size(tx_gas_limit: u64) -> u64 {
+    tx_gas_limit / LOG_DATA_GAS
+}
+
+/// Most bytes the receipts of a block with gas limit `block_gas_limit` can take
+/// together: `2 × block_gas_limit / 8`.
+///
+/// EIP-7975 bounds the total "by the block gas limit" without a formula. The gas a
+/// block's transactions burn on logs can exceed its gas limit, because the limit caps
+/// gas used after refunds: a transaction may start with whatever the block has left,
+/// and refunds (at most half of the gas used before EIP-3529, a fifth since) return gas
+/// to the block. Burnt gas is at most twice the gas used, so `2 × limit / 8` holds every
+/// honest block; go-ethereum's `gasUsed / 8` on log data alone could refuse a block of
+/// refund-heavy transactions.
+pub const fn max_block_receipts_size(block_gas_limit: u64) -> u64 {
+    block_gas_limit.saturating_mul(2) / LOG_DATA_GAS
+}
+
 /// A decoded message may occupy at most this many times its encoded size…
 pub const DECODE_AMPLIFICATION: usize = 4;
 

@@ -44,7 +44,7 @@ pub enum MessageId {
     GetReceipts = 0x0f,
     /// `Receipts`, 0x10.
     Receipts = 0x10,
-    /// `BlockRangeUpdate`, 0x11 (eth/69, EIP-7642).
+    /// `BlockRangeUpdate`, 0x11 (eth/69 and eth/70, EIP-7642).
     BlockRangeUpdate = 0x11,
 }
 
@@ -222,7 +222,7 @@ pub enum EthMessage {
     GetReceipts(RequestPair<GetReceipts>),
     /// 0x10.
     Receipts(RequestPair<Receipts>),
-    /// 0x11, eth/69.
+    /// 0x11, eth/69 and eth/70.
     BlockRangeUpdate(BlockRangeUpdate),
 }
 

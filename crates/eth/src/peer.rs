@@ -13,11 +13,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::DecodeLimits;
+use crate::receipt_pages::{Collector, ReceiptsQuery, Step};
 use crate::{
     limits, BlockBody, BlockHashNumber, BlockHashOrNumber, BlockRangeUpdate, Error, EthMessage,
-    EthVersion, GetBlockBodies, GetBlockHeaders, GetPooledTransactions, GetReceipts, Header,
-    MessageId, NewBlock, NewPooledTransactionHashes, PooledTransaction, Receipt, RequestPair,
-    Status,
+    EthVersion, GetBlockBodies, GetBlockHeaders, GetPooledTransactions, Header, MessageId,
+    NewBlock, NewPooledTransactionHashes, PooledTransaction, Receipt, RequestPair, Status,
 };
 
 /// Request ids of abandoned requests (timed out or dropped) remembered per peer, so that
@@ -70,7 +71,7 @@ pub enum EthEvent {
         /// The block and its total difficulty.
         block: Arc<NewBlock>,
     },
-    /// The peer's served block range changed (eth/69).
+    /// The peer's served block range changed (eth/69 and eth/70).
     BlockRangeUpdate {
         /// The peer.
         peer: PeerId,
@@ -113,15 +114,15 @@ pub enum EthEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerHead {
     /// Hash of the peer's best block: its Status head (eth/66–68) or latest served block
-    /// (eth/69), then whatever higher block it announced since.
+    /// (eth/69 and eth/70), then whatever higher block it announced since.
     pub hash: B256,
-    /// The number of that block, when known: eth/69 Status and `BlockRangeUpdate` carry
-    /// it; on eth/66–68 it is known once the peer announces a block.
+    /// The number of that block, when known: Status and `BlockRangeUpdate` carry it on
+    /// eth/69 and eth/70; on eth/66–68 it is known once the peer announces a block.
     pub number: Option<u64>,
     /// Total difficulty of the peer's head as it last said (Status or `NewBlock`;
     /// eth/66–68 only).
     pub total_difficulty: Option<U256>,
-    /// Earliest block whose body and receipts the peer serves (eth/69 only).
+    /// Earliest block whose body and receipts the peer serves (eth/69 and eth/70).
     pub earliest: Option<u64>,
 }
 
@@ -270,9 +271,10 @@ impl EthPeers {
 /// forgotten, and a response arriving later is dropped without penalising the peer.
 ///
 /// Responses are checked against their request's terms (count, numbering of headers,
-/// transactions that were asked for); a peer that breaks them is penalised and the call
-/// fails with [`Error::InvalidResponse`]. Whether the content is true (headers that link,
-/// bodies and receipts that match their headers' roots) is for the caller to check.
+/// transactions that were asked for, receipts within their blocks' bounds); a peer that
+/// breaks them is penalised and the call fails with [`Error::InvalidResponse`]. Whether
+/// the content is true (headers that link, bodies and receipts that match their headers'
+/// roots) is for the caller to check.
 #[derive(Clone)]
 pub struct EthPeer {
     inner: Arc<PeerInner>,
@@ -289,6 +291,8 @@ struct PeerInner {
     inflight: Semaphore,
     closed: CancellationToken,
     request_timeout: Duration,
+    /// The chain's bounds, for receipts asked for by hash only.
+    limits: DecodeLimits,
 }
 
 #[derive(Default)]
@@ -342,6 +346,7 @@ impl EthPeer {
         outbound: mpsc::Sender<Message>,
         max_inflight: usize,
         request_timeout: Duration,
+        limits: DecodeLimits,
     ) -> Self {
         Self {
             inner: Arc::new(PeerInner {
@@ -355,6 +360,7 @@ impl EthPeer {
                 inflight: Semaphore::new(max_inflight.max(1)),
                 closed: CancellationToken::new(),
                 request_timeout,
+                limits,
             }),
         }
     }
@@ -443,30 +449,64 @@ impl EthPeer {
         Ok(bodies)
     }
 
-    /// Asks for the receipts of these blocks, one list per block (without blooms,
-    /// whatever the version carried: blooms are recomputed, not trusted).
+    /// Asks for the receipts of these blocks, one list per block, for a prefix of the
+    /// blocks (the peer stops at the first block it lacks or at its size limit), without
+    /// blooms whatever the version carried: blooms are recomputed, not trusted.
+    ///
+    /// Each list is whole. On eth/70 (EIP-7975) a block that the peer sends in parts is
+    /// asked for again from its first missing receipt until it is complete, each request
+    /// with its own deadline; the call returns after that block (the caller asks for the
+    /// ones after it next). Every list and part is checked as it comes, before anything
+    /// is kept, against the bounds of [`EthPeer::get_block_receipts`]: here the chain's
+    /// (its largest block, [`crate::DecodeLimits::max_block_gas`]), since only the
+    /// hashes are known. Prefer [`EthPeer::get_block_receipts`] when the headers and
+    /// bodies are at hand.
     pub async fn get_receipts(&self, hashes: Vec<B256>) -> Result<Vec<Vec<Receipt>>, Error> {
         check_request_len(&hashes, "GetReceipts")?;
-        let asked = hashes.len();
-        let response = self
-            .request(MessageId::Receipts, |id| {
-                EthMessage::GetReceipts(RequestPair::new(
-                    id,
-                    GetReceipts::new(self.inner.version, hashes, 0),
-                ))
-            })
-            .await?;
-        let EthMessage::Receipts(pair) = response else {
-            return Err(wrong(MessageId::Receipts, &response));
-        };
-        if pair.message.len() > asked {
-            let why = format!(
-                "receipts of {} blocks for {asked} hashes",
-                pair.message.len()
-            );
-            return Err(self.invalid(MessageId::Receipts, why));
+        let inner = &self.inner;
+        self.collect_receipts(Collector::for_hashes(inner.version, inner.limits, hashes))
+            .await
+    }
+
+    /// [`EthPeer::get_receipts`] for blocks whose header and body are known, checked
+    /// against them: the lists must hold exactly one receipt per transaction (a part of
+    /// an incomplete block: fewer, and at least one), each receipt may take at most its
+    /// transaction's gas limit / 8 bytes and all of a block's at most
+    /// [`limits::max_block_receipts_size`] of its gas limit (EIP-7975's checks for a
+    /// partial list, applied to every list). A peer that breaks them (more receipts than
+    /// transactions, `lastBlockIncomplete` on a list that is complete or empty, a
+    /// continuation that overruns its block, oversized receipts) is penalised
+    /// ([`devmux_network::Penalty::Major`]) and the call fails with
+    /// [`Error::InvalidResponse`], keeping nothing of it. Whether complete lists match
+    /// their receipts roots is for the caller to check, as ever.
+    pub async fn get_block_receipts(
+        &self,
+        blocks: Vec<ReceiptsQuery>,
+    ) -> Result<Vec<Vec<Receipt>>, Error> {
+        check_request_len(&blocks, "GetReceipts")?;
+        let inner = &self.inner;
+        self.collect_receipts(Collector::for_blocks(inner.version, inner.limits, blocks))
+            .await
+    }
+
+    /// Sends `collector`'s requests until it has its answer.
+    async fn collect_receipts(&self, mut collector: Collector) -> Result<Vec<Vec<Receipt>>, Error> {
+        let mut request = collector.first_request();
+        loop {
+            let response = self
+                .request(MessageId::Receipts, |id| {
+                    EthMessage::GetReceipts(RequestPair::new(id, request))
+                })
+                .await?;
+            let EthMessage::Receipts(pair) = response else {
+                return Err(wrong(MessageId::Receipts, &response));
+            };
+            match collector.on_response(pair.message) {
+                Ok(Step::Done(lists)) => return Ok(lists),
+                Ok(Step::More(next)) => request = next,
+                Err(why) => return Err(self.invalid(MessageId::Receipts, why)),
+            }
         }
-        Ok(pair.message.into_receipts())
     }
 
     /// Asks for pooled transactions by hash; unknown ones are skipped by the peer.
@@ -608,7 +648,7 @@ impl EthPeer {
         lock(&self.inner.head).announce(hash, number, td);
     }
 
-    /// Records the peer's new served range (eth/69).
+    /// Records the peer's new served range (eth/69 and eth/70).
     pub(crate) fn update_range(&self, update: BlockRangeUpdate) {
         let mut head = lock(&self.inner.head);
         head.hash = update.latest_hash;
@@ -733,8 +773,8 @@ fn wrong(expected: MessageId, got: &EthMessage) -> Error {
     }
 }
 
-fn check_request_len(hashes: &[B256], what: &'static str) -> Result<(), Error> {
-    if hashes.len() > limits::MAX_REQUEST_ITEMS {
+fn check_request_len<T>(items: &[T], what: &'static str) -> Result<(), Error> {
+    if items.len() > limits::MAX_REQUEST_ITEMS {
         return Err(Error::ListTooLong {
             what,
             max: limits::MAX_REQUEST_ITEMS,

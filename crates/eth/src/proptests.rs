@@ -510,11 +510,7 @@ fn message(version: EthVersion) -> BoxedStrategy<EthMessage> {
 }
 
 fn version() -> impl Strategy<Value = EthVersion> {
-    let mut versions = EthVersion::ALL.to_vec();
-    if !versions.contains(&EthVersion::Eth70) {
-        versions.push(EthVersion::Eth70);
-    }
-    prop::sample::select(versions)
+    prop::sample::select(EthVersion::ALL.to_vec())
 }
 
 fn message_with_version() -> impl Strategy<Value = (EthVersion, EthMessage)> {

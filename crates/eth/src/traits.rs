@@ -55,7 +55,9 @@ pub trait ChainReader: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<BlockBody>, Self::Error>> + Send;
 
     /// Receipts of the blocks with these hashes, one list per block, in order, stopping
-    /// at the first unknown block or at the serving limits.
+    /// at the first unknown block or at the serving limits. Every list is a whole
+    /// block's: on eth/70 the handler itself leaves out what the request skips and cuts
+    /// the answer inside a block at the soft response size (EIP-7975).
     fn receipts(
         &self,
         hashes: Vec<B256>,

@@ -42,10 +42,16 @@ pub enum EthVersion {
 impl EthVersion {
     /// Every supported version, highest first: the order a dialer proposes them in
     /// (WIRE.md §1).
-    pub const ALL: [Self; 4] = [Self::Eth69, Self::Eth68, Self::Eth67, Self::Eth66];
+    pub const ALL: [Self; 5] = [
+        Self::Eth70,
+        Self::Eth69,
+        Self::Eth68,
+        Self::Eth67,
+        Self::Eth66,
+    ];
 
     /// The highest supported version.
-    pub const LATEST: Self = Self::Eth69;
+    pub const LATEST: Self = Self::Eth70;
 
     /// The version number as sent in Status and in the capability.
     pub const fn as_u8(self) -> u8 {
@@ -75,8 +81,9 @@ impl EthVersion {
     }
 
     /// The protocol ids of [`EthVersion::ALL`], highest first.
-    pub const fn protocol_ids() -> [&'static str; 4] {
+    pub const fn protocol_ids() -> [&'static str; 5] {
         [
+            Self::Eth70.protocol_id(),
             Self::Eth69.protocol_id(),
             Self::Eth68.protocol_id(),
             Self::Eth67.protocol_id(),
@@ -86,10 +93,7 @@ impl EthVersion {
 
     /// Parses a stream-stack protocol id such as `/eth/68/1.0.0`.
     pub fn from_protocol_id(id: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .chain([Self::Eth70])
-            .find(|v| v.protocol_id() == id)
+        Self::ALL.into_iter().find(|v| v.protocol_id() == id)
     }
 
     /// Parses an RLPx capability (`name`, `version`), e.g. `("eth", 68)`.
@@ -161,7 +165,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip() {
-        for v in EthVersion::ALL.into_iter().chain([EthVersion::Eth70]) {
+        for v in EthVersion::ALL {
             assert_eq!(EthVersion::from_protocol_id(v.protocol_id()), Some(v));
             assert_eq!(
                 EthVersion::from_capability("eth", v.as_u8().into()),
@@ -173,7 +177,8 @@ mod tests {
         assert_eq!(EthVersion::from_protocol_id("/eth/68/1.0.1"), None);
         assert_eq!(EthVersion::from_capability("snap", 68), None);
         assert_eq!(EthVersion::from_capability("eth", 256 + 68), None);
-        assert_eq!(EthVersion::protocol_ids()[0], "/eth/69/1.0.0");
+        assert_eq!(EthVersion::protocol_ids()[0], "/eth/70/1.0.0");
+        assert_eq!(EthVersion::protocol_ids()[1], "/eth/69/1.0.0");
         assert_eq!(EthVersion::from_protocol_id("/eth/71/1.0.0"), None);
         assert_eq!(EthVersion::LATEST, EthVersion::ALL[0]);
         // Highest first, each once.

@@ -16,7 +16,7 @@ use devmux_chain::{validate, BlockWithReceipts};
 use devmux_eth::alloy_primitives::{B256, U256};
 use devmux_eth::{
     Block, BlockHashNumber, BlockRangeUpdate, ChainReader, EthMessage, EthPeer, NewBlock,
-    NewBlockHashes,
+    NewBlockHashes, ReceiptsQuery,
 };
 use devmux_network::PeerId;
 use rand::seq::SliceRandom;
@@ -223,7 +223,10 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
         })
         .await?;
     let receipts = if needs_receipts(header) {
-        let mut lists = shared.request(&peer, peer.get_receipts(vec![hash])).await?;
+        let query = ReceiptsQuery::new(hash, header, &body);
+        let mut lists = shared
+            .request(&peer, peer.get_block_receipts(vec![query]))
+            .await?;
         if lists.is_empty() {
             return Err(Error::Lacking {
                 peer: from,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use devmux_chain::{validate, BlockWithReceipts};
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::alloy_rlp::Encodable;
-use devmux_eth::{BlockBody, BlockHashOrNumber, EthPeer, GetBlockHeaders, Receipt};
+use devmux_eth::{BlockBody, BlockHashOrNumber, EthPeer, GetBlockHeaders, Receipt, ReceiptsQuery};
 use devmux_network::PeerId;
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
@@ -424,15 +424,18 @@ async fn fetch_job(
     if bodies.is_empty() {
         return Ok(Vec::new());
     }
-    let need: Vec<B256> = wanted[..bodies.len()]
+    // With each block's header and body, so that the peer's receipts are held to them
+    // as they come (on eth/70 a block may come in parts, which no root can check yet).
+    let need: Vec<ReceiptsQuery> = wanted
         .iter()
-        .filter(|s| needs_receipts(&s.header))
-        .map(|s| s.hash)
+        .zip(&bodies)
+        .filter(|(s, _)| needs_receipts(&s.header))
+        .map(|(s, body)| ReceiptsQuery::new(s.hash, &s.header, body))
         .collect();
     let receipts = if need.is_empty() {
         Vec::new()
     } else {
-        shared.request(peer, peer.get_receipts(need)).await?
+        shared.request(peer, peer.get_block_receipts(need)).await?
     };
     let bytes = bodies.iter().map(Encodable::length).sum::<usize>()
         + receipts.iter().map(Encodable::length).sum::<usize>();
