@@ -240,7 +240,7 @@ async fn status_on_every_version_pair(use_p2p_server: bool) {
         }
     }
     for (_, n) in dialers.iter().chain(&listeners) {
-        assert_eq!(n.eth.len(), 4);
+        assert_eq!(n.eth.len(), EthVersion::ALL.len());
     }
 }
 

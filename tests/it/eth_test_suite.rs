@@ -20,7 +20,7 @@ use devmux_tests::eventually;
 use devmux_tests::geth::{self, Geth, GethOptions};
 
 /// The suite's tests that need no execution state: each must pass against devmux.
-const MUST_PASS: [&str; 12] = [
+const MUST_PASS: [&str; 13] = [
     "Status",
     "MaliciousHandshake",
     "BlockRangeUpdateExpired",
@@ -33,13 +33,16 @@ const MUST_PASS: [&str; 12] = [
     "ZeroRequestID",
     "GetBlockBodies",
     "GetReceipts",
+    "GetLargeReceipts",
 ];
 
 #[tokio::test]
 async fn go_ethereums_eth_test_suite_passes_its_stateless_tests_against_devmux() {
-    let (Some(_), Some(devp2p), Some(data)) =
-        (geth::find_geth(), geth::find_devp2p(), geth::eth_test_data())
-    else {
+    let (Some(_), Some(devp2p), Some(data)) = (
+        geth::find_geth(),
+        geth::find_devp2p(),
+        geth::eth_test_data(),
+    ) else {
         return geth::skip("geth, devp2p and the ethtest data");
     };
     devmux_tests::init_tracing();
@@ -75,7 +78,10 @@ async fn go_ethereums_eth_test_suite_passes_its_stateless_tests_against_devmux()
     })
     .await
     .unwrap();
-    let synced = eventually(Duration::from_secs(30), || node.chain().head().hash == head_hash).await;
+    let synced = eventually(Duration::from_secs(30), || {
+        node.chain().head().hash == head_hash
+    })
+    .await;
     assert!(
         synced,
         "devmux did not sync the suite's chain from geth: head {:?}; geth log:\n{}",
@@ -93,7 +99,13 @@ async fn go_ethereums_eth_test_suite_passes_its_stateless_tests_against_devmux()
             // they are not applicable here, and nothing listens at this address.
             .args(["--engineapi", "http://127.0.0.1:9", "--jwtsecret"])
             .arg(format!("0x{}", "00".repeat(32)))
+            .arg("--node")
             .arg(node.local_addr())
+            .args(
+                std::env::var("DEVMUX_ETHTEST_RUN")
+                    .map(|pattern| vec!["--run".to_string(), pattern])
+                    .unwrap_or_default(),
+            )
             .kill_on_drop(true)
             .output(),
     )
@@ -113,6 +125,9 @@ async fn go_ethereums_eth_test_suite_passes_its_stateless_tests_against_devmux()
             Some((passed, name))
         })
         .collect();
+    if std::env::var_os("DEVMUX_ETHTEST_TAP").is_some() {
+        println!("{tap}");
+    }
     println!("devp2p rlpx eth-test against devmux:");
     for (passed, name) in &results {
         let verdict = match (passed, MUST_PASS.contains(&name.as_str())) {

@@ -631,6 +631,7 @@ pub fn eth_test_data() -> Option<PathBuf> {
                 .map(in_module),
         )
         .chain(std::env::var_os("HOME").map(|home| in_module(Path::new(&home).join("go/pkg/mod"))));
-    let found = candidates.into_iter().find(|dir| dir.join("chain.rlp").is_file());
-    found
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("chain.rlp").is_file())
 }

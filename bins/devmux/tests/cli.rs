@@ -525,8 +525,8 @@ fn two_processes_exchange_status(stream_stack: bool) {
         );
     }
     assert!(
-        a.logs.lock().unwrap().contains("version=eth/69")
-            || a.logs.lock().unwrap().contains("version=69")
+        a.logs.lock().unwrap().contains("version=eth/70")
+            || a.logs.lock().unwrap().contains("version=70")
     );
     assert_eq!(b.interrupt(), Some(0));
     assert_eq!(a.interrupt(), Some(0));
@@ -838,10 +838,10 @@ fn rpc_and_metrics(stream_stack: bool) {
     eventually("the eth session", || {
         let peers = result(&rpc, "admin_peers", json!([]));
         let peer = &peers[0];
-        peer["eth"]["version"] == 69
+        peer["eth"]["version"] == 70
             && peer["protocols"]
                 .as_array()
-                .is_some_and(|p| p.contains(&json!("/eth/69/1.0.0")))
+                .is_some_and(|p| p.contains(&json!("/eth/70/1.0.0")))
     });
     assert_eq!(result(&rpc, "net_peerCount", json!([])), "0x1");
     let after = scrape(&metrics);
@@ -855,7 +855,7 @@ fn rpc_and_metrics(stream_stack: bool) {
         "{after}"
     );
     assert!(
-        after.contains("devmux_peer_protocols{protocol=\"/eth/69/1.0.0\"} 1"),
+        after.contains("devmux_peer_protocols{protocol=\"/eth/70/1.0.0\"} 1"),
         "{after}"
     );
     assert!(
@@ -881,7 +881,7 @@ fn rpc_and_metrics(stream_stack: bool) {
     for direction in ["in", "out"] {
         assert!(
             after.contains(&format!(
-                "devmux_protocol_messages_total{{protocol=\"/eth/69/1.0.0\",direction=\"{direction}\",code=\"0x00\"}} 1"
+                "devmux_protocol_messages_total{{protocol=\"/eth/70/1.0.0\",direction=\"{direction}\",code=\"0x00\"}} 1"
             )),
             "{after}"
         );
@@ -1128,7 +1128,7 @@ fn probes_report_what_a_node_is_and_fail_with_one_line() {
             .contains(&json!("eth/69")),
         "{seen}"
     );
-    assert_eq!(seen["eth"]["version"], 69);
+    assert_eq!(seen["eth"]["version"], 70);
     assert_eq!(seen["eth"]["network_id"], 1337);
     assert_eq!(seen["eth"]["head_number"], 12);
     assert!(seen["rtt_ms"].as_f64().unwrap() > 0.0);

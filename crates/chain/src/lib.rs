@@ -1,10 +1,12 @@
 //! The chain a devmux node serves from: a redb store of blocks with fork choice, a
-//! transaction pool, and the devnet chain of WIRE.md §7.
+//! transaction pool, chain specs (the devnet of WIRE.md §7, mainnet, sepolia, hoodi, a
+//! go-ethereum genesis file) and block validation without execution.
 //!
 //! - [`Chain`] stores headers, bodies, receipts and total difficulty, keeps the
-//!   canonical chain and its head, validates blocks on insert ([`validate`]) and follows
-//!   the heaviest chain, reorganising when a heavier fork arrives (a tie keeps the current
-//!   head). Inserts are atomic batches; reads and writes run off the async reactor. It
+//!   canonical chain and its head, validates blocks on insert ([`validate`]: the
+//!   devnet's sealed rules, or proof of stake's) and follows the heaviest chain, and
+//!   after the merge (where blocks add no difficulty) the longer one, reorganising when
+//!   such a fork arrives (a tie keeps the current head). Inserts are atomic batches; reads and writes run off the async reactor. It
 //!   implements [`devmux_eth::ChainReader`].
 //! - [`Pool`] is the bounded transaction pool; it implements [`devmux_eth::TxPool`].
 //! - [`devnet`] derives the devnet: genesis, dev keys and blocks 1…N, identically on
@@ -14,7 +16,8 @@
 //!   [`networks::by_name`]) with go-ethereum's fork schedules, genesis headers, bootnodes
 //!   and DNS lists; [`genesis`] reads a go-ethereum genesis file
 //!   ([`ChainSpec::from_genesis_json`], [`genesis::load`]) into a spec whose genesis hash
-//!   and fork id are the ones `geth init` gives.
+//!   and fork id are the ones `geth init` gives; [`forks`] is the fork schedule both
+//!   fill in.
 //!
 //! ```
 //! use devmux_chain::{devnet::Devnet, Chain, ChainSpec};

@@ -377,6 +377,7 @@ pub fn validate_block(
 pub fn validate_body(spec: &ChainSpec, block: &BlockWithReceipts, hash: B256) -> Result<(), Error> {
     validate_transactions(spec, &block.header, hash, &block.body)?;
     validate_receipts(
+        spec,
         &block.header,
         hash,
         block.body.transactions.len(),
@@ -517,9 +518,13 @@ pub fn validate_fork_body(
 pub const MAX_RLP_BLOCK_SIZE: usize = 8 * 1024 * 1024;
 
 /// Checks `receipts` against `header` (whose hash is `hash`, and whose body has
-/// `transactions` transactions): one receipt per transaction, the receipts root, gas
-/// used equal to the last receipt's cumulative gas, and the logs bloom.
+/// `transactions` transactions): one receipt per transaction, the receipts root, the
+/// logs bloom, and before Amsterdam gas used equal to the last receipt's cumulative gas.
+/// From Amsterdam a header's gas used is the larger of its execution and state gas
+/// (EIP-8037, go-ethereum's `GasPool::Used`) before refunds, which receipts do not
+/// record: that check then needs execution.
 pub fn validate_receipts(
+    spec: &ChainSpec,
     header: &Header,
     hash: B256,
     transactions: usize,
@@ -545,7 +550,10 @@ pub fn validate_receipts(
         ));
     }
     let cumulative = receipts.last().map_or(0, |r| r.cumulative_gas_used);
-    if header.gas_used != cumulative {
+    let amsterdam = spec
+        .forks
+        .is_active(Hardfork::Amsterdam, number, header.timestamp);
+    if !amsterdam && header.gas_used != cumulative {
         return Err(Error::BadGasUsed {
             number,
             hash,
@@ -718,10 +726,10 @@ mod tests {
         };
         assert_eq!(block.body.transactions.len(), 3);
         validate_transactions(&ChainSpec::devnet(), header, hash, &block.body).unwrap();
-        validate_receipts(header, hash, 3, &block.receipts).unwrap();
+        validate_receipts(&ChainSpec::devnet(), header, hash, 3, &block.receipts).unwrap();
         // Block 4 has no transactions and no receipts.
         let empty = &blocks[3];
-        validate_receipts(&empty.header, empty.hash(), 0, &[]).unwrap();
+        validate_receipts(&ChainSpec::devnet(), &empty.header, empty.hash(), 0, &[]).unwrap();
 
         let mut body = block.body.clone();
         body.transactions.pop();
@@ -742,9 +750,10 @@ mod tests {
 
         let mut receipts = block.receipts.clone();
         receipts[1].success = false;
-        let e = validate_receipts(header, hash, 3, &receipts).unwrap_err();
+        let e = validate_receipts(&ChainSpec::devnet(), header, hash, 3, &receipts).unwrap_err();
         assert_eq!(field(e), "receipts_root");
-        let e = validate_receipts(header, hash, 3, &block.receipts[..2]).unwrap_err();
+        let e = validate_receipts(&ChainSpec::devnet(), header, hash, 3, &block.receipts[..2])
+            .unwrap_err();
         assert!(matches!(e, Error::ReceiptCount { receipts: 2, .. }), "{e}");
     }
 
@@ -1091,5 +1100,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Before Amsterdam a header's gas used is its receipts' cumulative gas; from
+    /// Amsterdam it counts gas before refunds (EIP-8037), which receipts do not show, so
+    /// the two may differ.
+    #[test]
+    fn gas_used_matches_the_receipts_only_before_amsterdam() {
+        let mut spec = crate::testing::pos_spec(0);
+        let receipt = Receipt {
+            cumulative_gas_used: 21_000,
+            ..Receipt::default()
+        };
+        let mut header = spec.genesis.clone();
+        header.gas_used = 30_000;
+        header.receipts_root = devmux_eth::receipts_root(std::slice::from_ref(&receipt));
+        header.logs_bloom = devmux_eth::logs_bloom(std::slice::from_ref(&receipt));
+        let check = |spec: &ChainSpec| {
+            validate_receipts(spec, &header, B256::ZERO, 1, std::slice::from_ref(&receipt))
+        };
+        assert!(matches!(check(&spec), Err(Error::BadGasUsed { .. })));
+        spec.forks
+            .set(Hardfork::Amsterdam, crate::forks::Activation::Time(0));
+        check(&spec).unwrap();
     }
 }

@@ -861,7 +861,16 @@ async fn serve<C: ChainReader, P: TxPool>(
         }
         Serve::Receipts(id, mut hashes, first) => {
             hashes.truncate(limits::MAX_RECEIPTS_SERVE);
-            let mut blocks = or_empty("receipts", shared.chain.receipts(hashes).await);
+            let mut blocks = or_empty("receipts", shared.chain.receipts(hashes.clone()).await);
+            // The store stops at the soft size counting the first block whole, but an
+            // eth/70 request that resumes inside a large block (`first` > 0) wants only
+            // its tail: without the blocks after it, a peer paging through (go-ethereum's
+            // conformance suite does) would get an empty list, ask again, and never
+            // move on. Fetch what follows once more; paging cuts at the soft size.
+            if first > 0 && !blocks.is_empty() && blocks.len() < hashes.len() {
+                let rest = hashes.split_off(blocks.len());
+                blocks.extend(or_empty("receipts", shared.chain.receipts(rest).await));
+            }
             blocks.truncate(limits::MAX_RECEIPTS_SERVE);
             let receipts = match Receipts::new(version, blocks) {
                 Receipts::WithBloom(mut b) => {

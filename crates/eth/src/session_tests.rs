@@ -138,11 +138,19 @@ impl ChainReader for ReceiptChain {
         Ok(vec![])
     }
 
+    /// Like devmux's store: whole blocks, stopping after the one that takes the total to
+    /// the soft response size (the handler pages within that).
     async fn receipts(&self, hashes: Vec<B256>) -> Result<Vec<Vec<Receipt>>, Infallible> {
-        Ok(hashes
-            .iter()
-            .map_while(|h| self.0.get(h).cloned())
-            .collect())
+        let mut total = 0;
+        let mut out = Vec::new();
+        for list in hashes.iter().map_while(|h| self.0.get(h).cloned()) {
+            total += list.iter().map(Encodable::length).sum::<usize>();
+            out.push(list);
+            if total >= limits::SOFT_RESPONSE_SIZE {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 

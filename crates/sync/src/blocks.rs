@@ -238,10 +238,11 @@ async fn import(shared: &Shared, from: PeerId, new_block: &NewBlock) -> Result<(
         Vec::new()
     };
     let (checked, transactions) = (header.clone(), body.transactions.len());
+    let chain = shared.chain.clone();
     let receipts = shared
         .root_checks
         .run(from, move |_| {
-            validate::validate_receipts(&checked, hash, transactions, &receipts)
+            validate::validate_receipts(chain.spec(), &checked, hash, transactions, &receipts)
                 .map_err(|e| CheckFailed::Invalid(e.to_string()))?;
             Ok(receipts)
         })

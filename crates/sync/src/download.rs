@@ -489,7 +489,7 @@ fn assemble(
         } else {
             Vec::new()
         };
-        validate::validate_receipts(header, hash, body.transactions.len(), &block_receipts)
+        validate::validate_receipts(spec, header, hash, body.transactions.len(), &block_receipts)
             .map_err(invalid)?;
         out.push((body, block_receipts));
     }
