@@ -3,11 +3,9 @@
 
 use std::net::IpAddr;
 
-use devmux_chain::devnet::{dev_key, TRANSFER_GAS, TRANSFER_MAX_FEE, TRANSFER_TIP};
-use devmux_eth::alloy_consensus::{SignableTransaction, TxEip1559};
+use devmux_chain::devnet::{dev_key, transfer_on};
 use devmux_eth::alloy_eips::eip2718::Encodable2718;
-use devmux_eth::alloy_primitives::{Bytes, TxKind, U256};
-use devmux_eth::TransactionSigned;
+use devmux_eth::alloy_primitives::U256;
 use devmux_tests::geth::{self, Geth, GethOptions, CHAIN_ID};
 
 /// geth's genesis funds dev keys 0–3 with 1000 ether each (the addresses are written
@@ -52,19 +50,8 @@ async fn geth_makes_blocks_when_driven_through_the_engine_api() {
     );
 
     // A transfer from dev key 0 lands in the next block.
-    let tx = TxEip1559 {
-        chain_id: CHAIN_ID,
-        nonce: 0,
-        gas_limit: TRANSFER_GAS,
-        max_fee_per_gas: TRANSFER_MAX_FEE,
-        max_priority_fee_per_gas: TRANSFER_TIP,
-        to: TxKind::Call(dev_key(1).unwrap().address()),
-        value: U256::from(1),
-        access_list: Default::default(),
-        input: Bytes::new(),
-    };
-    let signature = dev_key(0).unwrap().sign_hash(&tx.signature_hash());
-    let tx: TransactionSigned = tx.into_signed(signature).into();
+    let to = dev_key(1).unwrap().address();
+    let tx = transfer_on(CHAIN_ID, &dev_key(0).unwrap(), 0, to, U256::from(1));
     let hash = geth.send_raw_transaction(&tx.encoded_2718()).await.unwrap();
     assert_eq!(hash, *tx.tx_hash());
     assert!(geth.pool_has(hash).await.unwrap());

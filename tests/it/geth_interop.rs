@@ -8,10 +8,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use devmux_chain::devnet::{dev_key, TRANSFER_GAS, TRANSFER_MAX_FEE, TRANSFER_TIP};
-use devmux_eth::alloy_consensus::{SignableTransaction, TxEip1559};
+use devmux_chain::devnet::{dev_key, transfer_on};
 use devmux_eth::alloy_eips::eip2718::Encodable2718;
-use devmux_eth::alloy_primitives::{Bytes, TxKind, B256, U256};
+use devmux_eth::alloy_primitives::{B256, U256};
 use devmux_eth::{EthVersion, TransactionSigned};
 use devmux_node::{Node, NodeConfig};
 use devmux_tests::eventually;
@@ -58,19 +57,8 @@ async fn start_devmux(
 
 /// A transfer of 1 wei from dev key `from` (funded in geth's genesis) with `nonce`.
 fn transfer(from: usize, nonce: u64) -> TransactionSigned {
-    let tx = TxEip1559 {
-        chain_id: CHAIN_ID,
-        nonce,
-        gas_limit: TRANSFER_GAS,
-        max_fee_per_gas: TRANSFER_MAX_FEE,
-        max_priority_fee_per_gas: TRANSFER_TIP,
-        to: TxKind::Call(dev_key((from + 1) % 4).unwrap().address()),
-        value: U256::from(1),
-        access_list: Default::default(),
-        input: Bytes::new(),
-    };
-    let signature = dev_key(from).unwrap().sign_hash(&tx.signature_hash());
-    tx.into_signed(signature).into()
+    let to = dev_key((from + 1) % 4).unwrap().address();
+    transfer_on(CHAIN_ID, &dev_key(from).unwrap(), nonce, to, U256::from(1))
 }
 
 /// The eth version of devmux's session with geth, once Status was exchanged.

@@ -55,6 +55,30 @@ pub const TRANSFER_TIP: u128 = 1_000_000_000;
 /// Most transactions in one block: the gas limit over 21 000.
 pub const MAX_TXS_PER_BLOCK: usize = (GAS_LIMIT / TRANSFER_GAS) as usize;
 
+/// A signed EIP-1559 transfer of `value` wei from `key` with this nonce on chain
+/// `chain_id`, at the devnet's fees and gas (tests use it on other chains too).
+pub fn transfer_on(
+    chain_id: u64,
+    key: &SecretKey,
+    nonce: u64,
+    to: Address,
+    value: U256,
+) -> TransactionSigned {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: TRANSFER_GAS,
+        max_fee_per_gas: TRANSFER_MAX_FEE,
+        max_priority_fee_per_gas: TRANSFER_TIP,
+        to: TxKind::Call(to),
+        value,
+        access_list: Default::default(),
+        input: Bytes::new(),
+    };
+    let signature = key.sign_hash(&tx.signature_hash());
+    tx.into_signed(signature).into()
+}
+
 /// Secret of dev key `i`: keccak256(`"devmux-dev-key-"` ‖ decimal `i`).
 pub fn dev_secret(i: usize) -> B256 {
     keccak256(format!("devmux-dev-key-{i}"))
@@ -212,19 +236,7 @@ impl Devnet {
     /// A signed EIP-1559 transfer of `value` wei from dev key `from` (mod 16) with this
     /// nonce, at the devnet fees and gas.
     pub fn transfer(&self, from: usize, nonce: u64, to: Address, value: U256) -> TransactionSigned {
-        let tx = TxEip1559 {
-            chain_id: CHAIN_ID,
-            nonce,
-            gas_limit: TRANSFER_GAS,
-            max_fee_per_gas: TRANSFER_MAX_FEE,
-            max_priority_fee_per_gas: TRANSFER_TIP,
-            to: TxKind::Call(to),
-            value,
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
-        let signature = self.keys[from % DEV_KEYS].sign_hash(&tx.signature_hash());
-        tx.into_signed(signature).into()
+        transfer_on(CHAIN_ID, &self.keys[from % DEV_KEYS], nonce, to, value)
     }
 
     /// The transactions of devnet block `n` (none for `n = 0`).
