@@ -384,6 +384,47 @@ fn bad_flags_and_files_exit_nonzero_with_one_clear_line() {
         "64 hex digits",
     );
     refused(&["--datadir", datadir], "--dev");
+    // One chain: --network or --genesis, not both; a name devmux knows; devnet options
+    // only on the devnet; eth versions it speaks.
+    refused(
+        &[
+            "--datadir",
+            datadir,
+            "--network",
+            "sepolia",
+            "--genesis",
+            "g.json",
+        ],
+        "give one",
+    );
+    refused(
+        &["--datadir", datadir, "--network", "goerli"],
+        "mainnet, sepolia, hoodi, dev",
+    );
+    refused(
+        &[
+            "--datadir",
+            datadir,
+            "--network",
+            "hoodi",
+            "--dev-blocks",
+            "5",
+        ],
+        "devnet only",
+    );
+    refused(
+        &["--datadir", datadir, "--dev", "--eth-versions", "65"],
+        "eth/65",
+    );
+    refused(
+        &[
+            "--datadir",
+            datadir,
+            "--genesis",
+            "/nonexistent/genesis.json",
+        ],
+        "genesis",
+    );
     refused(&["keygen"], "--out");
     refused(&["identity", "--datadir", datadir], "devmux keygen");
     refused(&["--dev", "identity"], "identity");
@@ -989,6 +1030,7 @@ fn keygen_and_identity() {
             .to_string()
     };
     assert_eq!(field("peer-id"), peer_id);
+    assert!(field("network").starts_with("dev (none given"), "{out}");
     let node_id = field("node-id");
     assert_eq!(
         field("enode"),
@@ -1007,6 +1049,15 @@ fn keygen_and_identity() {
             .unwrap()
             .to_string(),
         node_id
+    );
+
+    // The chain it names: sepolia's fork id at genesis (go-ethereum's forkid vectors).
+    let (code, out, err) = run_to_end(&["identity", "--nodekey", key_arg, "--network", "sepolia"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("network: sepolia\n"), "{out}");
+    assert!(
+        out.contains("fork-id: 0xfe3366e7 next 1735371 (at genesis: no chain store yet)"),
+        "{out}"
     );
 
     // A node started with that key has those names; identity of its datadir too.

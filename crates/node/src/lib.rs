@@ -162,6 +162,9 @@ impl Node {
     /// Starts a node. Fails before starting anything if the configuration is bad.
     pub async fn start(config: NodeConfig) -> Result<Self, Error> {
         config.validate()?;
+        // The chain next: a genesis file that does not load stops the start before a
+        // data directory or a key is created.
+        let spec = config.chain_spec()?;
         // Bound first: a busy port fails the start before anything runs.
         let rpc_listener = match config.http {
             Some(addr) => Some(rpc::bind("admin RPC (--http)", addr).await?),
@@ -196,7 +199,6 @@ impl Node {
                 });
             }
         }
-        let spec = config.chain_spec()?;
         let eth_versions = config.eth_versions()?;
         let chain = Chain::open_async(datadir.join("chain.redb"), spec).await?;
         build_dev_blocks(&chain, config.dev_blocks).await?;
