@@ -5,7 +5,10 @@
 //!   canonical chain and its head, validates blocks on insert ([`validate`]) and follows
 //!   the heaviest chain, reorganising when a heavier fork arrives (a tie keeps the current
 //!   head). Inserts are atomic batches; reads and writes run off the async reactor. It
-//!   implements [`devmux_eth::ChainReader`].
+//!   implements [`devmux_eth::ChainReader`]. On a proof-of-stake chain a consensus layer
+//!   may name the head instead ([`Chain::set_forkchoice`], the Engine API's
+//!   `engine_forkchoiceUpdated`); a finalized block and an operator's checkpoint
+//!   ([`Chain::pin_checkpoint_blocking`]) are never reorganised away.
 //! - [`Pool`] is the bounded transaction pool; it implements [`devmux_eth::TxPool`].
 //! - [`devnet`] derives the devnet: genesis, dev keys and blocks 1…N, identically on
 //!   every node. Print its genesis hash with
@@ -46,7 +49,7 @@ mod spec;
 mod testing;
 pub mod validate;
 
-pub use chain::{Chain, ChainHead, InsertOutcome};
+pub use chain::{BlockRef, Chain, ChainHead, Forkchoice, HeadUpdate, InsertOutcome};
 pub use error::Error;
 pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig, BAD_SIGNATURE_MEMORY};
 pub use spec::{
