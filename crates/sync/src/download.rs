@@ -95,6 +95,10 @@ pub(crate) async fn run_round(
         return Ok(0);
     }
     let target_number = target.header.number;
+    let checkpoint = shared.chain.checkpoint();
+    if let Some(pin) = checkpoint.filter(|p| p.number == target_number && p.hash != target.hash) {
+        return Err(other_chain(id, pin.number, target.hash));
+    }
     progress.report(shared, target_number);
 
     // A relayed block usually extends a block we have: then that is the ancestor.
@@ -122,6 +126,17 @@ pub(crate) async fn run_round(
             depth,
             ancestor: ancestor.header.number,
         });
+    }
+    // Nor a branch that would drop the finalized block: it never becomes canonical.
+    if let Some(finalized) = shared
+        .chain
+        .finalized()
+        .filter(|f| ancestor.header.number < f.number)
+    {
+        return Err(Error::Chain(devmux_chain::Error::ReorgBelowFinalized {
+            finalized: finalized.number,
+            ancestor: ancestor.header.number,
+        }));
     }
     tracing::debug!(
         peer = %id,
@@ -249,6 +264,16 @@ async fn header_stage(
             Err(LinkError::Invalid(why)) => return Err(Error::InvalidHeaders { peer: id, why }),
             Err(LinkError::Rule(e)) => return Err(block_refusal(id, e)),
         };
+        // A peer whose chain has another block at the checkpoint's height is on another
+        // chain: none of it is fetched.
+        if let Some(pin) = shared.chain.checkpoint() {
+            if let Some(h) = linked
+                .iter()
+                .find(|h| h.header.number == pin.number && h.hash != pin.hash)
+            {
+                return Err(other_chain(id, pin.number, h.hash));
+            }
+        }
         if fetched {
             add(&shared.counters.headers_downloaded, linked.len() as u64);
             add(&shared.counters.bytes_downloaded, bytes as u64);
@@ -284,7 +309,7 @@ async fn body_stage(
 type JobResult = Result<Vec<(BlockBody, Vec<Receipt>)>, Error>;
 
 /// Fetches the bodies and receipts of `headers` from every peer that may have them.
-async fn download_bodies(
+pub(crate) async fn download_bodies(
     shared: &Arc<Shared>,
     headers: Arc<Vec<Hashed>>,
 ) -> Result<Vec<BlockWithReceipts>, Error> {
@@ -523,10 +548,14 @@ async fn insert_stage(
 
 /// What the chain's refusal of blocks `peer` sent costs that peer: a bad seal is a
 /// forgery ([`Error::BadSeal`]), anything else wrong with the blocks a lie
-/// ([`Error::InvalidHeaders`]); a refusal that is not about the blocks is ours
+/// ([`Error::InvalidHeaders`]), a block that is not the checkpoint another chain
+/// ([`Error::OtherChain`]); a refusal that is not about the blocks is ours
 /// ([`Error::Chain`]).
 pub(crate) fn block_refusal(peer: PeerId, e: devmux_chain::Error) -> Error {
     match e {
+        devmux_chain::Error::CheckpointMismatch { number, got, .. } => {
+            other_chain(peer, number, got)
+        }
         devmux_chain::Error::BadSeal { .. } => Error::BadSeal {
             peer,
             why: e.to_string(),
@@ -537,6 +566,13 @@ pub(crate) fn block_refusal(peer: PeerId, e: devmux_chain::Error) -> Error {
         },
         e => Error::Chain(e),
     }
+}
+
+/// `peer` serves block `hash` at the checkpoint's height `number`, which is not the
+/// checkpoint ([`Error::OtherChain`]).
+pub(crate) fn other_chain(peer: PeerId, number: u64, hash: B256) -> Error {
+    tracing::debug!(%peer, number, %hash, "a peer's block at the checkpoint's height is not the checkpoint");
+    Error::OtherChain { peer, number }
 }
 
 /// Whether the chain refused a block for what it contains (rather than failing).
