@@ -153,7 +153,7 @@ async fn from_peer(shared: &Arc<Shared>, peer: &EthPeer, hash: B256) -> Result<u
     };
     let mut inserted = 0;
     for chunk in linked.chunks(batch as usize) {
-        let blocks = download_bodies(shared, Arc::new(chunk.to_vec())).await?;
+        let blocks = download_bodies(shared, Arc::new(chunk.to_vec()), Some(id)).await?;
         let txs: Vec<B256> = blocks
             .iter()
             .flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash()))

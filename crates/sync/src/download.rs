@@ -297,7 +297,7 @@ async fn body_stage(
     out: mpsc::Sender<Vec<BlockWithReceipts>>,
 ) -> Result<(), Error> {
     while let Some(headers) = shared.or_cancel(input.recv()).await? {
-        let blocks = download_bodies(shared, headers).await?;
+        let blocks = download_bodies(shared, headers, None).await?;
         if shared.or_cancel(out.send(blocks)).await?.is_err() {
             break;
         }
@@ -308,10 +308,12 @@ async fn body_stage(
 /// A body job's answer: the bodies and receipts of a prefix of its blocks.
 type JobResult = Result<Vec<(BlockBody, Vec<Receipt>)>, Error>;
 
-/// Fetches the bodies and receipts of `headers` from every peer that may have them.
+/// Fetches the bodies and receipts of `headers` from every peer that may have them, and
+/// from `source` (the peer that served the headers) whatever head it last announced.
 pub(crate) async fn download_bodies(
     shared: &Arc<Shared>,
     headers: Arc<Vec<Hashed>>,
+    source: Option<PeerId>,
 ) -> Result<Vec<BlockWithReceipts>, Error> {
     let n = headers.len();
     let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
@@ -334,7 +336,7 @@ pub(crate) async fn download_bodies(
 
     while !pending.is_empty() || !tasks.is_empty() {
         if !pending.is_empty() {
-            let peers = body_peers(shared, first);
+            let peers = body_peers(shared, first, source);
             for peer in &peers {
                 let id = peer.peer_id();
                 while busy.get(&id).copied().unwrap_or(0) < per_peer {
@@ -418,8 +420,10 @@ pub(crate) async fn download_bodies(
 }
 
 /// Peers that may serve bodies from block `first` on, in random order (to spread the
-/// load): not benched, and not known to lack them (an eth/69 peer's range says).
-fn body_peers(shared: &Shared, first: u64) -> Vec<EthPeer> {
+/// load): not benched, and not known to lack them (an eth/69 peer's range says), or
+/// `source`, which served their headers (its range may be older than its chain: a
+/// go-ethereum peer sends a `BlockRangeUpdate` every few blocks, not every block).
+fn body_peers(shared: &Shared, first: u64, source: Option<PeerId>) -> Vec<EthPeer> {
     let mut peers: Vec<EthPeer> = shared
         .peers
         .list()
@@ -427,7 +431,9 @@ fn body_peers(shared: &Shared, first: u64) -> Vec<EthPeer> {
         .filter(|p| !p.is_closed() && !shared.is_benched(&p.peer_id()))
         .filter(|p| {
             let head = p.head();
-            head.earliest.is_none_or(|e| e <= first) && head.number.is_none_or(|n| n >= first)
+            Some(p.peer_id()) == source
+                || (head.earliest.is_none_or(|e| e <= first)
+                    && head.number.is_none_or(|n| n >= first))
         })
         .collect();
     peers.shuffle(&mut rand::thread_rng());
