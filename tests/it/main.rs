@@ -7,6 +7,7 @@ mod admission;
 mod contract;
 mod counters;
 mod dual;
+mod engine;
 mod eth;
 mod fuzz_corpus;
 mod geth;
