@@ -15,8 +15,9 @@
 //!
 //! Until a consensus layer speaks, the head follows fork choice: the heaviest valid chain
 //! (the longer one after the merge), reorganising at most [`MAX_REORG_DEPTH`] blocks.
-//! Once [`Chain::set_forkchoice`] has been called (the Engine API's
-//! `engine_forkchoiceUpdated`), the head is the consensus layer's to name: inserts store
+//! Once [`Chain::set_forkchoice`] (the Engine API's `engine_forkchoiceUpdated`) or
+//! [`Chain::follow_consensus_layer`] has been called, the head is the consensus layer's
+//! to name: inserts store
 //! blocks but never move it, for the rest of the process's life (the next start follows
 //! fork choice again until the consensus layer's first update). Two blocks are never
 //! reorganised away, whoever moves the head: the finalized block the consensus layer
@@ -340,6 +341,15 @@ impl Chain {
     /// head.
     pub fn follows_consensus_layer(&self) -> bool {
         self.inner.external_head.load(Ordering::Acquire)
+    }
+
+    /// Hands the head to a consensus layer from now on, before it names one we have:
+    /// inserts store blocks without moving the head (or refusing them for a reorg deeper
+    /// than [`MAX_REORG_DEPTH`]: fork choice no longer runs), as after
+    /// [`Chain::set_forkchoice`]. For a consensus layer whose first update names a head
+    /// that sync must fetch first.
+    pub fn follow_consensus_layer(&self) {
+        self.inner.external_head.store(true, Ordering::Release);
     }
 
     /// Pins `checkpoint`: from now on, a block at its height that is not it is refused
@@ -1413,6 +1423,30 @@ mod tests {
         let chain = Chain::open(dir.path().join("chain.redb"), spec).unwrap();
         assert_eq!(chain.head(), head);
         assert!(!chain.follows_consensus_layer());
+    }
+
+    /// Following a consensus layer before it named a stored head: a branch far deeper
+    /// than the fork choice bound is stored (the consensus layer named its tip, sync
+    /// fetched it), and the head waits for the update.
+    #[test]
+    fn a_chain_handed_to_a_consensus_layer_stores_deep_branches() {
+        use crate::testing::pos_chain;
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, main) = pos_store(&dir, 100);
+        let deep = pos_chain(&main[9].header, 120, 2);
+        assert!(matches!(
+            chain.insert_blocks_blocking(&deep),
+            Err(Error::ReorgTooDeep { .. })
+        ));
+        chain.follow_consensus_layer();
+        let outcome = chain.insert_blocks_blocking(&deep).unwrap();
+        assert_eq!(outcome.inserted, 120);
+        assert_eq!(chain.head().hash, main[99].hash());
+        let update = chain
+            .set_forkchoice_blocking(head_only(deep[119].hash()))
+            .unwrap();
+        assert_eq!(update.reorg_depth, 90);
+        assert_eq!(chain.head().number, 130);
     }
 
     /// Safe and finalized must be on the new chain; nothing is applied otherwise. The

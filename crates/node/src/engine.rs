@@ -10,9 +10,11 @@
 //! A forkchoice update whose head is stored makes it the canonical head, however deep the
 //! reorg, records the safe and finalized blocks, and answers
 //! `{payloadStatus: {status: "VALID", latestValidHash: head, validationError: null},
-//! payloadId: null}` ([`devmux_chain::Chain::set_forkchoice`]). From then on the chain
-//! follows the consensus client: blocks from peers are stored, and the head moves only
-//! when it says. One whose head is not stored answers `SYNCING` and has sync fetch that
+//! payloadId: null}` ([`devmux_chain::Chain::set_forkchoice`]). From the first update on
+//! (one answered `SYNCING` too) the chain follows the consensus client: blocks from peers
+//! are stored, and the head moves only when it says; until then, and after a restart
+//! until its next update, the longest valid chain within 64 blocks of reorganisation is
+//! the head, as without one. An update whose head is not stored answers `SYNCING` and has sync fetch that
 //! block and its ancestors from peers ([`devmux_sync::SyncHandle::fetch_block`]); once
 //! they are stored, the update is applied, unless a newer one came first. A zero head
 //! hash, or safe and finalized blocks that are not the head or ancestors of it, are
@@ -205,7 +207,8 @@ impl Engine {
         *self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_pending(&self, update: Option<Forkchoice>) {
+    /// Sets the pending update; true if it changed (then [`fetch_loop`] is woken).
+    fn set_pending(&self, update: Option<Forkchoice>) -> bool {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let changed = *pending != update;
         *pending = update;
@@ -213,6 +216,7 @@ impl Engine {
         if changed && update.is_some() {
             self.wake.notify_one();
         }
+        changed
     }
 
     /// Applies `update` (whose head is stored now) if it is still the pending one.
@@ -373,6 +377,10 @@ async fn forkchoice_updated(
         let _custody: Option<Value> = params.optional_next()?;
     }
     let update = state.forkchoice()?;
+    // A consensus client is here: from now on it names the head, even before it names
+    // one we have (else fork choice could move the head meanwhile, or refuse the branch
+    // sync fetches for it as deeper than the bound).
+    engine.chain.follow_consensus_layer();
     let order = engine.updates.lock().await;
     let applied = tokio::time::timeout(CALL_TIMEOUT, engine.chain.set_forkchoice(update))
         .await
@@ -385,8 +393,9 @@ async fn forkchoice_updated(
         Ok(change) => change,
         Err(devmux_chain::Error::UnknownBlock(_)) => {
             // Sync fetches it, then the update is applied (unless a newer one came).
-            info!(head = %update.head, "forkchoice: head not stored, fetching it from peers");
-            engine.set_pending(Some(update));
+            if engine.set_pending(Some(update)) {
+                info!(head = %update.head, "forkchoice: head not stored, fetching it from peers");
+            }
             return Ok(forkchoice_response("SYNCING", None));
         }
         Err(
