@@ -22,7 +22,7 @@
 //! fork choice again until the consensus layer's first update). Two blocks are never
 //! reorganised away, whoever moves the head: the finalized block the consensus layer
 //! named (stored, so it holds across restarts), and a checkpoint the operator pinned
-//! ([`Chain::pin_checkpoint`]); a chain with another block at the checkpoint's height is
+//! ([`Chain::pin_checkpoint_blocking`]); a chain with another block at the checkpoint's height is
 //! refused.
 //!
 //! # Atomicity and batching
@@ -161,7 +161,7 @@ struct Inner {
     head: RwLock<ChainHead>,
     /// The safe and finalized blocks (cached from `meta`).
     finality: RwLock<Finality>,
-    /// The operator's checkpoint, if any ([`Chain::pin_checkpoint`]; not stored).
+    /// The operator's checkpoint, if any ([`Chain::pin_checkpoint_blocking`]; not stored).
     checkpoint: RwLock<Option<BlockRef>>,
     /// Whether a consensus layer names the head ([`Chain::set_forkchoice`] was called):
     /// then inserts never move it.
@@ -327,7 +327,7 @@ impl Chain {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The checkpoint [`Chain::pin_checkpoint`] pinned, if any.
+    /// The checkpoint [`Chain::pin_checkpoint_blocking`] pinned, if any.
     pub fn checkpoint(&self) -> Option<BlockRef> {
         *self
             .inner

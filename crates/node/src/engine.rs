@@ -160,7 +160,11 @@ impl EngineServer {
         tasks.spawn(fetch_loop(engine.clone(), cancel.clone()));
         tasks.close();
         let handle = server.start(module(engine)?);
-        info!(%addr, "Engine API listening");
+        if addr.ip().is_loopback() {
+            info!(%addr, "Engine API listening");
+        } else {
+            info!(%addr, "Engine API listening on a non-loopback address: every request needs a JWT made with --jwtsecret");
+        }
         Ok(Self {
             handle,
             addr,

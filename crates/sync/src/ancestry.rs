@@ -3,11 +3,12 @@
 //! when it names a head we do not have, which may be on a branch no peer announces as its
 //! head (so the sync rounds, which follow peers' heads, would never fetch it).
 //!
-//! From one peer at a time (those that announced the block as their head first): headers
-//! by hash, newest first (`GetBlockHeaders` with `reverse`), each checked to be the parent
-//! of the one before, until one whose parent we have, at most [`MAX_ANCESTRY`] of them;
-//! then the headers are checked against the chain's header rules from that known parent
-//! on, and their bodies and receipts are fetched from every peer that has them and
+//! From one peer at a time (those that announced the block as their head first, those
+//! the sync rounds benched last): headers by hash, newest first (`GetBlockHeaders` with
+//! `reverse`), each checked to be the parent of the one before, until one whose parent
+//! we have, at most [`MAX_ANCESTRY`] of them; then the headers are checked against the
+//! chain's header rules from that known parent on, and their bodies and receipts are
+//! fetched from every peer that has them (the one that served the headers included) and
 //! inserted, parents first, exactly as a sync round's ([`download_bodies`]).
 
 use std::sync::Arc;
@@ -39,11 +40,14 @@ pub(crate) async fn fetch_block(shared: &Arc<Shared>, hash: B256) -> Result<usiz
         .peers
         .list()
         .into_iter()
-        .filter(|p| !p.is_closed() && !shared.is_benched(&p.peer_id()))
+        .filter(|p| !p.is_closed())
         .collect();
     peers.shuffle(&mut rand::thread_rng());
-    // Peers that announced it as their head first: they surely have it.
-    peers.sort_by_key(|p| p.head().hash != hash);
+    // Peers that announced it as their head first: they surely have it. Peers the sync
+    // rounds benched last, but asked too: a round benches a peer whose chain branches
+    // off deeper than the reorg bound, and that may be the branch wanted here (a peer
+    // that lied was disconnected).
+    peers.sort_by_key(|p| (p.head().hash != hash, shared.is_benched(&p.peer_id())));
     let mut why = String::from("no peer to ask");
     for peer in peers {
         match from_peer(shared, &peer, hash).await {
