@@ -17,13 +17,12 @@
 //! (the longer one after the merge), reorganising at most [`MAX_REORG_DEPTH`] blocks.
 //! Once [`Chain::set_forkchoice`] (the Engine API's `engine_forkchoiceUpdated`) or
 //! [`Chain::follow_consensus_layer`] has been called, the head is the consensus layer's
-//! to name: inserts store
-//! blocks but never move it, for the rest of the process's life (the next start follows
-//! fork choice again until the consensus layer's first update). Two blocks are never
-//! reorganised away, whoever moves the head: the finalized block the consensus layer
-//! named (stored, so it holds across restarts), and a checkpoint the operator pinned
-//! ([`Chain::pin_checkpoint_blocking`]); a chain with another block at the checkpoint's height is
-//! refused.
+//! to name: inserts store blocks but never move it, for the rest of the process's life
+//! (the next start follows fork choice again until the consensus layer's first update).
+//! Two blocks are never reorganised away, whoever moves the head: the finalized block
+//! the consensus layer named (stored, so it holds across restarts), and a checkpoint the
+//! operator pinned ([`Chain::pin_checkpoint_blocking`]); a chain with another block at
+//! the checkpoint's height is refused.
 //!
 //! # Atomicity and batching
 //!
@@ -163,7 +162,7 @@ struct Inner {
     finality: RwLock<Finality>,
     /// The operator's checkpoint, if any ([`Chain::pin_checkpoint_blocking`]; not stored).
     checkpoint: RwLock<Option<BlockRef>>,
-    /// Whether a consensus layer names the head ([`Chain::set_forkchoice`] was called):
+    /// Whether a consensus layer names the head ([`Chain::follows_consensus_layer`]):
     /// then inserts never move it.
     external_head: AtomicBool,
     /// Held for a whole insert, commit and head update included: redb serialises write
@@ -336,9 +335,9 @@ impl Chain {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a consensus layer names the head: [`Chain::set_forkchoice`] succeeded
-    /// once since the store was opened. Then inserts store blocks without moving the
-    /// head.
+    /// Whether a consensus layer names the head: [`Chain::set_forkchoice`] succeeded, or
+    /// [`Chain::follow_consensus_layer`] was called, since the store was opened. Then
+    /// inserts store blocks without moving the head.
     pub fn follows_consensus_layer(&self) -> bool {
         self.inner.external_head.load(Ordering::Acquire)
     }

@@ -15,7 +15,7 @@
 //! [`engine`]) start serving; their
 //! sockets are bound before anything else starts, so a busy port fails the start
 //! cleanly.
-//! [`Node::stop`] reverses it: the RPC and metrics servers stop, discovery stops
+//! [`Node::stop`] reverses it: the RPC, metrics and Engine API servers stop, discovery stops
 //! and stores its table, peers are told `ClientQuitting` (RLPx Disconnect or
 //! goodbye), and the chain's last commit is already durable.
 //!
