@@ -7,6 +7,7 @@ mod admission;
 mod contract;
 mod counters;
 mod dual;
+mod engine;
 mod eth;
 mod eth_test_suite;
 mod fuzz_corpus;

@@ -6,11 +6,13 @@
 //! devmux --config node.toml --port 30305      # flags win over the file
 //! devmux identity --datadir /tmp/a             # enode, ENR, PeerId, multiaddr of its key
 //! devmux keygen --out node.key                 # a new key file (mode 0600)
+//! devmux --network sepolia --authrpc --jwtsecret jwt.hex   # a consensus client names the head
 //! ```
 //! On start it prints, one per line on stdout: its address (the `enode://…@IP:PORT`
 //! URL with RLPx, the default, or its full multiaddr with `--use-p2p-server`); its
 //! `enr:` record unless `--no-discovery`; `rpc http://ADDR` with `--http`; and
-//! `metrics http://ADDR/metrics` with `--metrics`. Logs go to stderr
+//! `metrics http://ADDR/metrics` with `--metrics`; and `engine http://ADDR` with
+//! `--authrpc`. Logs go to stderr
 //! (`--log-level`, `--log-format`; `RUST_LOG` applies when `--log-level` is not
 //! given). SIGINT or SIGTERM stops it cleanly.
 //!
@@ -192,6 +194,15 @@ struct NodeArgs {
     /// Serve Prometheus metrics at /metrics [default: off; --metrics alone: 127.0.0.1:9001]
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9001")]
     metrics: Option<SocketAddr>,
+    /// Serve the Engine API (JWT-authenticated, for a consensus client naming the head; proof-of-stake chains only). The JWT guards it, so a non-loopback address needs no other flag: keep the secret private [default: off; --authrpc alone: 127.0.0.1:8551]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8551")]
+    authrpc: Option<SocketAddr>,
+    /// The Engine API's JWT secret: a file with 64 hex digits (0x optional) shared with the consensus client; required with --authrpc
+    #[arg(long, value_name = "FILE")]
+    jwtsecret: Option<PathBuf>,
+    /// A block the node must keep, NUMBER:HASH: a chain with another block at NUMBER is refused, peers on it are not synced from
+    #[arg(long, value_name = "NUMBER:HASH")]
+    checkpoint: Option<devmux_node::Checkpoint>,
     /// Log level (error, warn, info, debug, trace, off) or directives (info,devmux_eth=debug) [default: info]
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -323,6 +334,9 @@ impl NodeArgs {
             self.http_allow_remote_admin,
         );
         set(&mut config.metrics, self.metrics.map(Some));
+        set(&mut config.authrpc, self.authrpc.map(Some));
+        set(&mut config.jwtsecret, self.jwtsecret.map(Some));
+        set(&mut config.checkpoint, self.checkpoint.map(Some));
         set(&mut config.log_level, self.log_level);
         set(&mut config.log_format, self.log_format);
         Ok(config)
@@ -407,6 +421,7 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         node.metrics_addr()
             .map(|a| format!("metrics http://{a}/metrics")),
     );
+    lines.extend(node.engine_addr().map(|a| format!("engine http://{a}")));
     print_lines(&lines);
     signals.recv().await;
     tracing::info!("signal received: stopping");

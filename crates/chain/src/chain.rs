@@ -9,7 +9,20 @@
 //! | `receipts` | block hash | RLP list of receipts (eth/69 form, no bloom) |
 //! | `total_difficulty` | block hash | 32-byte big-endian TD |
 //! | `canonical` | block number | block hash |
-//! | `meta` | `"genesis"`, `"head"` | block hash |
+//! | `meta` | `"genesis"`, `"head"`, `"safe"`, `"finalized"` | block hash |
+//!
+//! # Who moves the head
+//!
+//! Until a consensus layer speaks, the head follows fork choice: the heaviest valid chain
+//! (the longer one after the merge), reorganising at most [`MAX_REORG_DEPTH`] blocks.
+//! Once [`Chain::set_forkchoice`] (the Engine API's `engine_forkchoiceUpdated`) or
+//! [`Chain::follow_consensus_layer`] has been called, the head is the consensus layer's
+//! to name: inserts store blocks but never move it, for the rest of the process's life
+//! (the next start follows fork choice again until the consensus layer's first update).
+//! Two blocks are never reorganised away, whoever moves the head: the finalized block
+//! the consensus layer named (stored, so it holds across restarts), and a checkpoint the
+//! operator pinned ([`Chain::pin_checkpoint_blocking`]); a chain with another block at
+//! the checkpoint's height is refused.
 //!
 //! # Atomicity and batching
 //!
@@ -27,6 +40,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use alloy_primitives::{B256, U256};
@@ -50,6 +64,8 @@ const META: TableDefinition<'_, &str, &[u8; 32]> = TableDefinition::new("meta");
 
 const META_GENESIS: &str = "genesis";
 const META_HEAD: &str = "head";
+const META_SAFE: &str = "safe";
+const META_FINALIZED: &str = "finalized";
 
 /// The head of the canonical chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +78,50 @@ pub struct ChainHead {
     pub timestamp: u64,
     /// Total difficulty.
     pub total_difficulty: U256,
+}
+
+/// A block named by number and hash: the finalized and safe blocks, a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockRef {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+}
+
+/// What a consensus layer names in a forkchoice update (`engine_forkchoiceUpdated`'s
+/// `ForkchoiceStateV1`; a zero hash there is `None` here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forkchoice {
+    /// The block to make the head.
+    pub head: B256,
+    /// The "safe" block: the head or an ancestor of it. Recorded, not enforced.
+    pub safe: Option<B256>,
+    /// The most recent finalized block: the head or an ancestor of it. Never
+    /// reorganised away afterwards.
+    pub finalized: Option<B256>,
+}
+
+/// What [`Chain::set_forkchoice`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadUpdate {
+    /// The head after the update.
+    pub head: ChainHead,
+    /// The head before it.
+    pub previous_head: ChainHead,
+    /// Canonical blocks that left the canonical chain.
+    pub reorg_depth: u64,
+    /// False when the update was skipped: its head is a canonical block below the
+    /// finalized one (the Engine API lets an execution client skip such an update, and
+    /// go-ethereum does); nothing changed, safe and finalized included.
+    pub applied: bool,
+}
+
+impl HeadUpdate {
+    /// Whether the update moved the head.
+    pub fn head_changed(&self) -> bool {
+        self.head.hash != self.previous_head.hash
+    }
 }
 
 /// What an insert did.
@@ -98,9 +158,22 @@ struct Inner {
     spec: ChainSpec,
     genesis_hash: B256,
     head: RwLock<ChainHead>,
+    /// The safe and finalized blocks (cached from `meta`).
+    finality: RwLock<Finality>,
+    /// The operator's checkpoint, if any ([`Chain::pin_checkpoint_blocking`]; not stored).
+    checkpoint: RwLock<Option<BlockRef>>,
+    /// Whether a consensus layer names the head ([`Chain::follows_consensus_layer`]):
+    /// then inserts never move it.
+    external_head: AtomicBool,
     /// Held for a whole insert, commit and head update included: redb serialises write
     /// transactions, but the cached head must change in commit order too.
     writer: Mutex<()>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Finality {
+    safe: Option<BlockRef>,
+    finalized: Option<BlockRef>,
 }
 
 impl core::fmt::Debug for Chain {
@@ -119,6 +192,7 @@ impl Chain {
         let db = Database::create(path)?;
         let genesis_hash = spec.genesis_hash();
         let txn = db.begin_write()?;
+        let mut finality = Finality::default();
         let head = {
             let mut headers = txn.open_table(HEADERS)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -142,6 +216,17 @@ impl Chain {
                     let header = headers.get(&head)?.ok_or(missing("head header"))?;
                     let header = Header::decode(&mut header.value())?;
                     let td = tds.get(&head)?.ok_or(missing("head td"))?;
+                    for (key, slot) in [
+                        (META_SAFE, &mut finality.safe),
+                        (META_FINALIZED, &mut finality.finalized),
+                    ] {
+                        let Some(hash) = meta.get(key)?.map(|g| B256::from(*g.value())) else {
+                            continue;
+                        };
+                        let rlp = headers.get(&hash.0)?.ok_or(missing("finality header"))?;
+                        let number = Header::decode(&mut rlp.value())?.number;
+                        *slot = Some(BlockRef { number, hash });
+                    }
                     ChainHead {
                         hash: B256::from(head),
                         number: header.number,
@@ -175,6 +260,9 @@ impl Chain {
                 spec,
                 genesis_hash,
                 head: RwLock::new(head),
+                finality: RwLock::new(finality),
+                checkpoint: RwLock::new(None),
+                external_head: AtomicBool::new(false),
                 writer: Mutex::new(()),
             }),
         })
@@ -219,6 +307,74 @@ impl Chain {
         })
     }
 
+    /// The finalized block the consensus layer last named, if any (stored: it holds
+    /// across restarts). No reorg drops it.
+    pub fn finalized(&self) -> Option<BlockRef> {
+        self.finality().finalized
+    }
+
+    /// The safe block the consensus layer last named, if any (stored).
+    pub fn safe(&self) -> Option<BlockRef> {
+        self.finality().safe
+    }
+
+    fn finality(&self) -> Finality {
+        *self
+            .inner
+            .finality
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The checkpoint [`Chain::pin_checkpoint_blocking`] pinned, if any.
+    pub fn checkpoint(&self) -> Option<BlockRef> {
+        *self
+            .inner
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a consensus layer names the head: [`Chain::set_forkchoice`] succeeded, or
+    /// [`Chain::follow_consensus_layer`] was called, since the store was opened. Then
+    /// inserts store blocks without moving the head.
+    pub fn follows_consensus_layer(&self) -> bool {
+        self.inner.external_head.load(Ordering::Acquire)
+    }
+
+    /// Hands the head to a consensus layer from now on, before it names one we have:
+    /// inserts store blocks without moving the head (or refusing them for a reorg deeper
+    /// than [`MAX_REORG_DEPTH`]: fork choice no longer runs), as after
+    /// [`Chain::set_forkchoice`]. For a consensus layer whose first update names a head
+    /// that sync must fetch first.
+    pub fn follow_consensus_layer(&self) {
+        self.inner.external_head.store(true, Ordering::Release);
+    }
+
+    /// Pins `checkpoint`: from now on, a block at its height that is not it is refused
+    /// ([`Error::CheckpointMismatch`]), and so is every block built on such a block. Fails
+    /// with that error, pinning nothing, when the canonical chain already has another
+    /// block at that height (the store holds another chain). A block there that is not
+    /// stored yet is fine: the chain has not reached it. Not stored: pin it at every start.
+    pub fn pin_checkpoint_blocking(&self, checkpoint: BlockRef) -> Result<(), Error> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(got) = self.canonical_hash_blocking(checkpoint.number)? {
+            if got != checkpoint.hash {
+                return Err(Error::CheckpointMismatch {
+                    number: checkpoint.number,
+                    expected: checkpoint.hash,
+                    got,
+                });
+            }
+        }
+        *self
+            .inner
+            .checkpoint
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
+        Ok(())
+    }
+
     /// Runs `f` on tokio's blocking pool.
     async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
     where
@@ -237,7 +393,11 @@ impl Chain {
     /// commit, then moves the head to the heaviest block if it is heavier than the current
     /// head, or as heavy and higher (after the merge, blocks add no difficulty); a tie
     /// keeps the current head. If any block is invalid, nothing is stored
-    /// and the error names the block.
+    /// and the error names the block. Once a consensus layer names the head
+    /// ([`Chain::set_forkchoice`]), blocks are stored and the head stays. A reorg that
+    /// would drop the finalized block ([`Error::ReorgBelowFinalized`]) or a block at the
+    /// checkpoint's height that is not the checkpoint ([`Error::CheckpointMismatch`]) is
+    /// refused whole.
     pub async fn insert_blocks(
         &self,
         blocks: Vec<BlockWithReceipts>,
@@ -257,6 +417,8 @@ impl Chain {
         let old_head = self.head();
         let spec = &self.inner.spec;
         let now = validate::now_secs();
+        let checkpoint = self.checkpoint();
+        let external = self.follows_consensus_layer();
         let outcome = {
             let mut headers = txn.open_table(HEADERS)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -289,6 +451,15 @@ impl Chain {
                     }
                 };
                 validate::validate_block(spec, block, hash, &parent_header, now)?;
+                if let Some(pin) = checkpoint.filter(|p| p.number == header.number) {
+                    if pin.hash != hash {
+                        return Err(Error::CheckpointMismatch {
+                            number: pin.number,
+                            expected: pin.hash,
+                            got: hash,
+                        });
+                    }
+                }
                 let parent_td = tds
                     .get(&parent.0)?
                     .map(|td| U256::from_be_bytes(*td.value()))
@@ -304,8 +475,9 @@ impl Chain {
 
                 // Fork choice: strictly heavier wins, and after the merge, where every
                 // block adds difficulty 0, the longer chain of equal weight; a tie keeps
-                // what we have.
-                if (td, header.number) > (best.total_difficulty, best.number) {
+                // what we have. Not once a consensus layer names the head: then the
+                // block is stored and waits for it.
+                if !external && (td, header.number) > (best.total_difficulty, best.number) {
                     best = ChainHead {
                         hash,
                         number: header.number,
@@ -318,27 +490,13 @@ impl Chain {
             let mut reorg_depth = 0;
             if best.hash != old_head.hash {
                 // Walk back from the new head to the first block that is already canonical.
-                let mut path = Vec::new();
-                let (mut hash, mut number) = (best.hash, best.number);
-                loop {
-                    let is_canonical = canonical.get(number)?.is_some_and(|h| *h.value() == hash.0);
-                    if is_canonical {
-                        break;
-                    }
-                    path.push((number, hash));
-                    let Some(prev) = number.checked_sub(1) else {
-                        break;
-                    };
-                    let parent = match batch.get(&hash) {
-                        Some(&(_, parent)) => parent,
-                        None => {
-                            let rlp = headers.get(&hash.0)?.ok_or(missing("ancestor header"))?;
-                            Header::decode(&mut rlp.value())?.parent_hash
+                let (path, ancestor) =
+                    walk_to_canonical(&canonical, best.hash, best.number, |hash| {
+                        match batch.get(&hash) {
+                            Some(&(_, parent)) => Ok(parent),
+                            None => stored_parent(&headers, hash),
                         }
-                    };
-                    (hash, number) = (parent, prev);
-                }
-                let ancestor = number;
+                    })?;
                 reorg_depth = old_head.number.saturating_sub(ancestor);
                 if reorg_depth > MAX_REORG_DEPTH {
                     // Dropping `txn` rolls the whole batch back.
@@ -348,6 +506,7 @@ impl Chain {
                         max: MAX_REORG_DEPTH,
                     });
                 }
+                self.check_pins(&path, ancestor)?;
                 for (n, h) in path {
                     canonical.insert(n, &h.0)?;
                 }
@@ -367,6 +526,158 @@ impl Chain {
         txn.commit()?;
         *self.inner.head.write().unwrap_or_else(|e| e.into_inner()) = outcome.head;
         Ok(outcome)
+    }
+
+    /// Applies a consensus layer's forkchoice update ([`Forkchoice`]) in one atomic
+    /// commit: the stored block `head` becomes the canonical head, however deep the reorg
+    /// (the consensus layer is the authority on the proof-of-stake chain, and the Engine
+    /// API that carries its updates is authenticated; [`MAX_REORG_DEPTH`] bounds what
+    /// *peers* can make us adopt), and `safe` and `finalized`, which must be the head or
+    /// canonical ancestors of it afterwards, are recorded. From then on the chain follows
+    /// the consensus layer ([`Chain::follows_consensus_layer`]).
+    ///
+    /// Refused, changing nothing: an unknown head ([`Error::UnknownBlock`]; sync fetches
+    /// it), a head that is not on the finalized block's chain
+    /// ([`Error::ReorgBelowFinalized`]) or that has another block at the checkpoint's
+    /// height ([`Error::CheckpointMismatch`]), and a safe or finalized block that is not
+    /// the head or a canonical ancestor of it ([`Error::InvalidForkchoice`]). A head that
+    /// is a canonical block below the finalized one is skipped ([`HeadUpdate::applied`]
+    /// false). The finalized block only moves forward: an older one named later is left
+    /// as it is.
+    pub async fn set_forkchoice(&self, forkchoice: Forkchoice) -> Result<HeadUpdate, Error> {
+        self.blocking(move |chain| chain.set_forkchoice_blocking(forkchoice))
+            .await
+    }
+
+    /// [`Chain::set_forkchoice`] on the calling thread.
+    pub fn set_forkchoice_blocking(&self, forkchoice: Forkchoice) -> Result<HeadUpdate, Error> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let txn = self.inner.db.begin_write()?;
+        let old_head = self.head();
+        let old_finality = self.finality();
+        let (update, finality) = {
+            let headers = txn.open_table(HEADERS)?;
+            let tds = txn.open_table(TDS)?;
+            let mut canonical = txn.open_table(CANONICAL)?;
+            let mut meta = txn.open_table(META)?;
+            let Some(rlp) = headers.get(&forkchoice.head.0)? else {
+                return Err(Error::UnknownBlock(forkchoice.head));
+            };
+            let header = Header::decode(&mut rlp.value())?;
+            drop(rlp);
+            let td = tds
+                .get(&forkchoice.head.0)?
+                .map(|td| U256::from_be_bytes(*td.value()))
+                .ok_or(missing("td"))?;
+            let head = ChainHead {
+                hash: forkchoice.head,
+                number: header.number,
+                timestamp: header.timestamp,
+                total_difficulty: td,
+            };
+            let is_canonical = canonical
+                .get(head.number)?
+                .is_some_and(|h| *h.value() == head.hash.0);
+            if is_canonical
+                && old_finality
+                    .finalized
+                    .is_some_and(|f| head.number < f.number)
+            {
+                self.inner.external_head.store(true, Ordering::Release);
+                return Ok(HeadUpdate {
+                    head: old_head,
+                    previous_head: old_head,
+                    reorg_depth: 0,
+                    applied: false,
+                });
+            }
+            let (path, ancestor) = walk_to_canonical(&canonical, head.hash, head.number, |hash| {
+                stored_parent(&headers, hash)
+            })?;
+            self.check_pins(&path, ancestor)?;
+            for &(n, h) in &path {
+                canonical.insert(n, &h.0)?;
+            }
+            for n in head.number.saturating_add(1)..=old_head.number {
+                canonical.remove(n)?;
+            }
+            meta.insert(META_HEAD, &head.hash.0)?;
+
+            // Safe and finalized must be on the chain just made canonical.
+            let mut finality = old_finality;
+            for (which, hash) in [
+                ("safe", forkchoice.safe),
+                ("finalized", forkchoice.finalized),
+            ] {
+                let Some(hash) = hash else { continue };
+                let number = match headers.get(&hash.0)? {
+                    Some(rlp) => Header::decode(&mut rlp.value())?.number,
+                    None => {
+                        return Err(Error::InvalidForkchoice(format!(
+                            "the {which} block {hash} is not stored, so it is not an ancestor of the head {}",
+                            head.hash
+                        )))
+                    }
+                };
+                let on_chain = number <= head.number
+                    && canonical.get(number)?.is_some_and(|h| *h.value() == hash.0);
+                if !on_chain {
+                    return Err(Error::InvalidForkchoice(format!(
+                        "the {which} block {number} ({hash}) is not the head {} or an ancestor of it",
+                        head.hash
+                    )));
+                }
+                let named = BlockRef { number, hash };
+                if which == "safe" {
+                    finality.safe = Some(named);
+                    meta.insert(META_SAFE, &hash.0)?;
+                } else if finality.finalized.is_none_or(|f| f.number <= number) {
+                    finality.finalized = Some(named);
+                    meta.insert(META_FINALIZED, &hash.0)?;
+                }
+            }
+            let update = HeadUpdate {
+                head,
+                previous_head: old_head,
+                reorg_depth: old_head.number.saturating_sub(ancestor),
+                applied: true,
+            };
+            (update, finality)
+        };
+        txn.commit()?;
+        *self.inner.head.write().unwrap_or_else(|e| e.into_inner()) = update.head;
+        *self
+            .inner
+            .finality
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = finality;
+        self.inner.external_head.store(true, Ordering::Release);
+        Ok(update)
+    }
+
+    /// Refuses a change of the canonical chain that makes `path` canonical (blocks above
+    /// the common ancestor `ancestor`) if it drops the finalized block or puts another
+    /// block than the checkpoint at its height.
+    fn check_pins(&self, path: &[(u64, B256)], ancestor: u64) -> Result<(), Error> {
+        if let Some(finalized) = self.finalized().filter(|f| ancestor < f.number) {
+            return Err(Error::ReorgBelowFinalized {
+                finalized: finalized.number,
+                ancestor,
+            });
+        }
+        if let Some(pin) = self.checkpoint() {
+            if let Some(&(_, got)) = path
+                .iter()
+                .find(|(n, h)| *n == pin.number && *h != pin.hash)
+            {
+                return Err(Error::CheckpointMismatch {
+                    number: pin.number,
+                    expected: pin.hash,
+                    got,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether a block with `header` may be imported, judged on the header alone and
@@ -395,6 +706,15 @@ impl Chain {
             &parent,
             validate::now_secs(),
         )?;
+        if let Some(pin) = self.checkpoint().filter(|p| p.number == header.number) {
+            if pin.hash != hash {
+                return Err(Error::CheckpointMismatch {
+                    number: pin.number,
+                    expected: pin.hash,
+                    got: hash,
+                });
+            }
+        }
         // Walk back to the canonical chain, but no further than the bound allows.
         let mut ancestor = parent;
         loop {
@@ -628,6 +948,39 @@ impl Reader {
         }
         Ok(out)
     }
+}
+
+/// Walks back from block `hash` (number `number`) to the first canonical block: returns
+/// the blocks on the way (to make canonical, highest first) and the canonical
+/// ancestor's number. `parent_of` gives a block's parent hash.
+fn walk_to_canonical(
+    canonical: &impl ReadableTable<u64, &'static [u8; 32]>,
+    hash: B256,
+    number: u64,
+    mut parent_of: impl FnMut(B256) -> Result<B256, Error>,
+) -> Result<(Vec<(u64, B256)>, u64), Error> {
+    let mut path = Vec::new();
+    let (mut hash, mut number) = (hash, number);
+    loop {
+        if canonical.get(number)?.is_some_and(|h| *h.value() == hash.0) {
+            break;
+        }
+        path.push((number, hash));
+        let Some(prev) = number.checked_sub(1) else {
+            break;
+        };
+        (hash, number) = (parent_of(hash)?, prev);
+    }
+    Ok((path, number))
+}
+
+/// The parent hash of the stored block `hash`.
+fn stored_parent(
+    headers: &impl ReadableTable<&'static [u8; 32], &'static [u8]>,
+    hash: B256,
+) -> Result<B256, Error> {
+    let rlp = headers.get(&hash.0)?.ok_or(missing("ancestor header"))?;
+    Ok(Header::decode(&mut rlp.value())?.parent_hash)
 }
 
 fn missing(what: &'static str) -> Error {
@@ -982,6 +1335,298 @@ mod tests {
             })
         ));
         assert_eq!(chain.head().hash, next.hash());
+    }
+
+    /// A proof-of-stake store with a main chain of `main` blocks (tag 1) on a genesis in
+    /// the past.
+    fn pos_store(dir: &tempfile::TempDir, main: usize) -> (Chain, Vec<BlockWithReceipts>) {
+        use crate::testing::{pos_chain, pos_spec};
+        let spec = pos_spec(validate::now_secs() - 100_000);
+        let chain = Chain::open(dir.path().join("chain.redb"), spec.clone()).unwrap();
+        let blocks = pos_chain(&spec.genesis, main, 1);
+        chain.insert_blocks_blocking(&blocks).unwrap();
+        (chain, blocks)
+    }
+
+    fn head_only(head: B256) -> Forkchoice {
+        Forkchoice {
+            head,
+            safe: None,
+            finalized: None,
+        }
+    }
+
+    /// A consensus layer's update moves the head anywhere stored, deeper than the fork
+    /// choice bound too; afterwards inserts store blocks without moving it.
+    #[test]
+    fn a_forkchoice_update_names_the_head_and_inserts_stop_moving_it() {
+        use crate::testing::pos_chain;
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, main) = pos_store(&dir, 100);
+        assert!(!chain.follows_consensus_layer());
+
+        // A branch from block 10, shorter than the main chain: stored, not the head.
+        let branch = pos_chain(&main[9].header, 20, 2);
+        chain.insert_blocks_blocking(&branch).unwrap();
+        assert_eq!(chain.head().hash, main[99].hash());
+
+        // Head at its tip: a 90-block reorg, beyond MAX_REORG_DEPTH.
+        let update = chain
+            .set_forkchoice_blocking(head_only(branch[19].hash()))
+            .unwrap();
+        assert!(update.applied && update.head_changed());
+        assert_eq!(update.reorg_depth, 90);
+        assert_eq!(chain.head().hash, branch[19].hash());
+        assert_eq!(chain.head().number, 30);
+        assert!(chain.follows_consensus_layer());
+        for (n, b) in (11u64..).zip(&branch) {
+            assert_eq!(chain.canonical_hash_blocking(n).unwrap(), Some(b.hash()));
+        }
+        assert_eq!(chain.canonical_hash_blocking(31).unwrap(), None);
+
+        // A longer chain arriving now is stored, and the head stays.
+        let longer = pos_chain(&main[99].header, 5, 1);
+        let outcome = chain.insert_blocks_blocking(&longer).unwrap();
+        assert_eq!(outcome.inserted, 5);
+        assert!(!outcome.head_changed());
+        assert_eq!(chain.head().hash, branch[19].hash());
+
+        // Back to the main chain's new tip, and down to an ancestor of it.
+        chain
+            .set_forkchoice_blocking(head_only(longer[4].hash()))
+            .unwrap();
+        assert_eq!(chain.head().number, 105);
+        assert_eq!(
+            chain.canonical_hash_blocking(50).unwrap(),
+            Some(main[49].hash())
+        );
+        let update = chain
+            .set_forkchoice_blocking(head_only(main[59].hash()))
+            .unwrap();
+        assert_eq!(update.reorg_depth, 45);
+        assert_eq!(chain.head().hash, main[59].hash());
+        assert_eq!(chain.canonical_hash_blocking(61).unwrap(), None);
+
+        // An unknown head changes nothing.
+        let unknown = pos_chain(&longer[4].header, 1, 9);
+        assert!(matches!(
+            chain.set_forkchoice_blocking(head_only(unknown[0].hash())),
+            Err(Error::UnknownBlock(h)) if h == unknown[0].hash()
+        ));
+        assert_eq!(chain.head().hash, main[59].hash());
+
+        // The head survives a reopen; the next process follows fork choice until its
+        // consensus layer speaks.
+        let (head, spec) = (chain.head(), chain.spec().clone());
+        drop(chain);
+        let chain = Chain::open(dir.path().join("chain.redb"), spec).unwrap();
+        assert_eq!(chain.head(), head);
+        assert!(!chain.follows_consensus_layer());
+    }
+
+    /// Following a consensus layer before it named a stored head: a branch far deeper
+    /// than the fork choice bound is stored (the consensus layer named its tip, sync
+    /// fetched it), and the head waits for the update.
+    #[test]
+    fn a_chain_handed_to_a_consensus_layer_stores_deep_branches() {
+        use crate::testing::pos_chain;
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, main) = pos_store(&dir, 100);
+        let deep = pos_chain(&main[9].header, 120, 2);
+        assert!(matches!(
+            chain.insert_blocks_blocking(&deep),
+            Err(Error::ReorgTooDeep { .. })
+        ));
+        chain.follow_consensus_layer();
+        let outcome = chain.insert_blocks_blocking(&deep).unwrap();
+        assert_eq!(outcome.inserted, 120);
+        assert_eq!(chain.head().hash, main[99].hash());
+        let update = chain
+            .set_forkchoice_blocking(head_only(deep[119].hash()))
+            .unwrap();
+        assert_eq!(update.reorg_depth, 90);
+        assert_eq!(chain.head().number, 130);
+    }
+
+    /// Safe and finalized must be on the new chain; nothing is applied otherwise. The
+    /// finalized block is never reorganised away afterwards, by an update or by fork
+    /// choice, and holds across a reopen.
+    #[test]
+    fn the_finalized_block_is_never_reorganised_away() {
+        use crate::testing::pos_chain;
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, main) = pos_store(&dir, 30);
+        let branch = pos_chain(&main[9].header, 5, 2);
+        chain.insert_blocks_blocking(&branch).unwrap();
+
+        // Finalized on another branch than the head: refused whole.
+        let err = chain
+            .set_forkchoice_blocking(Forkchoice {
+                head: main[29].hash(),
+                safe: None,
+                finalized: Some(branch[2].hash()),
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidForkchoice(_)), "{err}");
+        assert!(!chain.follows_consensus_layer());
+        assert_eq!(chain.finalized(), None);
+        // Safe above the head, unknown finalized: refused too.
+        for (safe, finalized) in [
+            (Some(main[29].hash()), None),
+            (None, Some(B256::repeat_byte(7))),
+        ] {
+            let err = chain
+                .set_forkchoice_blocking(Forkchoice {
+                    head: main[19].hash(),
+                    safe,
+                    finalized,
+                })
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidForkchoice(_)), "{err}");
+            assert_eq!(chain.head().hash, main[29].hash(), "nothing applied");
+        }
+
+        let update = chain
+            .set_forkchoice_blocking(Forkchoice {
+                head: main[29].hash(),
+                safe: Some(main[24].hash()),
+                finalized: Some(main[19].hash()),
+            })
+            .unwrap();
+        assert!(update.applied && !update.head_changed());
+        let finalized = BlockRef {
+            number: 20,
+            hash: main[19].hash(),
+        };
+        assert_eq!(chain.finalized(), Some(finalized));
+        assert_eq!(chain.safe().map(|s| s.number), Some(25));
+
+        // A head on the branch from block 10, below the finalized block 20: refused.
+        let err = chain
+            .set_forkchoice_blocking(head_only(branch[4].hash()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReorgBelowFinalized {
+                    finalized: 20,
+                    ancestor: 10
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(chain.head().hash, main[29].hash());
+        // A canonical head below the finalized block: skipped, as go-ethereum does.
+        let update = chain
+            .set_forkchoice_blocking(head_only(main[14].hash()))
+            .unwrap();
+        assert!(!update.applied);
+        assert_eq!(chain.head().hash, main[29].hash());
+        // Down to the finalized block itself is fine; an older finalized is ignored.
+        chain
+            .set_forkchoice_blocking(Forkchoice {
+                head: main[19].hash(),
+                safe: None,
+                finalized: Some(main[9].hash()),
+            })
+            .unwrap();
+        assert_eq!(chain.head().number, 20);
+        assert_eq!(chain.finalized(), Some(finalized));
+
+        // After a reopen (fork choice again), a longer branch below finalized is refused.
+        let spec = chain.spec().clone();
+        drop(chain);
+        let chain = Chain::open(dir.path().join("chain.redb"), spec).unwrap();
+        assert!(!chain.follows_consensus_layer());
+        assert_eq!(chain.finalized(), Some(finalized));
+        assert_eq!(chain.head().number, 20);
+        let long = pos_chain(&branch[4].header, 20, 2);
+        let err = chain.insert_blocks_blocking(&long).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ReorgBelowFinalized {
+                    finalized: 20,
+                    ancestor: 10
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(chain.head().number, 20);
+        // Extending the finalized chain still moves the head by fork choice.
+        let next = pos_chain(&main[29].header, 1, 1);
+        chain.insert_blocks_blocking(&next).unwrap();
+        assert_eq!(chain.head().hash, next[0].hash());
+    }
+
+    /// A checkpoint refuses blocks at its height that are not it, and every chain that
+    /// would put one there; a store that has another block there refuses the pin.
+    #[test]
+    fn a_checkpoint_refuses_another_chain() {
+        use crate::testing::pos_chain;
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, main) = pos_store(&dir, 10);
+        // A side branch stored before the pin, from block 3.
+        let side = pos_chain(&main[2].header, 3, 2);
+        chain.insert_blocks_blocking(&side).unwrap();
+
+        let wrong = BlockRef {
+            number: 5,
+            hash: side[1].hash(),
+        };
+        let err = chain.pin_checkpoint_blocking(wrong).unwrap_err();
+        assert!(
+            matches!(err, Error::CheckpointMismatch { number: 5, .. }),
+            "{err}"
+        );
+        assert_eq!(chain.checkpoint(), None);
+        // A height the chain has not reached pins without a check.
+        let ahead = BlockRef {
+            number: 50,
+            hash: B256::repeat_byte(1),
+        };
+        chain.pin_checkpoint_blocking(ahead).unwrap();
+        let pin = BlockRef {
+            number: 5,
+            hash: main[4].hash(),
+        };
+        chain.pin_checkpoint_blocking(pin).unwrap();
+        assert_eq!(chain.checkpoint(), Some(pin));
+
+        // New blocks at the height on another branch are refused, header or batch.
+        let other = pos_chain(&main[3].header, 10, 3);
+        assert!(matches!(
+            chain.check_header_blocking(&other[0].header),
+            Err(Error::CheckpointMismatch { number: 5, .. })
+        ));
+        assert!(matches!(
+            chain.insert_blocks_blocking(&other),
+            Err(Error::CheckpointMismatch { number: 5, .. })
+        ));
+        assert_eq!(
+            chain.header_by_hash_blocking(other[0].hash()).unwrap(),
+            None
+        );
+        // The branch stored before the pin, grown longer: fork choice refuses to adopt it.
+        let grown = pos_chain(&side[2].header, 10, 2);
+        let err = chain.insert_blocks_blocking(&grown).unwrap_err();
+        assert!(
+            matches!(err, Error::CheckpointMismatch { number: 5, .. }),
+            "{err}"
+        );
+        assert_eq!(chain.head().hash, main[9].hash());
+        // A forkchoice update to it is refused too.
+        let err = chain
+            .set_forkchoice_blocking(head_only(side[2].hash()))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::CheckpointMismatch { number: 5, .. }),
+            "{err}"
+        );
+        // The checkpoint's own chain goes on as before.
+        let more = pos_chain(&main[9].header, 3, 1);
+        chain.insert_blocks_blocking(&more).unwrap();
+        assert_eq!(chain.head().number, 13);
     }
 
     #[test]

@@ -156,6 +156,36 @@ pub enum Error {
         max: u64,
     },
 
+    /// The change would reorganise the finalized block away: the common ancestor of the
+    /// current and the new canonical chain is below it. Refused, nothing stored; not the
+    /// sender's fault (a peer on another branch sends such blocks).
+    #[error("reorg to ancestor {ancestor} refused: block {finalized} is finalized")]
+    ReorgBelowFinalized {
+        /// The finalized block's number.
+        finalized: u64,
+        /// The common ancestor's number.
+        ancestor: u64,
+    },
+    /// A block at the checkpoint's height is not the checkpoint: it, and every block on
+    /// it, belongs to another chain. Refused, nothing stored; a peer that sends it is on
+    /// that other chain, which is no fault of its own.
+    #[error("block {number} is {got}, but the checkpoint says {expected}: another chain")]
+    CheckpointMismatch {
+        /// The checkpoint's height.
+        number: u64,
+        /// The checkpoint's hash.
+        expected: B256,
+        /// The block found there instead.
+        got: B256,
+    },
+    /// A forkchoice update names a head that is not stored (sync fetches it first).
+    #[error("block {0} is not stored")]
+    UnknownBlock(B256),
+    /// A forkchoice update is inconsistent: its safe or finalized block is not the head
+    /// or an ancestor of it. Nothing of it was applied.
+    #[error("invalid forkchoice state: {0}")]
+    InvalidForkchoice(String),
+
     /// The pool already holds this transaction.
     #[error("transaction {0} already pooled")]
     TxKnown(B256),

@@ -6,8 +6,12 @@
 //!   canonical chain and its head, validates blocks on insert ([`validate`]: the
 //!   devnet's sealed rules, or proof of stake's) and follows the heaviest chain, and
 //!   after the merge (where blocks add no difficulty) the longer one, reorganising when
-//!   such a fork arrives (a tie keeps the current head). Inserts are atomic batches; reads and writes run off the async reactor. It
-//!   implements [`devmux_eth::ChainReader`].
+//!   such a fork arrives (a tie keeps the current head). Inserts are atomic batches;
+//!   reads and writes run off the async reactor. It implements
+//!   [`devmux_eth::ChainReader`]. On a proof-of-stake chain a consensus layer may name
+//!   the head instead ([`Chain::set_forkchoice`], the Engine API's
+//!   `engine_forkchoiceUpdated`); a finalized block and an operator's checkpoint
+//!   ([`Chain::pin_checkpoint_blocking`]) are never reorganised away.
 //! - [`Pool`] is the bounded transaction pool; it implements [`devmux_eth::TxPool`].
 //! - [`devnet`] derives the devnet: genesis, dev keys and blocks 1…N, identically on
 //!   every node. Print its genesis hash with
@@ -49,7 +53,7 @@ mod spec;
 mod testing;
 pub mod validate;
 
-pub use chain::{Chain, ChainHead, InsertOutcome};
+pub use chain::{BlockRef, Chain, ChainHead, Forkchoice, HeadUpdate, InsertOutcome};
 pub use error::Error;
 pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig, BAD_SIGNATURE_MEMORY};
 pub use spec::{

@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use devmux_chain::signing::SecretKey;
-use devmux_chain::{devnet, ChainSpec};
-use devmux_eth::alloy_primitives::Address;
+use devmux_chain::{devnet, BlockRef, ChainSpec};
+use devmux_eth::alloy_primitives::{Address, B256};
 use devmux_eth::EthVersion;
 use devmux_network::{NetworkConfig, ServerKind};
 use serde::{Deserialize, Serialize};
@@ -19,8 +19,70 @@ pub const DEFAULT_PORT: u16 = 30303;
 /// (WIRE.md §5).
 pub const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8545);
 
+/// Where the Engine API listens when `--authrpc` is given without an address (the
+/// Engine API's default port).
+pub const DEFAULT_AUTHRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8551);
+
 /// Where the Prometheus endpoint listens when `--metrics` is given without an address.
 pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9001);
+
+/// A block the node must keep (`--checkpoint NUMBER:HASH`): a chain whose block `NUMBER`
+/// is not `HASH` is another chain. Written `NUMBER:HASH`, the hash `0x` and 64 hex
+/// digits (`1000:0xab…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The block's number.
+    pub number: u64,
+    /// Its hash.
+    pub hash: B256,
+}
+
+impl From<Checkpoint> for BlockRef {
+    fn from(c: Checkpoint) -> Self {
+        BlockRef {
+            number: c.number,
+            hash: c.hash,
+        }
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.number, self.hash)
+    }
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("checkpoint {text:?} is not NUMBER:HASH (1000:0x and 64 hex digits)");
+        let (number, hash) = text.trim().split_once(':').ok_or_else(bad)?;
+        let number = number.trim().parse().map_err(|_| bad())?;
+        let digits = hash.trim().strip_prefix("0x").ok_or_else(bad)?;
+        let mut bytes = [0u8; 32];
+        if digits.len() != 64 || hex::decode_to_slice(digits, &mut bytes).is_err() {
+            return Err(bad());
+        }
+        Ok(Self {
+            number,
+            hash: B256::from(bytes),
+        })
+    }
+}
+
+impl Serialize for Checkpoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Checkpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// How log lines are written (to stderr).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +222,20 @@ pub struct NodeConfig {
     /// Serve Prometheus metrics at `/metrics` here (port 0 picks a free one).
     /// Unset: off.
     pub metrics: Option<SocketAddr>,
+    /// Serve the Engine API here (port 0 picks a free one): a consensus client names the
+    /// head of a proof-of-stake chain through it (`engine_forkchoiceUpdated`, see
+    /// [`crate::engine`]). Every request must carry a JWT made with `jwtsecret`, which is
+    /// what guards it: a non-loopback address needs no other setting. Unset: off.
+    /// Refused on the devnet, whose signers extend it.
+    pub authrpc: Option<SocketAddr>,
+    /// The Engine API's JWT secret: a file holding 32 bytes as 64 hex digits (`0x`
+    /// prefix optional), shared with the consensus client. Required with `authrpc`.
+    pub jwtsecret: Option<PathBuf>,
+    /// A block the node must keep (`NUMBER:HASH`): a chain whose block NUMBER is another
+    /// one is refused, a peer serving one is not synced from (no other penalty), and the
+    /// node does not start if its store has another block at NUMBER. Not stored: give it
+    /// at every start.
+    pub checkpoint: Option<Checkpoint>,
     /// Log filter: a level (`info`, `debug`, …) or tracing-subscriber directives
     /// (`info,devmux_eth=debug`). Read by the binaries, which own the logger.
     pub log_level: String,
@@ -209,6 +285,9 @@ impl Default for NodeConfig {
             http: None,
             http_allow_remote_admin: false,
             metrics: None,
+            authrpc: None,
+            jwtsecret: None,
+            checkpoint: None,
             log_level: "info".to_string(),
             log_format: LogFormat::Human,
         }
@@ -233,8 +312,8 @@ impl NodeConfig {
         })
     }
 
-    /// Reads and parses a TOML file. Relative `datadir`, `nodekey` and `signer-key` paths in it
-    /// are taken relative to the file's directory.
+    /// Reads and parses a TOML file. Relative `datadir`, `nodekey`, `signer-key`,
+    /// `genesis` and `jwtsecret` paths in it are taken relative to the file's directory.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             origin: path.display().to_string(),
@@ -252,6 +331,7 @@ impl NodeConfig {
             &mut config.nodekey,
             &mut config.signer_key,
             &mut config.genesis,
+            &mut config.jwtsecret,
         ] {
             if let Some(key) = key.as_mut().filter(|k| k.is_relative()) {
                 *key = base.join(&*key);
@@ -416,6 +496,22 @@ impl NodeConfig {
             .map_err(|_| bad("must hold 64 hex digits (a secp256k1 secret)".into()))?;
         SecretKey::from_bytes(&secret.into())
             .map_err(|_| bad("is not a valid secp256k1 secret".into()))
+    }
+
+    /// The Engine API's JWT secret, from `jwtsecret` (`None` when unset).
+    pub fn load_jwt_secret(&self) -> Result<Option<[u8; 32]>, Error> {
+        let Some(path) = &self.jwtsecret else {
+            return Ok(None);
+        };
+        let bad = |problem: String| Error::Config {
+            origin: format!("jwtsecret {}", path.display()),
+            problem,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        crate::engine::parse_jwt_secret(&text)
+            .map(Some)
+            .map_err(bad)
     }
 
     /// The TCP address to listen on: the one server's, or RLPx's when both run.
@@ -636,12 +732,45 @@ impl NodeConfig {
                 )));
             }
         }
-        if let (Some(http), Some(metrics)) = (self.http, self.metrics) {
-            if http == metrics && http.port() != 0 {
-                return Err(bad(format!(
-                    "http and metrics must listen on different addresses, both are {http}"
-                )));
+        let servers = [
+            ("http", self.http),
+            ("metrics", self.metrics),
+            ("authrpc", self.authrpc),
+        ];
+        for (i, (one, a)) in servers.iter().enumerate() {
+            for (other, b) in &servers[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a == b && a.port() != 0 {
+                        return Err(bad(format!(
+                            "{one} and {other} must listen on different addresses, both are {a}"
+                        )));
+                    }
+                }
             }
+        }
+        match (self.authrpc, &self.jwtsecret) {
+            (Some(_), None) => {
+                return Err(bad(
+                    "authrpc needs jwtsecret: a file with the 32-byte secret shared with the consensus client, as 64 hex digits (`openssl rand -hex 32 > jwt.hex`, then --jwtsecret jwt.hex)"
+                        .into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "jwtsecret is only used by the Engine API: add --authrpc ADDR or drop it"
+                        .into(),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                if devnet {
+                    return Err(bad(
+                        "authrpc serves the Engine API of proof-of-stake chains; the devnet is extended by its signers (--produce-blocks), not by a consensus client"
+                            .into(),
+                    ));
+                }
+                self.load_jwt_secret()?;
+            }
+            (None, None) => {}
         }
         if let Some(http) = self.http.filter(|a| !a.ip().is_loopback()) {
             if !self.http_allow_remote_admin {
@@ -654,7 +783,7 @@ impl NodeConfig {
             .into_iter()
             .filter_map(|kind| self.listen_addr_of(kind))
             .collect();
-        for (flag, addr) in [("http", self.http), ("metrics", self.metrics)] {
+        for (flag, addr) in servers {
             if let Some(addr) = addr.filter(|a| tcp.contains(a) && a.port() != 0) {
                 return Err(bad(format!(
                     "{flag} {addr} is the node's own TCP address: pick another port"
@@ -834,6 +963,85 @@ mod tests {
         )
         .unwrap();
         assert!(parsed.http_allow_remote_admin);
+    }
+
+    /// --authrpc needs --jwtsecret (and the other way round), a well-formed secret and a
+    /// proof-of-stake chain; --checkpoint parses as NUMBER:HASH.
+    #[test]
+    fn engine_api_and_checkpoint_options_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("jwt.hex");
+        std::fs::write(&good, format!("0x{}\n", "ab".repeat(32))).unwrap();
+        let short = dir.path().join("short.hex");
+        std::fs::write(&short, "abcd").unwrap();
+        let sepolia = NodeConfig {
+            network: Some("sepolia".into()),
+            authrpc: Some("0.0.0.0:8551".parse().unwrap()),
+            jwtsecret: Some(good.clone()),
+            ..NodeConfig::default()
+        };
+        sepolia.validate().unwrap();
+        assert_eq!(sepolia.load_jwt_secret().unwrap(), Some([0xab; 32]));
+        let err = |config: NodeConfig| config.validate().unwrap_err().to_string();
+        assert!(err(NodeConfig {
+            jwtsecret: None,
+            ..sepolia.clone()
+        })
+        .contains("authrpc needs jwtsecret"));
+        assert!(err(NodeConfig {
+            authrpc: None,
+            ..sepolia.clone()
+        })
+        .contains("only used by the Engine API"));
+        let malformed = err(NodeConfig {
+            jwtsecret: Some(short.clone()),
+            ..sepolia.clone()
+        });
+        assert!(malformed.contains("64 hex digits"), "{malformed}");
+        assert!(!malformed.contains('\n'), "one line: {malformed}");
+        assert!(err(NodeConfig {
+            jwtsecret: Some(dir.path().join("missing")),
+            ..sepolia.clone()
+        })
+        .contains("cannot read it"));
+        assert!(err(NodeConfig {
+            network: None,
+            dev: true,
+            ..sepolia.clone()
+        })
+        .contains("proof-of-stake"));
+        assert!(err(NodeConfig {
+            http: Some("127.0.0.1:8551".parse().unwrap()),
+            authrpc: Some("127.0.0.1:8551".parse().unwrap()),
+            ..sepolia.clone()
+        })
+        .contains("different addresses"));
+
+        let hash = format!("0x{}", "cd".repeat(32));
+        let checkpoint: Checkpoint = format!("1000:{hash}").parse().unwrap();
+        assert_eq!(checkpoint.number, 1000);
+        assert_eq!(checkpoint.hash, B256::repeat_byte(0xcd));
+        assert_eq!(checkpoint.to_string(), format!("1000:{hash}"));
+        for bad in [
+            "1000",
+            "x:0x00",
+            &format!("1000:{}", "cd".repeat(32)),
+            "1:0xcd",
+        ] {
+            assert!(bad.parse::<Checkpoint>().is_err(), "{bad}");
+        }
+        let text = format!(
+            "network = \"hoodi\"\nauthrpc = \"127.0.0.1:0\"\njwtsecret = \"jwt.hex\"\ncheckpoint = \"1000:{hash}\"\n"
+        );
+        let file = dir.path().join("n.toml");
+        std::fs::write(&file, &text).unwrap();
+        let parsed = NodeConfig::from_toml_file(&file).unwrap();
+        assert_eq!(parsed.jwtsecret, Some(good));
+        assert_eq!(parsed.checkpoint, Some(checkpoint));
+        parsed.validate().unwrap();
+        let again = NodeConfig::from_toml_str(&parsed.to_toml(), "again").unwrap();
+        assert_eq!(again, parsed);
+        assert!(NodeConfig::from_toml_str("checkpoint = \"12\"", "f.toml").is_err());
     }
 
     #[test]

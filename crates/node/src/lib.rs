@@ -10,11 +10,12 @@
 //! selects with the peer pool (bans in `<datadir>/peers.redb`), dial the static
 //! peers, and start discv5 (seen ENRs in `<datadir>/discovery-enrs.txt`) feeding
 //! the dialer with peers that run our stack and a compatible fork id.
-//! Last, the admin JSON-RPC (`http`, see [`rpc`]) and the Prometheus
-//! endpoint (`metrics`, see [`metrics`]) start serving; their
+//! Last, the admin JSON-RPC (`http`, see [`rpc`]), the Prometheus
+//! endpoint (`metrics`, see [`metrics`]) and the Engine API (`authrpc`, see
+//! [`engine`]) start serving; their
 //! sockets are bound before anything else starts, so a busy port fails the start
 //! cleanly.
-//! [`Node::stop`] reverses it: the RPC and metrics servers stop, discovery stops
+//! [`Node::stop`] reverses it: the RPC, metrics and Engine API servers stop, discovery stops
 //! and stores its table, peers are told `ClientQuitting` (RLPx Disconnect or
 //! goodbye), and the chain's last commit is already durable.
 //!
@@ -29,13 +30,17 @@
 //! ```
 
 mod config;
+pub mod engine;
 pub mod metrics;
 pub mod probe;
 pub mod rpc;
 
 use std::path::PathBuf;
 
-pub use config::{LogFormat, NodeConfig, DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_PORT};
+pub use config::{
+    Checkpoint, LogFormat, NodeConfig, DEFAULT_AUTHRPC_ADDR, DEFAULT_HTTP_ADDR,
+    DEFAULT_METRICS_ADDR, DEFAULT_PORT,
+};
 pub use devmux_network::ServerKind;
 pub use rpc::{SyncProgress, SyncStatus};
 
@@ -156,6 +161,7 @@ pub struct Node {
     producer: Option<devmux_sync::ProducerHandle>,
     rpc: Option<rpc::RpcServer>,
     metrics: Option<metrics::MetricsServer>,
+    engine: Option<engine::EngineServer>,
 }
 
 impl Node {
@@ -174,6 +180,11 @@ impl Node {
             Some(addr) => Some(rpc::bind("metrics (--metrics)", addr).await?),
             None => None,
         };
+        let engine_listener = match config.authrpc {
+            Some(addr) => Some(rpc::bind("Engine API (--authrpc)", addr).await?),
+            None => None,
+        };
+        let jwt_secret = config.load_jwt_secret()?;
         let datadir = config.datadir.clone();
         std::fs::create_dir_all(&datadir).map_err(|source| Error::Datadir {
             path: datadir.clone(),
@@ -199,8 +210,31 @@ impl Node {
                 });
             }
         }
+        if config.authrpc.is_some() && spec.is_sealed() {
+            return Err(Error::Config {
+                origin: "configuration".into(),
+                problem: format!(
+                    "authrpc serves the Engine API of proof-of-stake chains; {} is sealed by its signers",
+                    spec.name
+                ),
+            });
+        }
         let eth_versions = config.eth_versions()?;
         let chain = Chain::open_async(datadir.join("chain.redb"), spec).await?;
+        if let Some(checkpoint) = config.checkpoint {
+            let pin = chain.clone();
+            tokio::task::spawn_blocking(move || pin.pin_checkpoint_blocking(checkpoint.into()))
+                .await
+                .map_err(|e| devmux_chain::Error::Task(e.to_string()))?
+                .map_err(|e| Error::Config {
+                    origin: format!("checkpoint {checkpoint}"),
+                    problem: format!(
+                        "{e}; the data directory {} holds that other chain: use another --datadir",
+                        datadir.display()
+                    ),
+                })?;
+            info!(%checkpoint, "checkpoint pinned");
+        }
         build_dev_blocks(&chain, config.dev_blocks).await?;
         let pool = Pool::new(PoolConfig::for_chain(chain.spec()));
 
@@ -301,6 +335,16 @@ impl Node {
             (Some(metrics), Some((listener, addr))) => Some(metrics.serve(listener, addr, view)),
             _ => None,
         };
+        let engine = match (engine_listener, jwt_secret) {
+            (Some((listener, addr)), Some(secret)) => Some(engine::EngineServer::start(
+                listener,
+                addr,
+                secret,
+                chain.clone(),
+                syncer.clone(),
+            )?),
+            _ => None,
+        };
         let head = chain.head();
         info!(
             addrs = ?network.local_addrs(),
@@ -321,7 +365,13 @@ impl Node {
             producer,
             rpc,
             metrics,
+            engine,
         })
+    }
+
+    /// Where the Engine API listens, if it runs (`--authrpc`).
+    pub fn engine_addr(&self) -> Option<SocketAddr> {
+        self.engine.as_ref().map(engine::EngineServer::local_addr)
     }
 
     /// Where the admin JSON-RPC listens, if it runs.
@@ -409,6 +459,7 @@ impl Node {
             producer,
             rpc,
             metrics,
+            engine,
             sync,
             eth,
             pool,
@@ -422,6 +473,9 @@ impl Node {
         }
         if let Some(metrics) = metrics {
             metrics.stop().await;
+        }
+        if let Some(engine) = engine {
+            engine.stop().await;
         }
         // No new blocks or sync rounds while the network winds down.
         if let Some(producer) = producer {

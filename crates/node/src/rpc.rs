@@ -241,7 +241,7 @@ fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INVALID_PARAMS_CODE, message.into(), None::<()>)
 }
 
-fn server_error(message: impl Into<String>) -> ErrorObjectOwned {
+pub(crate) fn server_error(message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(SERVER_ERROR_CODE, message.into(), None::<()>)
 }
 
@@ -434,7 +434,7 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
     hex::decode(digits).map_err(|e| invalid_params(format!("transaction is not hex: {e}")))
 }
 
-fn register_error(e: jsonrpsee::core::RegisterMethodError) -> Error {
+pub(crate) fn register_error(e: jsonrpsee::core::RegisterMethodError) -> Error {
     Error::Config {
         origin: "admin RPC".into(),
         problem: e.to_string(),

@@ -95,6 +95,10 @@ pub(crate) async fn run_round(
         return Ok(0);
     }
     let target_number = target.header.number;
+    let checkpoint = shared.chain.checkpoint();
+    if let Some(pin) = checkpoint.filter(|p| p.number == target_number && p.hash != target.hash) {
+        return Err(other_chain(id, pin.number, target.hash));
+    }
     progress.report(shared, target_number);
 
     // A relayed block usually extends a block we have: then that is the ancestor.
@@ -122,6 +126,17 @@ pub(crate) async fn run_round(
             depth,
             ancestor: ancestor.header.number,
         });
+    }
+    // Nor a branch that would drop the finalized block: it never becomes canonical.
+    if let Some(finalized) = shared
+        .chain
+        .finalized()
+        .filter(|f| ancestor.header.number < f.number)
+    {
+        return Err(Error::Chain(devmux_chain::Error::ReorgBelowFinalized {
+            finalized: finalized.number,
+            ancestor: ancestor.header.number,
+        }));
     }
     tracing::debug!(
         peer = %id,
@@ -249,6 +264,16 @@ async fn header_stage(
             Err(LinkError::Invalid(why)) => return Err(Error::InvalidHeaders { peer: id, why }),
             Err(LinkError::Rule(e)) => return Err(block_refusal(id, e)),
         };
+        // A peer whose chain has another block at the checkpoint's height is on another
+        // chain: none of it is fetched.
+        if let Some(pin) = shared.chain.checkpoint() {
+            if let Some(h) = linked
+                .iter()
+                .find(|h| h.header.number == pin.number && h.hash != pin.hash)
+            {
+                return Err(other_chain(id, pin.number, h.hash));
+            }
+        }
         if fetched {
             add(&shared.counters.headers_downloaded, linked.len() as u64);
             add(&shared.counters.bytes_downloaded, bytes as u64);
@@ -272,7 +297,7 @@ async fn body_stage(
     out: mpsc::Sender<Vec<BlockWithReceipts>>,
 ) -> Result<(), Error> {
     while let Some(headers) = shared.or_cancel(input.recv()).await? {
-        let blocks = download_bodies(shared, headers).await?;
+        let blocks = download_bodies(shared, headers, None).await?;
         if shared.or_cancel(out.send(blocks)).await?.is_err() {
             break;
         }
@@ -283,10 +308,12 @@ async fn body_stage(
 /// A body job's answer: the bodies and receipts of a prefix of its blocks.
 type JobResult = Result<Vec<(BlockBody, Vec<Receipt>)>, Error>;
 
-/// Fetches the bodies and receipts of `headers` from every peer that may have them.
-async fn download_bodies(
+/// Fetches the bodies and receipts of `headers` from every peer that may have them, and
+/// from `source` (the peer that served the headers) whatever head it last announced.
+pub(crate) async fn download_bodies(
     shared: &Arc<Shared>,
     headers: Arc<Vec<Hashed>>,
+    source: Option<PeerId>,
 ) -> Result<Vec<BlockWithReceipts>, Error> {
     let n = headers.len();
     let (Some(first), Some(last)) = (headers.first(), headers.last()) else {
@@ -309,7 +336,7 @@ async fn download_bodies(
 
     while !pending.is_empty() || !tasks.is_empty() {
         if !pending.is_empty() {
-            let peers = body_peers(shared, first);
+            let peers = body_peers(shared, first, source);
             for peer in &peers {
                 let id = peer.peer_id();
                 while busy.get(&id).copied().unwrap_or(0) < per_peer {
@@ -393,8 +420,10 @@ async fn download_bodies(
 }
 
 /// Peers that may serve bodies from block `first` on, in random order (to spread the
-/// load): not benched, and not known to lack them (an eth/69 peer's range says).
-fn body_peers(shared: &Shared, first: u64) -> Vec<EthPeer> {
+/// load): not benched, and not known to lack them (an eth/69 peer's range says), or
+/// `source`, which served their headers (its range may be older than its chain: a
+/// go-ethereum peer sends a `BlockRangeUpdate` every few blocks, not every block).
+fn body_peers(shared: &Shared, first: u64, source: Option<PeerId>) -> Vec<EthPeer> {
     let mut peers: Vec<EthPeer> = shared
         .peers
         .list()
@@ -402,7 +431,9 @@ fn body_peers(shared: &Shared, first: u64) -> Vec<EthPeer> {
         .filter(|p| !p.is_closed() && !shared.is_benched(&p.peer_id()))
         .filter(|p| {
             let head = p.head();
-            head.earliest.is_none_or(|e| e <= first) && head.number.is_none_or(|n| n >= first)
+            Some(p.peer_id()) == source
+                || (head.earliest.is_none_or(|e| e <= first)
+                    && head.number.is_none_or(|n| n >= first))
         })
         .collect();
     peers.shuffle(&mut rand::thread_rng());
@@ -526,10 +557,14 @@ async fn insert_stage(
 
 /// What the chain's refusal of blocks `peer` sent costs that peer: a bad seal is a
 /// forgery ([`Error::BadSeal`]), anything else wrong with the blocks a lie
-/// ([`Error::InvalidHeaders`]); a refusal that is not about the blocks is ours
+/// ([`Error::InvalidHeaders`]), a block that is not the checkpoint another chain
+/// ([`Error::OtherChain`]); a refusal that is not about the blocks is ours
 /// ([`Error::Chain`]).
 pub(crate) fn block_refusal(peer: PeerId, e: devmux_chain::Error) -> Error {
     match e {
+        devmux_chain::Error::CheckpointMismatch { number, got, .. } => {
+            other_chain(peer, number, got)
+        }
         devmux_chain::Error::BadSeal { .. } => Error::BadSeal {
             peer,
             why: e.to_string(),
@@ -540,6 +575,13 @@ pub(crate) fn block_refusal(peer: PeerId, e: devmux_chain::Error) -> Error {
         },
         e => Error::Chain(e),
     }
+}
+
+/// `peer` serves block `hash` at the checkpoint's height `number`, which is not the
+/// checkpoint ([`Error::OtherChain`]).
+pub(crate) fn other_chain(peer: PeerId, number: u64, hash: B256) -> Error {
+    tracing::debug!(%peer, number, %hash, "a peer's block at the checkpoint's height is not the checkpoint");
+    Error::OtherChain { peer, number }
 }
 
 /// Whether the chain refused a block for what it contains (rather than failing).

@@ -68,6 +68,19 @@ pub enum Error {
         /// The common ancestor's number.
         ancestor: u64,
     },
+    /// The peer's chain has another block than the checkpoint at the checkpoint's height
+    /// ([`devmux_chain::Chain::pin_checkpoint_blocking`]): it is on another chain. No
+    /// penalty; it is left out of the sync for [`SyncConfig::bad_peer_cooldown`]
+    /// (and asked again after it, in case it moved to our chain).
+    ///
+    /// [`SyncConfig::bad_peer_cooldown`]: crate::SyncConfig::bad_peer_cooldown
+    #[error("peer {peer} has another block than the checkpoint at height {number}: it is on another chain")]
+    OtherChain {
+        /// The peer.
+        peer: PeerId,
+        /// The checkpoint's height.
+        number: u64,
+    },
     /// A request passed its deadline. Minor penalty.
     #[error("peer {peer}: no answer within {timeout:?}")]
     Stalled {
@@ -115,6 +128,24 @@ pub enum Error {
         /// Last block wanted.
         last: u64,
     },
+    /// No peer served a block asked for by hash ([`crate::SyncHandle::fetch_block`]);
+    /// `why` is the last peer's answer.
+    #[error("block {hash}: no peer served it ({why})")]
+    Unavailable {
+        /// The block.
+        hash: devmux_eth::alloy_primitives::B256,
+        /// What the last peer asked did.
+        why: String,
+    },
+    /// A block asked for by hash is more than `max` blocks past every block we have
+    /// ([`crate::MAX_ANCESTRY`]): left to the sync rounds until they come closer.
+    #[error("block {hash} is more than {max} blocks past every block we have")]
+    AncestryTooLong {
+        /// The block.
+        hash: devmux_eth::alloy_primitives::B256,
+        /// The bound.
+        max: usize,
+    },
     /// A producer was given a key that is not one of the chain's signers.
     #[error("{address} is not one of the chain's signers {signers:?}: blocks it sealed would be refused")]
     NotASigner {
@@ -156,12 +187,15 @@ impl Error {
             | Self::PeerGone { peer }
             | Self::Request { peer, .. }
             | Self::Lacking { peer, .. }
+            | Self::OtherChain { peer, .. }
             | Self::Reorged { peer } => Some(*peer),
             Self::Chain(_)
             | Self::ReorgTooDeep { .. }
             | Self::HeadMissing(_)
             | Self::NotASigner { .. }
             | Self::NoPeerServes { .. }
+            | Self::Unavailable { .. }
+            | Self::AncestryTooLong { .. }
             | Self::Overloaded { .. }
             | Self::Task(_)
             | Self::ShuttingDown => None,

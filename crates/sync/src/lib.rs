@@ -16,6 +16,14 @@
 //!   work goes to other peers; a failed round starts over from what was inserted. The
 //!   progress is [`SyncStatus`] on a watch channel ([`SyncHandle::subscribe`]), for
 //!   `eth_syncing` and metrics.
+//! - **Fetch by hash** ([`SyncHandle::fetch_block`]): a block no peer announces as its
+//!   head (a consensus layer named it) and the ancestors of it we lack: headers by hash
+//!   backwards until a block we have, then bodies and receipts, validated as a round's.
+//!   On a chain whose head a consensus layer names
+//!   ([`devmux_chain::Chain::follows_consensus_layer`]) rounds still run: they store
+//!   peers' chains, and the head moves only when the consensus layer says. A peer whose
+//!   chain has another block than the operator's checkpoint at its height is on another
+//!   chain: nothing of it is fetched, and it is left out for a cooldown, unpenalised.
 //! - **Block relay**: a new head (produced, synced, or pushed to us) goes to the peers
 //!   that do not know it: on eth/66–68 a full `NewBlock` to √ of them and
 //!   `NewBlockHashes` to the rest, on eth/69 a `BlockRangeUpdate`. Never back to the
@@ -99,6 +107,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ancestry;
 mod blocks;
 mod budget;
 mod checks;
@@ -113,6 +122,7 @@ mod shared;
 mod status;
 mod sync;
 
+pub use ancestry::MAX_ANCESTRY;
 pub use config::SyncConfig;
 pub use error::Error;
 pub use producer::{Producer, ProducerHandle};

@@ -310,6 +310,12 @@ impl Shared {
                 };
             }
             Error::Overloaded { .. } => debug!(peer = %id, "sync: {error}"),
+            Error::OtherChain { .. } => {
+                // Not a fault: it follows another chain than our checkpoint's.
+                if self.bench_for(id, config.bad_peer_cooldown, Severity::Retry) {
+                    info!(peer = %id, "sync: {error}");
+                }
+            }
             _ => {
                 debug!(peer = %id, "sync: {error}");
                 self.bench(id, config.retry_cooldown);

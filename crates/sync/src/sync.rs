@@ -99,6 +99,31 @@ impl SyncHandle {
         self.shared.counters.snapshot()
     }
 
+    /// Downloads block `hash` and every ancestor of it we lack from peers, validated and
+    /// inserted as a sync round's blocks are; returns the blocks inserted (0 if it was
+    /// stored already). For a block no peer announces as its head (a consensus layer's
+    /// forkchoice update names it): headers by hash backwards from it, from one peer at
+    /// a time (those that announced it first), until a block we have, at most
+    /// [`crate::MAX_ANCESTRY`] of them; then bodies and receipts from every peer that has
+    /// them. A peer that lies is punished as in a sync round; one that lacks the block
+    /// is not. Does not name the head: fork choice does, or the consensus layer
+    /// ([`devmux_chain::Chain::set_forkchoice`]).
+    ///
+    /// Fails with [`Error::Unavailable`] when no peer served it (ask again later),
+    /// [`Error::AncestryTooLong`], or a chain error.
+    pub async fn fetch_block(&self, hash: B256) -> Result<usize, Error> {
+        let shared = self.shared.clone();
+        shared
+            .or_cancel(crate::ancestry::fetch_block(&shared, hash))
+            .await?
+    }
+
+    /// Tells peers our head, as when sync or a producer moved it (a `BlockRangeUpdate`
+    /// after the merge): for a head a consensus layer named.
+    pub async fn announce_head(&self) {
+        blocks::announce_head(&self.shared).await;
+    }
+
     /// Asks sync to look for a peer ahead of us now rather than at its next poll.
     pub fn nudge(&self) {
         self.shared.nudge.notify_one();
@@ -159,6 +184,10 @@ async fn sync_loop(shared: Arc<Shared>) {
                 }
                 Err(Error::Chain(devmux_chain::Error::ReorgTooDeep { depth, .. })) => {
                     info!(peer = %peer.peer_id(), depth, "sync refused: the reorg is deeper than the bound");
+                    shared.bench(peer.peer_id(), shared.config.bad_peer_cooldown);
+                }
+                Err(Error::Chain(e @ devmux_chain::Error::ReorgBelowFinalized { .. })) => {
+                    info!(peer = %peer.peer_id(), "sync refused: {e}");
                     shared.bench(peer.peer_id(), shared.config.bad_peer_cooldown);
                 }
                 Err(Error::Chain(e)) => {
