@@ -100,6 +100,34 @@ async fn go_ethereums_eth_test_suite_passes_its_stateless_tests_against_devmux()
         node.chain().head(),
         geth.log_tail(20)
     );
+    // The suite's chain has a block with over 10 MiB of receipts (`tx-largereceipt` in
+    // txinfo.json): more than one message holds, so geth served it at eth/70 in parts
+    // and devmux stitched them, checked against the block's receipts root on insert.
+    assert!(
+        node.eth()
+            .list()
+            .iter()
+            .all(|peer| peer.version() == devmux_eth::EthVersion::Eth70),
+        "devmux and geth speak eth/70"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("txinfo.json")).unwrap()).unwrap();
+    let large = info["tx-largereceipt"].as_u64().unwrap();
+    let hash = node
+        .chain()
+        .canonical_hash_blocking(large)
+        .unwrap()
+        .unwrap();
+    let block = node.chain().block(hash).await.unwrap().unwrap();
+    let size: usize = block
+        .receipts
+        .iter()
+        .map(devmux_eth::alloy_rlp::Encodable::length)
+        .sum();
+    assert!(
+        size > devmux_eth::limits::MAX_MESSAGE_SIZE,
+        "block {large}'s receipts are {size} bytes"
+    );
     drop(geth);
 
     let out = tokio::time::timeout(
