@@ -155,6 +155,11 @@ pub fn text_inputs(data: &[u8]) {
             let _ = devmux_identity::parse_peer_multiaddr(&addr);
         }
         let _ = devmux_node::NodeConfig::from_toml_str(text, "fuzz");
+        // A genesis file (`--genesis`): parsed, its genesis hash and fork id computed.
+        if let Ok(spec) = devmux_chain::ChainSpec::from_genesis_json(text, "fuzz") {
+            let _ = spec.genesis_hash();
+            let _ = spec.fork_id(devmux_eth::Head::default());
+        }
     }
     let mut slice = data;
     let _ = devmux_eth::PooledTransaction::decode_2718(&mut slice);
