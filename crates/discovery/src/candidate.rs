@@ -114,6 +114,67 @@ pub enum Rejection {
     /// The fork filter rejected its fork id.
     #[error("incompatible fork id {0:?}")]
     IncompatibleFork(ForkId),
+    /// Its address is more local than ours (a loopback, link-local or private target
+    /// for a public node): a record anyone can sign must not aim our dials at hosts
+    /// only we can reach ([`DiscoveryConfig::dial_local_targets`] lifts it).
+    #[error("address {0} is more local than ours")]
+    OutOfScope(IpAddr),
+}
+
+/// How far an address reaches, from most local to global.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AddrScope {
+    /// This host: 127.0.0.0/8, ::1.
+    Loopback,
+    /// This link: 169.254.0.0/16, fe80::/10.
+    LinkLocal,
+    /// A private network: 10/8, 172.16/12, 192.168/16, 100.64/10 (carrier NAT),
+    /// fc00::/7 (unique local).
+    Private,
+    /// Everything else.
+    Public,
+}
+
+impl AddrScope {
+    /// The scope of `ip` (an IPv4-mapped IPv6 address has its IPv4 address's).
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, ..] = v4.octets();
+                if v4.is_loopback() {
+                    Self::Loopback
+                } else if v4.is_link_local() {
+                    Self::LinkLocal
+                } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                    Self::Private
+                } else {
+                    Self::Public
+                }
+            }
+            IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return Self::of(IpAddr::V4(v4));
+                }
+                let first = v6.segments()[0];
+                if v6.is_loopback() {
+                    Self::Loopback
+                } else if first & 0xffc0 == 0xfe80 {
+                    Self::LinkLocal
+                } else if first & 0xfe00 == 0xfc00 {
+                    Self::Private
+                } else {
+                    Self::Public
+                }
+            }
+        }
+    }
+
+    /// Whether a node whose own address has this scope may dial a `target` address: one
+    /// no more local than its own. A loopback node (a test network) dials anything; a
+    /// private one private and public addresses; a public one public addresses only.
+    pub fn may_dial(self, target: Self) -> bool {
+        target >= self
+    }
 }
 
 /// The dial-time filter: which ENRs become [`DialCandidate`]s.
@@ -124,6 +185,8 @@ pub struct DialFilter {
     fork_ok: ForkFilterFn,
     local: enr::NodeId,
     prefer_v6: bool,
+    /// The scope of our own advertised address; `None`: any target is dialled.
+    own_scope: Option<AddrScope>,
 }
 
 impl fmt::Debug for DialFilter {
@@ -149,6 +212,7 @@ impl DialFilter {
             fork_ok,
             local,
             prefer_v6: config.enr_ip.is_ipv6(),
+            own_scope: (!config.dial_local_targets).then(|| AddrScope::of(config.enr_ip)),
         }
     }
 
@@ -179,6 +243,11 @@ impl DialFilter {
             None if advertised => return Err(Rejection::NoAddress),
             None => return Err(Rejection::NoSharedStack),
         };
+        if let Some(own) = self.own_scope {
+            if !own.may_dial(AddrScope::of(addr.ip())) {
+                return Err(Rejection::OutOfScope(addr.ip()));
+            }
+        }
         let fork = match crate::fork_id_of(enr) {
             None => return Err(Rejection::NoEthEntry),
             Some(Err(_)) => return Err(Rejection::MalformedEthEntry),
@@ -335,6 +404,94 @@ impl futures::Stream for Candidates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_scopes_and_who_may_dial_whom() {
+        use AddrScope::*;
+        let scope = |ip: &str| AddrScope::of(ip.parse().unwrap());
+        assert_eq!(scope("127.0.3.1"), Loopback);
+        assert_eq!(scope("::1"), Loopback);
+        assert_eq!(scope("169.254.1.1"), LinkLocal);
+        assert_eq!(scope("fe80::1"), LinkLocal);
+        for private in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fd00::1",
+        ] {
+            assert_eq!(scope(private), Private, "{private}");
+        }
+        for public in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "198.51.100.7",
+            "2001:db8::1",
+        ] {
+            assert_eq!(scope(public), Public, "{public}");
+        }
+        assert_eq!(scope("::ffff:10.0.0.1"), Private);
+        // A public node dials public targets only; a test network on loopback anything.
+        assert!(Public.may_dial(Public));
+        for local in [Loopback, LinkLocal, Private] {
+            assert!(!Public.may_dial(local), "{local:?}");
+            assert!(Loopback.may_dial(local));
+        }
+        assert!(Private.may_dial(Public) && Private.may_dial(Private));
+        assert!(!Private.may_dial(Loopback) && !Private.may_dial(LinkLocal));
+    }
+
+    /// A public node's filter refuses records that point at loopback, link-local and
+    /// private addresses, and takes a public one; with `dial_local_targets` it takes
+    /// them all.
+    #[test]
+    fn a_public_node_is_not_steered_at_local_addresses() {
+        use crate::{DiscoveryConfig, ForkHash};
+        let fork = ForkId {
+            hash: ForkHash([1, 2, 3, 4]),
+            next: 0,
+        };
+        let record = |ip: std::net::Ipv4Addr, seed: u8| {
+            let key = enr::CombinedKey::secp256k1_from_bytes(&mut [seed; 32]).unwrap();
+            let mut builder = Enr::builder();
+            builder.ip4(ip).tcp4(30303).add_value(
+                crate::eth_entry::ETH_ENR_KEY,
+                &crate::eth_entry::enr_value(fork),
+            );
+            builder.build(&key).unwrap()
+        };
+        let mut config = DiscoveryConfig {
+            enr_ip: "198.51.100.1".parse().unwrap(),
+            rlpx_tcp_port: Some(30303),
+            eth: fork,
+            ..DiscoveryConfig::default()
+        };
+        let filter = DialFilter::new(&config, id(9));
+        for (seed, ip) in [
+            (1u8, "127.0.0.1"),
+            (2, "169.254.3.3"),
+            (3, "10.0.0.7"),
+            (4, "192.168.1.9"),
+        ] {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(
+                filter.check(&record(ip, seed)).unwrap_err(),
+                Rejection::OutOfScope(ip.into())
+            );
+        }
+        let public: std::net::Ipv4Addr = "198.51.100.20".parse().unwrap();
+        assert_eq!(
+            filter.check(&record(public, 5)).unwrap().ip,
+            IpAddr::from(public)
+        );
+        config.dial_local_targets = true;
+        let lenient = DialFilter::new(&config, id(9));
+        assert!(lenient
+            .check(&record("10.0.0.7".parse().unwrap(), 3))
+            .is_ok());
+    }
 
     fn id(b: u8) -> enr::NodeId {
         enr::NodeId::new(&[b; 32])

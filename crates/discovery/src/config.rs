@@ -81,6 +81,11 @@ pub struct DiscoveryConfig {
     pub reoffer_after: Duration,
     /// Capacity of the recently-offered set.
     pub recent_capacity: usize,
+    /// Dial records whose address is more local than our own `enr_ip` (loopback,
+    /// link-local or private targets for a public node). Off by default: any node can
+    /// sign a record, and one pointing at hosts only we can reach must not steer our
+    /// dials there. A node on loopback (a test network) dials anything regardless.
+    pub dial_local_targets: bool,
     /// A parent token: cancelling it stops discovery's tasks (call
     /// [`Discovery::shutdown`](crate::Discovery::shutdown) to also write the ENR file).
     pub cancel: Option<CancellationToken>,
@@ -109,6 +114,7 @@ impl fmt::Debug for DiscoveryConfig {
             .field("candidate_buffer", &self.candidate_buffer)
             .field("reoffer_after", &self.reoffer_after)
             .field("recent_capacity", &self.recent_capacity)
+            .field("dial_local_targets", &self.dial_local_targets)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +142,7 @@ impl Default for DiscoveryConfig {
             candidate_buffer: 64,
             reoffer_after: Duration::from_secs(120),
             recent_capacity: 4096,
+            dial_local_targets: false,
             cancel: None,
         }
     }

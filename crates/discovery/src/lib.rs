@@ -77,7 +77,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use candidate::{
-    mux_port, secp256k1_node_id, Candidates, DialCandidate, DialFilter, Rejection, MUX_ENR_KEY,
+    mux_port, secp256k1_node_id, AddrScope, Candidates, DialCandidate, DialFilter, Rejection,
+    MUX_ENR_KEY,
 };
 pub use config::{DiscoveryConfig, ForkFilterFn, Stack, DEFAULT_DISCOVERY_PORT};
 pub use eth_entry::{
