@@ -317,49 +317,63 @@ fn stack_addr(enr: &Enr, stack: Stack, prefer_v6: bool) -> Option<SocketAddr> {
 }
 
 /// Recently offered peers: a candidate is offered again only after `ttl` or when its
-/// ENR's `seq` grows. Bounded: when full, expired entries go first, then the oldest.
+/// ENR's `seq` grows, and at most `per_ip` different ones from one IP address within
+/// `ttl` (records are free to make: one host must not fill the dialer with thousands
+/// of identities). Bounded: when full, expired entries go first, then the oldest.
 #[derive(Debug)]
 pub(crate) struct RecentlyOffered {
-    map: HashMap<enr::NodeId, (u64, Instant)>,
+    map: HashMap<enr::NodeId, (u64, Instant, IpAddr)>,
     ttl: Duration,
     capacity: usize,
+    per_ip: usize,
 }
 
 impl RecentlyOffered {
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(ttl: Duration, capacity: usize, per_ip: usize) -> Self {
         Self {
             map: HashMap::new(),
             ttl,
             capacity: capacity.max(1),
+            per_ip: per_ip.max(1),
         }
     }
 
-    pub(crate) fn should_offer(&self, id: &enr::NodeId, seq: u64, now: Instant) -> bool {
-        match self.map.get(id) {
-            None => true,
-            Some(&(seen_seq, at)) => {
-                seq > seen_seq || now.saturating_duration_since(at) >= self.ttl
-            }
+    pub(crate) fn should_offer(
+        &self,
+        id: &enr::NodeId,
+        ip: IpAddr,
+        seq: u64,
+        now: Instant,
+    ) -> bool {
+        let fresh = |at: Instant| now.saturating_duration_since(at) < self.ttl;
+        if let Some(&(seen_seq, at, _)) = self.map.get(id) {
+            return seq > seen_seq || !fresh(at);
         }
+        let others = self
+            .map
+            .values()
+            .filter(|(_, at, seen_ip)| *seen_ip == ip && fresh(*at))
+            .count();
+        others < self.per_ip
     }
 
-    pub(crate) fn mark(&mut self, id: enr::NodeId, seq: u64, now: Instant) {
+    pub(crate) fn mark(&mut self, id: enr::NodeId, ip: IpAddr, seq: u64, now: Instant) {
         if !self.map.contains_key(&id) && self.map.len() >= self.capacity {
             let ttl = self.ttl;
             self.map
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+                .retain(|_, (_, at, _)| now.saturating_duration_since(*at) < ttl);
             if self.map.len() >= self.capacity {
                 if let Some(oldest) = self
                     .map
                     .iter()
-                    .min_by_key(|(_, (_, at))| *at)
+                    .min_by_key(|(_, (_, at, _))| *at)
                     .map(|(k, _)| *k)
                 {
                     self.map.remove(&oldest);
                 }
             }
         }
-        self.map.insert(id, (seq, now));
+        self.map.insert(id, (seq, now, ip));
     }
 
     #[cfg(test)]
@@ -500,24 +514,46 @@ mod tests {
     #[test]
     fn recently_offered_ttl_seq_and_bound() {
         let t0 = Instant::now();
-        let mut recent = RecentlyOffered::new(Duration::from_secs(10), 3);
-        assert!(recent.should_offer(&id(1), 1, t0));
-        recent.mark(id(1), 1, t0);
-        assert!(!recent.should_offer(&id(1), 1, t0 + Duration::from_secs(9)));
+        let ip = |b: u8| IpAddr::from([127, 0, b, 1]);
+        let mut recent = RecentlyOffered::new(Duration::from_secs(10), 3, 16);
+        assert!(recent.should_offer(&id(1), ip(1), 1, t0));
+        recent.mark(id(1), ip(1), 1, t0);
+        assert!(!recent.should_offer(&id(1), ip(1), 1, t0 + Duration::from_secs(9)));
         // A newer record is offered at once.
-        assert!(recent.should_offer(&id(1), 2, t0 + Duration::from_secs(1)));
-        assert!(recent.should_offer(&id(1), 1, t0 + Duration::from_secs(10)));
+        assert!(recent.should_offer(&id(1), ip(1), 2, t0 + Duration::from_secs(1)));
+        assert!(recent.should_offer(&id(1), ip(1), 1, t0 + Duration::from_secs(10)));
 
-        recent.mark(id(2), 1, t0 + Duration::from_secs(1));
-        recent.mark(id(3), 1, t0 + Duration::from_secs(2));
-        recent.mark(id(4), 1, t0 + Duration::from_secs(3));
+        recent.mark(id(2), ip(2), 1, t0 + Duration::from_secs(1));
+        recent.mark(id(3), ip(3), 1, t0 + Duration::from_secs(2));
+        recent.mark(id(4), ip(4), 1, t0 + Duration::from_secs(3));
         assert_eq!(recent.len(), 3);
         // The oldest (id 1) was evicted.
-        assert!(recent.should_offer(&id(1), 1, t0 + Duration::from_secs(3)));
-        assert!(!recent.should_offer(&id(4), 1, t0 + Duration::from_secs(3)));
+        assert!(recent.should_offer(&id(1), ip(1), 1, t0 + Duration::from_secs(3)));
+        assert!(!recent.should_offer(&id(4), ip(4), 1, t0 + Duration::from_secs(3)));
         // Expired entries go first.
-        recent.mark(id(5), 1, t0 + Duration::from_secs(12));
+        recent.mark(id(5), ip(5), 1, t0 + Duration::from_secs(12));
         assert!(recent.len() <= 3);
-        assert!(!recent.should_offer(&id(5), 1, t0 + Duration::from_secs(12)));
+        assert!(!recent.should_offer(&id(5), ip(5), 1, t0 + Duration::from_secs(12)));
+    }
+
+    /// One address, many identities: at most `per_ip` of them are offered within the
+    /// window; others from elsewhere still are, and the address gets room again later.
+    #[test]
+    fn one_address_offers_at_most_a_few_identities() {
+        let t0 = Instant::now();
+        let host = IpAddr::from([198, 51, 100, 7]);
+        let mut recent = RecentlyOffered::new(Duration::from_secs(10), 4096, 2);
+        let mut offered = 0;
+        for i in 0..200u8 {
+            if recent.should_offer(&id(i), host, 1, t0) {
+                recent.mark(id(i), host, 1, t0);
+                offered += 1;
+            }
+        }
+        assert_eq!(offered, 2);
+        assert!(recent.should_offer(&id(250), IpAddr::from([198, 51, 100, 8]), 1, t0));
+        // An identity already offered from it may be offered again on a newer record.
+        assert!(recent.should_offer(&id(0), host, 2, t0));
+        assert!(recent.should_offer(&id(9), host, 1, t0 + Duration::from_secs(10)));
     }
 }

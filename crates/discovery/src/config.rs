@@ -86,6 +86,10 @@ pub struct DiscoveryConfig {
     /// sign a record, and one pointing at hosts only we can reach must not steer our
     /// dials there. A node on loopback (a test network) dials anything regardless.
     pub dial_local_targets: bool,
+    /// Different records from one IP address offered as candidates within
+    /// `reoffer_after`: anyone can make thousands of identities on one host, and they
+    /// must not fill the dialer. Default 4, the node's established peers per IP.
+    pub max_candidates_per_ip: usize,
     /// A parent token: cancelling it stops discovery's tasks (call
     /// [`Discovery::shutdown`](crate::Discovery::shutdown) to also write the ENR file).
     pub cancel: Option<CancellationToken>,
@@ -115,6 +119,7 @@ impl fmt::Debug for DiscoveryConfig {
             .field("reoffer_after", &self.reoffer_after)
             .field("recent_capacity", &self.recent_capacity)
             .field("dial_local_targets", &self.dial_local_targets)
+            .field("max_candidates_per_ip", &self.max_candidates_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +148,7 @@ impl Default for DiscoveryConfig {
             reoffer_after: Duration::from_secs(120),
             recent_capacity: 4096,
             dial_local_targets: false,
+            max_candidates_per_ip: 4,
             cancel: None,
         }
     }
@@ -234,6 +240,12 @@ impl DiscoveryConfig {
     /// Sets the dial-candidate channel's capacity.
     pub fn with_candidate_buffer(mut self, capacity: usize) -> Self {
         self.candidate_buffer = capacity;
+        self
+    }
+
+    /// Sets [`DiscoveryConfig::max_candidates_per_ip`].
+    pub fn with_max_candidates_per_ip(mut self, max: usize) -> Self {
+        self.max_candidates_per_ip = max;
         self
     }
 

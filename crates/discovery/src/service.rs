@@ -74,12 +74,13 @@ impl Shared {
         let Ok(mut recent) = self.recent.lock() else {
             return false;
         };
-        if !recent.should_offer(&id, enr.seq(), now) {
+        let ip = candidate.ip;
+        if !recent.should_offer(&id, ip, enr.seq(), now) {
             return false;
         }
         match self.tx.try_send(candidate) {
             Ok(()) => {
-                recent.mark(id, enr.seq(), now);
+                recent.mark(id, ip, enr.seq(), now);
                 trace!(node = %id, "offered dial candidate");
                 true
             }
@@ -182,6 +183,7 @@ impl Discovery {
             recent: Mutex::new(RecentlyOffered::new(
                 config.reoffer_after,
                 config.recent_capacity,
+                config.max_candidates_per_ip,
             )),
             tx,
         });

@@ -530,6 +530,8 @@ fn discovery_config(
         .with_bootnodes(config.bootnodes.clone())
         .with_lookup_interval(Duration::from_secs(config.discovery_lookup_secs))
         .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")))
+        // As many identities per address as the pool would keep peers from it.
+        .with_max_candidates_per_ip(config.max_peers_per_ip)
 }
 
 /// The `enr:` record a node with `config` and `key` advertises, without starting
