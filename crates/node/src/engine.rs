@@ -47,10 +47,7 @@ use devmux_sync::SyncHandle;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use hyper::StatusCode;
 use jsonrpsee::core::BoxError;
-use jsonrpsee::server::{
-    BatchRequestConfig, HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerConfig,
-    ServerHandle,
-};
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, RpcModule, Server, ServerHandle};
 use jsonrpsee::types::error::ErrorObjectOwned;
 use jsonrpsee::types::Params;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -137,12 +134,8 @@ impl EngineServer {
             error,
         };
         let listener = listener.into_std().map_err(listen_error)?;
-        let config = ServerConfig::builder()
-            .http_only()
-            .max_connections(MAX_CONNECTIONS)
-            .max_request_body_size(MAX_REQUEST_BYTES)
-            .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_CALLS))
-            .build();
+        let config =
+            crate::rpc::http_server_config(MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_BATCH_CALLS);
         let server = Server::builder()
             .set_config(config)
             .set_http_middleware(tower::ServiceBuilder::new().layer(JwtLayer::new(&secret)))

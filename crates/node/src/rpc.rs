@@ -166,6 +166,21 @@ pub(crate) fn advertised_protocols(stream_stack: bool, registered: Vec<String>) 
     ids
 }
 
+/// An HTTP-only JSON-RPC server config within these bounds: connections at once, bytes
+/// per request body, calls per batch (the admin RPC's and the Engine API's).
+pub(crate) fn http_server_config(
+    connections: u32,
+    body_bytes: u32,
+    batch_calls: u32,
+) -> ServerConfig {
+    ServerConfig::builder()
+        .http_only()
+        .max_connections(connections)
+        .max_request_body_size(body_bytes)
+        .set_batch_request_config(BatchRequestConfig::Limit(batch_calls))
+        .build()
+}
+
 impl RpcServer {
     /// Serves the admin RPC on `listener`, bound at `addr` by [`bind`] early in
     /// `Node::start`, so a busy port fails before anything starts.
@@ -180,12 +195,7 @@ impl RpcServer {
             error,
         };
         let listener = listener.into_std().map_err(listen_error)?;
-        let config = ServerConfig::builder()
-            .http_only()
-            .max_connections(MAX_CONNECTIONS)
-            .max_request_body_size(MAX_REQUEST_BYTES)
-            .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_CALLS))
-            .build();
+        let config = http_server_config(MAX_CONNECTIONS, MAX_REQUEST_BYTES, MAX_BATCH_CALLS);
         // On loopback, only requests naming a loopback host: a web page that rebinds
         // its own DNS name to 127.0.0.1 cannot reach the admin methods.
         let hosts = if addr.ip().is_loopback() {

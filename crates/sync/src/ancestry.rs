@@ -19,7 +19,7 @@ use devmux_eth::{EthPeer, GetBlockHeaders, Header};
 use rand::seq::SliceRandom;
 
 use crate::checks::{link_headers, Hashed, LinkError};
-use crate::download::{block_refusal, download_bodies, other_chain};
+use crate::download::{block_refusal, download_bodies, insert_synced, other_chain};
 use crate::shared::Shared;
 use crate::status::add;
 use crate::Error;
@@ -158,18 +158,7 @@ async fn from_peer(shared: &Arc<Shared>, peer: &EthPeer, hash: B256) -> Result<u
     let mut inserted = 0;
     for chunk in linked.chunks(batch as usize) {
         let blocks = download_bodies(shared, Arc::new(chunk.to_vec()), Some(id)).await?;
-        let txs: Vec<B256> = blocks
-            .iter()
-            .flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash()))
-            .collect();
-        match shared.chain.insert_blocks(blocks).await {
-            Ok(outcome) => {
-                inserted += outcome.inserted;
-                add(&shared.counters.blocks_imported, outcome.inserted as u64);
-                shared.pool.remove(&txs);
-            }
-            Err(e) => return Err(block_refusal(id, e)),
-        }
+        inserted += insert_synced(shared, id, blocks).await?;
     }
     Ok(inserted)
 }

@@ -537,22 +537,32 @@ async fn insert_stage(
 ) -> Result<usize, Error> {
     let mut inserted = 0;
     while let Some(blocks) = shared.or_cancel(input.recv()).await? {
-        let txs: Vec<B256> = blocks
-            .iter()
-            .flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash()))
-            .collect();
-        match shared.chain.insert_blocks(blocks).await {
-            Ok(outcome) => {
-                inserted += outcome.inserted;
-                add(&shared.counters.blocks_imported, outcome.inserted as u64);
-                shared.pool.remove(&txs);
-                progress.report(shared, target);
-            }
-            // Bodies and receipts matched their headers, so the headers are at fault.
-            Err(e) => return Err(block_refusal(header_peer, e)),
-        }
+        inserted += insert_synced(shared, header_peer, blocks).await?;
+        progress.report(shared, target);
     }
     Ok(inserted)
+}
+
+/// Inserts one validated batch whose headers `header_peer` served, drops its
+/// transactions from the pool and counts it; returns how many blocks were new. Bodies
+/// and receipts matched their headers, so a refusal is the headers' fault.
+pub(crate) async fn insert_synced(
+    shared: &Shared,
+    header_peer: PeerId,
+    blocks: Vec<BlockWithReceipts>,
+) -> Result<usize, Error> {
+    let txs: Vec<B256> = blocks
+        .iter()
+        .flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash()))
+        .collect();
+    let outcome = shared
+        .chain
+        .insert_blocks(blocks)
+        .await
+        .map_err(|e| block_refusal(header_peer, e))?;
+    add(&shared.counters.blocks_imported, outcome.inserted as u64);
+    shared.pool.remove(&txs);
+    Ok(outcome.inserted)
 }
 
 /// What the chain's refusal of blocks `peer` sent costs that peer: a bad seal is a
