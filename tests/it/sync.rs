@@ -110,6 +110,28 @@ async fn node_with(
     for batch in devnet_blocks()[..blocks].chunks(1000) {
         chain.insert_blocks(batch.to_vec()).await.unwrap();
     }
+    node_on(
+        dir,
+        chain,
+        use_p2p_server,
+        versions,
+        pool_config,
+        config,
+        eth_config,
+    )
+    .await
+}
+
+/// A node over `chain` (stored in `dir`).
+async fn node_on(
+    dir: TempDir,
+    chain: Chain,
+    use_p2p_server: bool,
+    versions: &[EthVersion],
+    pool_config: PoolConfig,
+    config: SyncConfig,
+    eth_config: EthConfig,
+) -> Node {
     let pool = Pool::new(pool_config);
     let (handler, eth) = EthHandler::new(chain.clone(), pool.clone(), eth_config);
     let mut registrar = Registrar::new();
@@ -349,6 +371,22 @@ impl Forged {
             push: Vec::new(),
             raw: Vec::new(),
         }
+    }
+
+    /// The real devnet chain of `n` blocks with false receipts: each one's cumulative gas
+    /// is one more than the block's.
+    fn false_receipts(n: usize) -> Self {
+        let headers = devnet_blocks()[..n]
+            .iter()
+            .map(|b| b.header.clone())
+            .collect();
+        let mut forged = Self::with_real_bodies(headers, n);
+        for (_, receipts) in forged.bodies.values_mut() {
+            for receipt in receipts {
+                receipt.cumulative_gas_used += 1;
+            }
+        }
+        forged
     }
 
     /// The real devnet chain of `n` blocks, from a peer that never answers for bodies.
@@ -604,6 +642,109 @@ async fn forged_chains_lose(use_p2p_server: bool) {
     for f in [&broken, &false_bodies, &stalling] {
         f.shutdown().await;
     }
+}
+
+/// A node that imported devnet blocks 1..=300 from a chain file (`devmux import`: no
+/// receipts in it) gets their receipts from its peers: a peer that serves false ones is
+/// penalised and nothing of its answer is stored; the honest peer's fill every block.
+async fn imported_blocks_get_their_receipts_from_peers(use_p2p_server: bool) {
+    const N: usize = 300;
+    let all = EthVersion::ALL;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.rlp");
+    let exported: Vec<u8> = devnet_blocks()[..N]
+        .iter()
+        .flat_map(|b| {
+            devmux_eth::alloy_rlp::encode(devmux_eth::Block {
+                header: b.header.clone(),
+                body: b.body.clone(),
+            })
+        })
+        .collect();
+    std::fs::write(&file, exported).unwrap();
+    let chain = Chain::open_async(dir.path().join("chain.redb"), ChainSpec::devnet())
+        .await
+        .unwrap();
+    let imported = {
+        let chain = chain.clone();
+        tokio::task::spawn_blocking(move || {
+            devmux_chain::import::import_file(&chain, &file, |_| {})
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(imported.imported, N as u64);
+    let waiting = devnet_blocks()[..N]
+        .iter()
+        .filter(|b| !b.body.transactions.is_empty())
+        .count() as u64;
+    assert_eq!(chain.pending_receipts_count(), waiting);
+    let eth_config = EthConfig::default()
+        .with_announce_pool_on_connect(false)
+        .with_event_capacity(4096);
+    let s = node_on(
+        dir,
+        chain,
+        use_p2p_server,
+        &all,
+        PoolConfig::devnet(),
+        sync_config(),
+        eth_config,
+    )
+    .await;
+    assert_eq!(s.chain.head().hash, devnet_blocks()[N - 1].hash());
+
+    // The liar alone first: its receipts do not match, so it is penalised and
+    // disconnected, and not one block takes its receipts.
+    let liar = forger(use_p2p_server, Arc::new(Forged::false_receipts(N))).await;
+    let mut events = s.net.events();
+    s.net.dial(&liar.local_addr()).await.unwrap();
+    assert!(
+        penalised(&mut events, liar.local_peer_id(), "sync: ").await,
+        "the peer serving false receipts was not penalised"
+    );
+    assert!(
+        eventually(SECS, || s.eth.get(&liar.local_peer_id()).is_none()).await,
+        "the liar was not disconnected"
+    );
+    assert_eq!(s.chain.pending_receipts_count(), waiting);
+    assert_eq!(s.sync.stats().receipts_backfilled, 0);
+
+    let honest = node(use_p2p_server, N, &all, PoolConfig::devnet(), sync_config()).await;
+    connect(&s, &honest).await;
+    assert!(
+        eventually(SECS, || s.chain.pending_receipts_count() == 0).await,
+        "receipts still wait: {:?}",
+        s.sync.stats()
+    );
+    let hashes: Vec<B256> = devnet_blocks()[..N].iter().map(|b| b.hash()).collect();
+    let mut served = Vec::new();
+    for chunk in hashes.chunks(100) {
+        served.extend(s.chain.block_receipts_blocking(chunk).unwrap());
+    }
+    let expected: Vec<_> = devnet_blocks()[..N]
+        .iter()
+        .map(|b| b.receipts.clone())
+        .collect();
+    assert_eq!(served, expected);
+    let stats = s.sync.stats();
+    eprintln!("{}: receipts backfilled; {stats:?}", s.net.server_kind());
+    assert_eq!(stats.receipts_backfilled, waiting);
+    assert_eq!(stats.peers_penalised, 1, "{stats:?}");
+    s.stop().await;
+    honest.stop().await;
+    liar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_blocks_get_their_receipts_from_peers_on_rlpx() {
+    imported_blocks_get_their_receipts_from_peers(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_blocks_get_their_receipts_from_peers_on_the_stream_stack() {
+    imported_blocks_get_their_receipts_from_peers(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,21 @@ enum Command {
     /// Work with `enr:` records
     #[command(subcommand)]
     Enr(probe::EnrCommand),
+    /// Import blocks from a chain file in go-ethereum's export format (`geth export`)
+    /// into the data directory's chain, validated as blocks from peers are; their
+    /// receipts are fetched from peers when the node next runs. The node flags say
+    /// which chain and data directory
+    Import(ImportArgs),
+}
+
+/// Flags of `devmux import`.
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// The chain file: RLP blocks one after another, uncompressed
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    node: Box<NodeArgs>,
 }
 
 /// Node flags. Every one is optional here so that a flag given wins over the config
@@ -487,6 +502,30 @@ fn parse_cli() -> Cli {
     }
 }
 
+/// `devmux import FILE`: one progress line per committed batch, then a summary.
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let config = args.node.into_config()?;
+    let started = std::time::Instant::now();
+    let summary = devmux_node::import_chain_file(&config, &args.file, |batch| {
+        println!(
+            "imported {} blocks ({} known), head {} {}",
+            batch.inserted, batch.known, batch.head.number, batch.head.hash
+        );
+    })
+    .with_context(|| format!("import of {}", args.file.display()))?;
+    println!(
+        "{}: {} blocks read, {} imported, {} known, head {} {} in {:.1} s; receipts come from peers",
+        args.file.display(),
+        summary.read,
+        summary.imported,
+        summary.known,
+        summary.head.number,
+        summary.head.hash,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// What `main` does, up to the point where errors are printed.
 fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -494,6 +533,7 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Identity(args)) => identity::print(&args.into_config()?),
         Some(Command::Probe(what)) => probe::run_probe(what),
         Some(Command::Enr(what)) => probe::run_enr(what),
+        Some(Command::Import(args)) => import(args),
         None => {
             let log_flag_given = cli.node.log_level.is_some();
             let config = cli.node.into_config()?;

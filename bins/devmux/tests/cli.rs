@@ -1462,3 +1462,96 @@ fn an_address_ban_survives_kill_9() {
     assert!(rlpx_session(&again.addr, good, eth, false));
     assert_eq!(again.interrupt(), Some(0));
 }
+
+/// `devmux import FILE`: a chain file in go-ethereum's export format (the devnet's
+/// genesis and blocks 1..=60) goes into the data directory's chain; a node started on it
+/// serves that head and reports the blocks whose receipts it still needs from peers.
+/// Broken files and another network's file are refused with one line.
+#[test]
+fn import_reads_a_chain_file_into_the_datadir() {
+    use devmux_chain::devnet::Devnet;
+    use devmux_chain::ChainSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("n");
+    let datadir = datadir.to_str().unwrap();
+    let blocks: Vec<_> = Devnet::new().unwrap().blocks(60).collect();
+    let mut file = devmux_eth::alloy_rlp::encode(devmux_eth::Block {
+        header: ChainSpec::devnet().genesis,
+        body: Default::default(),
+    });
+    for b in &blocks {
+        file.extend(devmux_eth::alloy_rlp::encode(devmux_eth::Block {
+            header: b.header.clone(),
+            body: b.body.clone(),
+        }));
+    }
+    let path = dir.path().join("chain.rlp");
+    std::fs::write(&path, &file).unwrap();
+    let path = path.to_str().unwrap();
+
+    let (code, out, err) = run_to_end(&["import", path, "--dev", "--datadir", datadir]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("61 blocks read, 60 imported, 1 known, head 60"),
+        "{out}"
+    );
+    let (code, out, _) = run_to_end(&["import", path, "--dev", "--datadir", datadir]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("0 imported, 61 known"), "{out}");
+
+    let node = Proc::start(&[
+        "--dev",
+        "--datadir",
+        datadir,
+        "--port",
+        "0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = node.metrics();
+    let waiting = blocks
+        .iter()
+        .filter(|b| !b.body.transactions.is_empty())
+        .count();
+    let text = scrape(&metrics);
+    assert_eq!(sample_sum(&text, "devmux_chain_head"), 60.0, "{text}");
+    assert_eq!(
+        sample_sum(&text, "devmux_chain_receipts_pending"),
+        waiting as f64,
+        "{text}"
+    );
+    assert_eq!(node.interrupt(), Some(0));
+
+    // Cut inside its last block: the byte where that block starts.
+    let cut = dir.path().join("cut.rlp");
+    std::fs::write(&cut, &file[..file.len() - 3]).unwrap();
+    let other = dir.path().join("other");
+    let other = other.to_str().unwrap();
+    refused(
+        &["import", cut.to_str().unwrap(), "--dev", "--datadir", other],
+        "chain file at byte",
+    );
+    // The devnet's blocks are not sepolia's.
+    let sepolia = dir.path().join("sepolia");
+    refused(
+        &[
+            "import",
+            path,
+            "--network",
+            "sepolia",
+            "--datadir",
+            sepolia.to_str().unwrap(),
+        ],
+        "genesis block is not this network's",
+    );
+    refused(
+        &[
+            "import",
+            "/nonexistent/chain.rlp",
+            "--dev",
+            "--datadir",
+            other,
+        ],
+        "reading chain file",
+    );
+}

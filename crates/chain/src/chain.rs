@@ -10,6 +10,18 @@
 //! | `total_difficulty` | block hash | 32-byte big-endian TD |
 //! | `canonical` | block number | block hash |
 //! | `meta` | `"genesis"`, `"head"`, `"safe"`, `"finalized"` | block hash |
+//! | `receipts_pending` | block number | hash of a block stored without its receipts |
+//!
+//! # Blocks whose receipts come later
+//!
+//! A chain file in go-ethereum's export format ([`crate::import`]) holds headers and
+//! bodies but no receipts, which only execution could produce.
+//! [`Chain::import_blocks_blocking`] stores such blocks validated as far as they can be
+//! (header rules, transactions, ommers and withdrawals against their roots) and lists
+//! each one with transactions in `receipts_pending`; sync fetches their receipts from
+//! peers and [`Chain::insert_receipts_blocking`] stores them once they match the
+//! header's receipts root. Until then the block is served (headers, bodies) but its
+//! receipts are not: `GetReceipts` answers stop before it, as for a block we lack.
 //!
 //! # Who moves the head
 //!
@@ -40,17 +52,18 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use alloy_primitives::{B256, U256};
 use alloy_rlp::Decodable;
 use devmux_eth::{
-    limits, BlockBody, BlockHashOrNumber, ChainReader, ChainStatus, ForkFilter, GetBlockHeaders,
-    Head, Header, Receipt,
+    limits, Block, BlockBody, BlockHashOrNumber, ChainReader, ChainStatus, ForkFilter,
+    GetBlockHeaders, Head, Header, Receipt,
 };
 use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
 };
 
 use crate::{validate, BlockWithReceipts, ChainSpec, Error, MAX_REORG_DEPTH};
@@ -61,11 +74,34 @@ const RECEIPTS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("re
 const TDS: TableDefinition<'_, &[u8; 32], &[u8; 32]> = TableDefinition::new("total_difficulty");
 const CANONICAL: TableDefinition<'_, u64, &[u8; 32]> = TableDefinition::new("canonical");
 const META: TableDefinition<'_, &str, &[u8; 32]> = TableDefinition::new("meta");
+const RECEIPTS_PENDING: TableDefinition<'_, u64, &[u8; 32]> =
+    TableDefinition::new("receipts_pending");
 
 const META_GENESIS: &str = "genesis";
 const META_HEAD: &str = "head";
 const META_SAFE: &str = "safe";
 const META_FINALIZED: &str = "finalized";
+
+/// Whether a batch brings its blocks' receipts.
+#[derive(Clone, Copy)]
+enum Receipts {
+    Given,
+    /// Not yet (a chain file's blocks): they wait in `receipts_pending`.
+    Later,
+}
+
+/// A stored block that waits for its receipts ([`Chain::pending_receipts_blocking`]).
+#[derive(Clone, Debug)]
+pub struct PendingReceipts {
+    /// Its number.
+    pub number: u64,
+    /// Its hash.
+    pub hash: B256,
+    /// Its header: the receipts root its receipts must match.
+    pub header: Header,
+    /// Its body: one receipt per transaction.
+    pub body: BlockBody,
+}
 
 /// The head of the canonical chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +201,8 @@ struct Inner {
     /// Whether a consensus layer names the head ([`Chain::follows_consensus_layer`]):
     /// then inserts never move it.
     external_head: AtomicBool,
+    /// Entries of `receipts_pending` (cached: metrics read it at every scrape).
+    pending_receipts: AtomicU64,
     /// Held for a whole insert, commit and head update included: redb serialises write
     /// transactions, but the cached head must change in commit order too.
     writer: Mutex<()>,
@@ -193,6 +231,7 @@ impl Chain {
         let genesis_hash = spec.genesis_hash();
         let txn = db.begin_write()?;
         let mut finality = Finality::default();
+        let pending_receipts;
         let head = {
             let mut headers = txn.open_table(HEADERS)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -200,6 +239,8 @@ impl Chain {
             let mut tds = txn.open_table(TDS)?;
             let mut canonical = txn.open_table(CANONICAL)?;
             let mut meta = txn.open_table(META)?;
+            // Created here so that readers can open it in any store.
+            pending_receipts = txn.open_table(RECEIPTS_PENDING)?.len()?;
             let stored = meta.get(META_GENESIS)?.map(|g| B256::from(*g.value()));
             match stored {
                 Some(stored) if stored != genesis_hash => {
@@ -263,6 +304,7 @@ impl Chain {
                 finality: RwLock::new(finality),
                 checkpoint: RwLock::new(None),
                 external_head: AtomicBool::new(false),
+                pending_receipts: AtomicU64::new(pending_receipts),
                 writer: Mutex::new(()),
             }),
         })
@@ -411,6 +453,125 @@ impl Chain {
         &self,
         blocks: &[BlockWithReceipts],
     ) -> Result<InsertOutcome, Error> {
+        self.insert_batch(blocks, Receipts::Given)
+    }
+
+    /// Inserts blocks whose receipts are not known yet (a chain file's: see the module
+    /// docs), as [`Chain::insert_blocks`] inserts blocks with receipts: one atomic batch,
+    /// fork choice, the same refusals. Each block's header is validated and its body
+    /// against the header's roots; a block with transactions is listed as waiting for
+    /// its receipts ([`Chain::pending_receipts_blocking`]). Blocks already stored count
+    /// as known.
+    pub fn import_blocks_blocking(&self, blocks: Vec<Block>) -> Result<InsertOutcome, Error> {
+        let blocks: Vec<BlockWithReceipts> = blocks
+            .into_iter()
+            .map(|block| BlockWithReceipts {
+                header: block.header,
+                body: block.body,
+                receipts: Vec::new(),
+            })
+            .collect();
+        self.insert_batch(&blocks, Receipts::Later)
+    }
+
+    /// The blocks stored without their receipts that are canonical now, lowest first, at
+    /// most `limit` of them, each with its header and body (to ask peers and check their
+    /// answer).
+    pub fn pending_receipts_blocking(&self, limit: usize) -> Result<Vec<PendingReceipts>, Error> {
+        let r = self.read()?;
+        let pending = r.0.open_table(RECEIPTS_PENDING)?;
+        let mut out = Vec::new();
+        for entry in pending.iter()? {
+            if out.len() >= limit {
+                break;
+            }
+            let (number, hash) = entry?;
+            let (number, hash) = (number.value(), B256::from(*hash.value()));
+            if r.canonical(number)? != Some(hash) {
+                continue;
+            }
+            let (Some(header), Some(body)) = (r.header(&hash)?, r.decoded(BODIES, &hash)?) else {
+                return Err(missing("pending block"));
+            };
+            out.push(PendingReceipts {
+                number,
+                hash,
+                header,
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Chain::pending_receipts_blocking`] off the reactor.
+    pub async fn pending_receipts(&self, limit: usize) -> Result<Vec<PendingReceipts>, Error> {
+        self.blocking(move |c| c.pending_receipts_blocking(limit))
+            .await
+    }
+
+    /// How many stored blocks wait for their receipts (canonical or not). In memory.
+    pub fn pending_receipts_count(&self) -> u64 {
+        self.inner.pending_receipts.load(Ordering::Relaxed)
+    }
+
+    /// Stores the receipts of blocks that wait for them, in one commit, each once it
+    /// matches its block ([`validate::validate_receipts`]: count, gas, receipts root and
+    /// bloom); returns how many blocks took theirs. A block that does not wait for
+    /// receipts (unknown, or they came already) is skipped. Receipts that do not match
+    /// are refused with the error [`validate::validate_receipts`] gives, and nothing of
+    /// the batch is stored.
+    pub fn insert_receipts_blocking(&self, batch: &[(B256, Vec<Receipt>)]) -> Result<usize, Error> {
+        let _writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let txn = self.inner.db.begin_write()?;
+        let mut inserted = 0;
+        let left;
+        {
+            let headers = txn.open_table(HEADERS)?;
+            let bodies = txn.open_table(BODIES)?;
+            let mut stored = txn.open_table(RECEIPTS)?;
+            let mut pending = txn.open_table(RECEIPTS_PENDING)?;
+            for (hash, receipts) in batch {
+                let Some(header) = headers.get(&hash.0)? else {
+                    continue;
+                };
+                let header = Header::decode(&mut header.value())?;
+                let waits = pending
+                    .get(header.number)?
+                    .is_some_and(|h| *h.value() == hash.0);
+                if !waits || stored.get(&hash.0)?.is_some() {
+                    continue;
+                }
+                let body = bodies.get(&hash.0)?.ok_or(missing("pending body"))?;
+                let body: BlockBody = alloy_rlp::decode_exact(body.value())?;
+                validate::validate_receipts(
+                    &self.inner.spec,
+                    &header,
+                    *hash,
+                    body.transactions.len(),
+                    receipts,
+                )?;
+                stored.insert(&hash.0, alloy_rlp::encode(receipts).as_slice())?;
+                pending.remove(header.number)?;
+                inserted += 1;
+            }
+            left = pending.len()?;
+        }
+        txn.commit()?;
+        self.inner.pending_receipts.store(left, Ordering::Relaxed);
+        Ok(inserted)
+    }
+
+    /// [`Chain::insert_receipts_blocking`] off the reactor.
+    pub async fn insert_receipts(&self, batch: Vec<(B256, Vec<Receipt>)>) -> Result<usize, Error> {
+        self.blocking(move |c| c.insert_receipts_blocking(&batch))
+            .await
+    }
+
+    fn insert_batch(
+        &self,
+        blocks: &[BlockWithReceipts],
+        given: Receipts,
+    ) -> Result<InsertOutcome, Error> {
         let _writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Any early return drops `txn` uncommitted, which rolls the whole batch back.
         let txn = self.inner.db.begin_write()?;
@@ -419,6 +580,7 @@ impl Chain {
         let now = validate::now_secs();
         let checkpoint = self.checkpoint();
         let external = self.follows_consensus_layer();
+        let pending_left;
         let outcome = {
             let mut headers = txn.open_table(HEADERS)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -426,6 +588,7 @@ impl Chain {
             let mut tds = txn.open_table(TDS)?;
             let mut canonical = txn.open_table(CANONICAL)?;
             let mut meta = txn.open_table(META)?;
+            let mut pending = txn.open_table(RECEIPTS_PENDING)?;
 
             let mut best = old_head;
             let (mut inserted, mut known) = (0, 0);
@@ -436,6 +599,22 @@ impl Chain {
                 let header = &block.header;
                 let hash = block.hash();
                 if headers.get(&hash.0)?.is_some() {
+                    // A block stored without its receipts takes them from a batch that
+                    // brings them (checked against its header first).
+                    let waits = pending
+                        .get(header.number)?
+                        .is_some_and(|h| *h.value() == hash.0);
+                    if waits && matches!(given, Receipts::Given) {
+                        validate::validate_receipts(
+                            spec,
+                            header,
+                            hash,
+                            block.body.transactions.len(),
+                            &block.receipts,
+                        )?;
+                        receipts.insert(&hash.0, alloy_rlp::encode(&block.receipts).as_slice())?;
+                        pending.remove(header.number)?;
+                    }
                     known += 1;
                     continue;
                 }
@@ -450,7 +629,17 @@ impl Chain {
                         })
                     }
                 };
-                validate::validate_block(spec, block, hash, &parent_header, now)?;
+                validate::validate_header(spec, header, hash, &parent_header, now)?;
+                let receipts_later = match given {
+                    Receipts::Given => {
+                        validate::validate_body(spec, block, hash)?;
+                        false
+                    }
+                    Receipts::Later => {
+                        validate::validate_transactions(spec, header, hash, &block.body)?;
+                        !block.body.transactions.is_empty()
+                    }
+                };
                 if let Some(pin) = checkpoint.filter(|p| p.number == header.number) {
                     if pin.hash != hash {
                         return Err(Error::CheckpointMismatch {
@@ -468,7 +657,11 @@ impl Chain {
 
                 headers.insert(&hash.0, alloy_rlp::encode(header).as_slice())?;
                 bodies.insert(&hash.0, alloy_rlp::encode(&block.body).as_slice())?;
-                receipts.insert(&hash.0, alloy_rlp::encode(&block.receipts).as_slice())?;
+                if receipts_later {
+                    pending.insert(header.number, &hash.0)?;
+                } else {
+                    receipts.insert(&hash.0, alloy_rlp::encode(&block.receipts).as_slice())?;
+                }
                 tds.insert(&hash.0, &td.to_be_bytes::<32>())?;
                 batch.insert(hash, (header.number, parent));
                 inserted += 1;
@@ -515,6 +708,7 @@ impl Chain {
                 }
                 meta.insert(META_HEAD, &best.hash.0)?;
             }
+            pending_left = pending.len()?;
             InsertOutcome {
                 inserted,
                 known,
@@ -524,6 +718,9 @@ impl Chain {
             }
         };
         txn.commit()?;
+        self.inner
+            .pending_receipts
+            .store(pending_left, Ordering::Relaxed);
         *self.inner.head.write().unwrap_or_else(|e| e.into_inner()) = outcome.head;
         Ok(outcome)
     }

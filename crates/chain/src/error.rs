@@ -271,6 +271,19 @@ pub enum Error {
         /// The config field, as the file spells it.
         field: String,
     },
+
+    /// A chain file ([`crate::import`]) could not be read from disk.
+    #[error("reading chain file: {0}")]
+    ChainFileRead(std::io::Error),
+    /// A chain file is not blocks in go-ethereum's export format from where it stops
+    /// (the blocks before were imported).
+    #[error("chain file at byte {offset}: {reason}")]
+    ChainFile {
+        /// Where the bad block starts in the file.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl From<alloy_rlp::Error> for Error {

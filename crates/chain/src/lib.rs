@@ -22,6 +22,9 @@
 //!   ([`ChainSpec::from_genesis_json`], [`genesis::load`]) into a spec whose genesis hash
 //!   and fork id are the ones `geth init` gives; [`forks`] is the fork schedule both
 //!   fill in.
+//! - [`import`] reads chain files in go-ethereum's export format (`geth export`,
+//!   `devmux import`): headers and bodies validated and stored, receipts fetched from
+//!   peers afterwards.
 //!
 //! ```
 //! use devmux_chain::{devnet::Devnet, Chain, ChainSpec};
@@ -44,6 +47,7 @@ pub mod devnet;
 mod error;
 pub mod forks;
 pub mod genesis;
+pub mod import;
 pub mod networks;
 mod pool;
 pub mod seal;
@@ -53,7 +57,9 @@ mod spec;
 mod testing;
 pub mod validate;
 
-pub use chain::{BlockRef, Chain, ChainHead, Forkchoice, HeadUpdate, InsertOutcome};
+pub use chain::{
+    BlockRef, Chain, ChainHead, Forkchoice, HeadUpdate, InsertOutcome, PendingReceipts,
+};
 pub use error::Error;
 pub use pool::{intrinsic_gas, to_block_form, Pool, PoolConfig, BAD_SIGNATURE_MEMORY};
 pub use spec::{

@@ -164,6 +164,31 @@ pub struct Node {
     engine: Option<engine::EngineServer>,
 }
 
+/// `devmux import FILE`: imports the chain file `file` (go-ethereum's export format,
+/// [`devmux_chain::import`]) into the chain of `config`'s data directory, validated as
+/// any block from a peer, while no node runs on it (the store is opened once per
+/// process). The blocks' receipts are not in the file: the node fetches them from its
+/// peers once it runs. `on_batch` sees each committed batch. Blocks: call it outside the
+/// async reactor.
+pub fn import_chain_file(
+    config: &NodeConfig,
+    file: &std::path::Path,
+    on_batch: impl FnMut(&devmux_chain::InsertOutcome),
+) -> Result<devmux_chain::import::ImportSummary, Error> {
+    config.validate()?;
+    let spec = config.chain_spec()?;
+    let datadir = &config.datadir;
+    std::fs::create_dir_all(datadir).map_err(|source| Error::Datadir {
+        path: datadir.clone(),
+        source,
+    })?;
+    let chain = Chain::open(datadir.join("chain.redb"), spec)?;
+    if let Some(checkpoint) = config.checkpoint {
+        chain.pin_checkpoint_blocking(checkpoint.into())?;
+    }
+    Ok(devmux_chain::import::import_file(&chain, file, on_batch)?)
+}
+
 impl Node {
     /// Starts a node. Fails before starting anything if the configuration is bad.
     pub async fn start(config: NodeConfig) -> Result<Self, Error> {

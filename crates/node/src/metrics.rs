@@ -21,6 +21,7 @@
 //! | `devmux_eth_peers` | gauge | – | peers with an eth session |
 //! | `devmux_discovery_table_size` | gauge | – | discv5 routing-table entries (when discovery runs) |
 //! | `devmux_chain_head` | gauge | – | canonical head block number |
+//! | `devmux_chain_receipts_pending` | gauge | – | stored blocks waiting for their receipts (imported from a chain file) |
 //! | `devmux_txpool_transactions` | gauge | – | transactions in the pool |
 //! | `devmux_syncing` | gauge | – | 1 while syncing, else 0 |
 //! | `devmux_sync_current_block`, `devmux_sync_highest_block` | gauge | – | sync progress (the head when idle) |
@@ -276,6 +277,7 @@ struct Inner {
     eth_peers: Gauge,
     discovery_table: Gauge<i64, AtomicI64>,
     chain_head: Gauge<i64, AtomicI64>,
+    receipts_pending: Gauge<i64, AtomicI64>,
     txpool: Gauge,
     syncing: Gauge,
     sync_current: Gauge<i64, AtomicI64>,
@@ -316,6 +318,7 @@ impl Inner {
             eth_peers: Gauge::default(),
             discovery_table: Gauge::default(),
             chain_head: Gauge::default(),
+            receipts_pending: Gauge::default(),
             txpool: Gauge::default(),
             syncing: Gauge::default(),
             sync_current: Gauge::default(),
@@ -411,6 +414,11 @@ impl Inner {
                 "chain_head",
                 "Block number of the canonical head",
                 inner.chain_head.clone(),
+            );
+            r.register(
+                "chain_receipts_pending",
+                "Stored blocks waiting for their receipts from peers (imported from a chain file)",
+                inner.receipts_pending.clone(),
             );
             r.register(
                 "txpool_transactions",
@@ -572,6 +580,8 @@ impl Inner {
         }
         let head = view.chain.head().number;
         self.chain_head.set(gauge_value(head));
+        self.receipts_pending
+            .set(gauge_value(view.chain.pending_receipts_count()));
         self.txpool.set(gauge_value(view.pool.len() as u64));
         self.sync_rate.set(view.sync.blocks_per_sec());
         match view.sync.progress() {

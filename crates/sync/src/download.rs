@@ -423,7 +423,7 @@ pub(crate) async fn download_bodies(
 /// load): not benched, and not known to lack them (an eth/69 peer's range says), or
 /// `source`, which served their headers (its range may be older than its chain: a
 /// go-ethereum peer sends a `BlockRangeUpdate` every few blocks, not every block).
-fn body_peers(shared: &Shared, first: u64, source: Option<PeerId>) -> Vec<EthPeer> {
+pub(crate) fn body_peers(shared: &Shared, first: u64, source: Option<PeerId>) -> Vec<EthPeer> {
     let mut peers: Vec<EthPeer> = shared
         .peers
         .list()

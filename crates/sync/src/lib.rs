@@ -41,12 +41,17 @@
 //!   pool sees it; one it had to drop is fetched from its sender instead). Every queue
 //!   is bounded and nothing is fetched while the pool is full, so a flood cannot grow
 //!   anything past its bounds.
+//! - **Receipts backfill**: blocks stored without their receipts (imported from a chain
+//!   file: [`devmux_chain::import`]) get them from peers that serve those blocks,
+//!   lowest first, up to 128 blocks a request, each block's checked against its
+//!   receipts root before it is stored; a peer whose receipts do not match is punished
+//!   as one whose bodies do not.
 //! - **Block producer** ([`Producer`]): every interval, a devnet block (WIRE.md §7) on our
 //!   head from the pool's transactions, inserted and relayed.
 //!
 //! # Tasks
 //!
-//! [`Syncer::spawn`] starts four tasks that share the chain, the pool, the eth peers and
+//! [`Syncer::spawn`] starts five tasks that share the chain, the pool, the eth peers and
 //! the per-peer known sets, and stop together on [`SyncHandle::shutdown`]:
 //!
 //! - **sync**: finds the best peer ahead of us and runs rounds against it; a round's
@@ -61,7 +66,9 @@
 //!   concurrently and each peer's blocks in order, at most
 //!   [`SyncConfig::block_imports_per_peer`] per peer;
 //! - **transaction fetch**: `GetPooledTransactions` for announced transactions, a
-//!   bounded number at once.
+//!   bounded number at once;
+//! - **receipts backfill**: one request at a time, while blocks wait for receipts
+//!   (otherwise it looks again every 10 s).
 //!
 //! A [`Producer`] adds one task. Every request has a deadline
 //! ([`SyncConfig::request_timeout`]) and is paced per peer
@@ -108,6 +115,7 @@
 //! ```
 
 mod ancestry;
+mod backfill;
 mod blocks;
 mod budget;
 mod checks;

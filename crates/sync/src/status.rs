@@ -60,6 +60,8 @@ pub struct SyncStats {
     pub txs_fetched: u64,
     /// Pool transactions or announcements dropped because a bounded queue was full.
     pub dropped: u64,
+    /// Blocks stored without receipts (a chain file's) whose receipts were fetched.
+    pub receipts_backfilled: u64,
 }
 
 /// The counters behind [`SyncStats`].
@@ -79,6 +81,7 @@ pub(crate) struct Counters {
     pub(crate) txs_announced: AtomicU64,
     pub(crate) txs_fetched: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) receipts_backfilled: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -104,6 +107,7 @@ impl Counters {
             txs_announced: get(&self.txs_announced),
             txs_fetched: get(&self.txs_fetched),
             dropped: get(&self.dropped),
+            receipts_backfilled: get(&self.receipts_backfilled),
         }
     }
 }

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::download::{run_round, Progress};
 use crate::relay::Router;
 use crate::shared::{lock, Shared};
-use crate::{blocks, fetch, relay, Error, SyncConfig, SyncStats, SyncStatus};
+use crate::{backfill, blocks, fetch, relay, Error, SyncConfig, SyncStats, SyncStatus};
 
 /// How long [`SyncHandle::shutdown`] waits for each task before aborting it.
 const TASK_GRACE: Duration = Duration::from_secs(2);
@@ -53,6 +53,10 @@ impl Syncer {
             tokio::spawn(
                 fetch::fetch_loop(shared.clone(), fetch_queue)
                     .instrument(tracing::debug_span!("tx-fetch")),
+            ),
+            tokio::spawn(
+                backfill::backfill_loop(shared.clone())
+                    .instrument(tracing::debug_span!("receipts-backfill")),
             ),
         ];
         SyncHandle {
