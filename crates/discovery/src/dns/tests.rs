@@ -395,6 +395,8 @@ async fn walk_bounds_entries_and_depth() {
     assert!(walked.report.limits_hit.contains(&"max entries"));
     assert!(walked.report.lookups <= 1 + 10);
     assert!(walked.enrs.len() < 10);
+    // Depth first: what was fetched within the bound includes leaves.
+    assert!(!walked.enrs.is_empty());
 
     // 64 leaves under 13-child branches: two levels below the top.
     let shallow = DnsLimits::default().with_max_depth(1);

@@ -273,7 +273,9 @@ impl Walk<'_> {
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.limits.max_in_flight.max(1) {
-                let Some((hash, depth)) = queue.pop_front() else {
+                // Depth first: a walk cut short by `max_entries` still holds leaves (breadth
+                // first would spend the budget on branches of a large tree).
+                let Some((hash, depth)) = queue.pop_back() else {
                     break;
                 };
                 if let Some(entry) = self.prev.and_then(|p| p.get(&hash)) {
