@@ -49,6 +49,8 @@
 pub mod entry;
 mod resolver;
 #[cfg(test)]
+mod server_tests;
+#[cfg(test)]
 mod tests;
 mod tree;
 mod walk;

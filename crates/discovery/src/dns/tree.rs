@@ -91,7 +91,7 @@ impl SignedTree {
     }
 }
 
-fn insert(entries: &mut BTreeMap<String, String>, text: String) -> String {
+pub(super) fn insert(entries: &mut BTreeMap<String, String>, text: String) -> String {
     let hash = entry_hash(&text);
     entries.insert(hash.clone(), text);
     hash
@@ -99,7 +99,7 @@ fn insert(entries: &mut BTreeMap<String, String>, text: String) -> String {
 
 /// The text of the top entry of a subtree holding `leaves`; every entry below it goes into
 /// `entries` (the top entry itself is the caller's to insert).
-fn build(mut leaves: Vec<String>, entries: &mut BTreeMap<String, String>) -> String {
+pub(super) fn build(mut leaves: Vec<String>, entries: &mut BTreeMap<String, String>) -> String {
     if leaves.len() == 1 {
         return leaves.remove(0);
     }
