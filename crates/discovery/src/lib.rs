@@ -65,6 +65,7 @@
 
 mod candidate;
 mod config;
+pub mod dns;
 mod eth_entry;
 pub mod probe;
 mod service;
@@ -140,4 +141,9 @@ pub enum Error {
     /// An `eth` ENR entry does not decode.
     #[error("malformed eth ENR entry: {0}")]
     InvalidEthEntry(alloy_rlp::Error),
+    /// DNS discovery (EIP-1459) could not start: a configured URL does not parse, the
+    /// config is inconsistent, or the resolver could not be set up. Bad data from DNS
+    /// servers never becomes this: it is skipped.
+    #[error("DNS discovery: {0}")]
+    Dns(#[from] dns::DnsError),
 }
