@@ -71,6 +71,7 @@ mod service;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod v4;
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,6 +86,7 @@ pub use eth_entry::{
     decode_enr_value, encode_enr_value, fork_id_of, ForkHash, ForkId, ETH_ENR_KEY,
 };
 pub use service::{local_enr, Discovery};
+pub use v4::{Discv4, V4Config};
 
 /// The `enr` crate (0.14, the version discv5 uses), for code that handles records.
 pub use enr;
@@ -140,4 +142,31 @@ pub enum Error {
     /// An `eth` ENR entry does not decode.
     #[error("malformed eth ENR entry: {0}")]
     InvalidEthEntry(alloy_rlp::Error),
+    /// A discv4 datagram was dropped (size, hash, RLP, expiration, signature). Nothing
+    /// else happens to its source: until the signature is recovered it is unauthenticated.
+    #[error("discv4 packet dropped: {0}")]
+    V4Packet(v4::packet::PacketProblem),
+    /// An `enode://` URL given as a discv4 bootnode or ping target does not parse.
+    #[error("invalid enode URL {text:?}: {problem}")]
+    InvalidEnode {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The ENR given to the discv4 service is not ours (another key) or does not
+    /// advertise the discv4 socket's UDP port.
+    #[error("the ENR for discv4 does not match: {0}")]
+    V4Enr(String),
+    /// A discv4 node did not answer in time. It is not added to the table; a table
+    /// entry that fails its liveness ping is replaced.
+    #[error("no discv4 reply from {0}")]
+    V4Timeout(SocketAddr),
+    /// The bounded table of outstanding discv4 requests is full: the request was not
+    /// sent. Nothing happens to the peer.
+    #[error("too many outstanding discv4 requests")]
+    V4Busy,
+    /// The discv4 service has shut down.
+    #[error("the discv4 service has stopped")]
+    V4Stopped,
 }
