@@ -929,7 +929,8 @@ async fn lookup_task(inner: Arc<Inner>) {
 }
 
 /// Every `revalidate_interval`, pings the entry checked longest ago; one that does
-/// not answer is removed and the newest replacement of its bucket takes its place.
+/// not answer loses two thirds of its passed checks, and at none is removed, the
+/// newest replacement of its bucket taking its place.
 async fn revalidate_task(inner: Arc<Inner>) {
     let interval = inner.config.revalidate_interval;
     loop {
@@ -948,8 +949,9 @@ async fn revalidate_task(inner: Arc<Inner>) {
             result = inner.ping(&stale) => result,
         };
         if let Err(Error::V4Timeout(_)) = result {
-            let promoted = inner.state().table.remove(&stale.id);
-            debug!(node = ?stale.id, addr = %stale.addr, promoted = ?promoted.map(|n| n.id), "dead table entry removed");
+            if inner.state().table.failed_check(&stale.id, Instant::now()) {
+                debug!(node = ?stale.id, addr = %stale.addr, "dead table entry removed");
+            }
         }
     }
 }

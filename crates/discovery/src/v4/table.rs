@@ -106,6 +106,10 @@ struct Entry {
     node: NodeRecord,
     hash: [u8; 32],
     last_checked: Instant,
+    /// Liveness checks passed, cut to a third on each failure (go-ethereum's
+    /// `livenessChecks`, `table_reval.go`): a long-lived node survives a lost packet
+    /// or two, a new one does not.
+    live_checks: u32,
 }
 
 #[derive(Debug, Default)]
@@ -205,6 +209,7 @@ impl Table {
                 ..node
             };
             entry.last_checked = now;
+            entry.live_checks = entry.live_checks.saturating_add(1);
             self.buckets[b].entries.push(entry);
             return Inserted::Updated;
         }
@@ -224,6 +229,7 @@ impl Table {
             node,
             hash,
             last_checked: now,
+            live_checks: 1,
         };
         self.count(b, key, true);
         let bucket = &mut self.buckets[b];
@@ -263,6 +269,29 @@ impl Table {
         let entry = self.buckets[b].entries.remove(i);
         self.count(b, subnet(entry.node.addr.ip()), false);
         self.promote(b)
+    }
+
+    /// An entry did not answer its liveness ping: its passed checks are cut to a third,
+    /// and at zero it is removed (see [`Table::remove`]). Returns whether it was.
+    pub fn failed_check(&mut self, id: &NodeId, now: Instant) -> bool {
+        let hash = keccak256(&id.0);
+        let Some(b) = self.bucket_of(&hash) else {
+            return false;
+        };
+        let Some(entry) = self.buckets[b]
+            .entries
+            .iter_mut()
+            .find(|e| e.node.id == *id)
+        else {
+            return false;
+        };
+        entry.live_checks /= 3;
+        entry.last_checked = now;
+        if entry.live_checks == 0 {
+            self.remove(id);
+            return true;
+        }
+        false
     }
 
     /// Sets the ENR of an entry.
@@ -529,6 +558,14 @@ mod tests {
         let promoted = table.remove(&far[0].id).unwrap();
         assert_eq!(promoted.id, far[BUCKET_SIZE + 9].id);
         assert_eq!(table.len(), BUCKET_SIZE);
+        // A node that passed several checks survives a failed one; a new one does not.
+        for _ in 0..5 {
+            table.insert_live(far[2].clone(), now);
+        }
+        assert!(!table.failed_check(&far[2].id, now));
+        assert!(table.contains(&far[2].id));
+        assert!(table.failed_check(&far[3].id, now));
+        assert!(!table.contains(&far[3].id));
         // Re-inserting refreshes rather than duplicates.
         assert_eq!(table.insert_live(far[1].clone(), now), Inserted::Updated);
         assert_eq!(table.len(), BUCKET_SIZE);
