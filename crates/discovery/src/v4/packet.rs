@@ -442,7 +442,7 @@ fn list(payload: &[u8], out: &mut Vec<u8>) {
 
 fn encode_ip(ip: Option<IpAddr>, out: &mut Vec<u8>) {
     match ip {
-        None => (&[][..]).encode(out),
+        None => out.push(alloy_rlp::EMPTY_STRING_CODE),
         Some(IpAddr::V4(v4)) => v4.octets().as_slice().encode(out),
         Some(IpAddr::V6(v6)) => v6.octets().as_slice().encode(out),
     }

@@ -911,7 +911,7 @@ async fn receive_task(inner: Arc<Inner>) {
 async fn lookup_task(inner: Arc<Inner>) {
     let mut target = inner.id;
     loop {
-        let empty = inner.state().table.len() == 0;
+        let empty = inner.state().table.is_empty();
         if empty && !inner.bootnodes.is_empty() {
             let pings = inner.bootnodes.iter().map(|b| inner.ping(b));
             tokio::select! {
@@ -953,5 +953,74 @@ async fn revalidate_task(inner: Arc<Inner>) {
                 debug!(node = ?stale.id, addr = %stale.addr, "dead table entry removed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neighbor(i: u8) -> Neighbor {
+        Neighbor {
+            ip: IpAddr::from([127, 0, 0, i]),
+            udp: 30303,
+            tcp: 30303,
+            id: NodeId([i; 64]),
+        }
+    }
+
+    /// Neighbors count only against an outstanding FindNode from the same id and IP,
+    /// at most 16 nodes per FindNode; the rest are unsolicited and dropped.
+    #[test]
+    fn neighbors_are_matched_and_counted() {
+        let mut pending = Pending {
+            next: 0,
+            waiters: HashMap::new(),
+            max: 2,
+        };
+        let peer = NodeId([7; 64]);
+        let ip = IpAddr::from([127, 0, 0, 7]);
+        let twelve: Vec<Neighbor> = (0..12).map(neighbor).collect();
+        assert!(!pending.deliver_neighbors(&peer, ip, twelve.clone()));
+        let (tx, mut rx) = mpsc::channel(NEIGHBORS_BUFFER);
+        pending
+            .insert(Waiter {
+                from: peer,
+                ip,
+                expect: Expect::Neighbors {
+                    remaining: NODES_PER_FINDNODE,
+                    tx,
+                },
+            })
+            .unwrap();
+        // Another IP or id: not the answer.
+        assert!(!pending.deliver_neighbors(&peer, IpAddr::from([127, 0, 0, 8]), twelve.clone()));
+        assert!(!pending.deliver_neighbors(&NodeId([8; 64]), ip, twelve.clone()));
+        assert!(pending.deliver_neighbors(&peer, ip, twelve.clone()));
+        assert!(pending.deliver_neighbors(&peer, ip, twelve.clone()));
+        // 16 counted: the waiter is gone, and a thousand more packets are unsolicited.
+        for _ in 0..1000 {
+            assert!(!pending.deliver_neighbors(&peer, ip, twelve.clone()));
+        }
+        assert_eq!(rx.try_recv().unwrap().len(), 12);
+        assert_eq!(rx.try_recv().unwrap().len(), 4);
+        assert!(rx.try_recv().is_err());
+        // Bounded: a full map refuses new requests.
+        let pong = |hash| Waiter {
+            from: peer,
+            ip,
+            expect: Expect::Pong {
+                hash,
+                tcp: 0,
+                tx: None,
+            },
+        };
+        pending.insert(pong([1; 32])).unwrap();
+        pending.insert(pong([2; 32])).unwrap();
+        assert!(matches!(pending.insert(pong([3; 32])), Err(Error::V4Busy)));
+        // A Pong matches by hash only.
+        assert!(pending.take_pong(&peer, ip, &[9; 32]).is_none());
+        assert!(pending.take_pong(&peer, ip, &[2; 32]).is_some());
+        assert!(pending.take_pong(&peer, ip, &[2; 32]).is_none());
     }
 }

@@ -345,6 +345,11 @@ impl Table {
         self.buckets.iter().map(|b| b.entries.len()).sum()
     }
 
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.entries.is_empty())
+    }
+
     /// Replacements kept.
     pub fn replacements(&self) -> usize {
         self.buckets.iter().map(|b| b.replacements.len()).sum()
@@ -436,6 +441,11 @@ impl Bonds {
     /// Entries held.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Whether no entries are held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
