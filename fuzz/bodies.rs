@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("eth_message", eth_message),
     ("eth_status_forkid", eth_status_forkid),
     ("text_inputs", text_inputs),
+    ("discovery_packets", discovery_packets),
 ];
 
 /// Registrar framing (WIRE.md §1): whatever decodes re-encodes to the bytes it took.
@@ -164,4 +165,46 @@ pub fn text_inputs(data: &[u8]) {
     let mut slice = data;
     let _ = devmux_eth::PooledTransaction::decode_2718(&mut slice);
     let _ = <devmux_eth::Header as Decodable>::decode(&mut &data[..]);
+}
+
+/// Discovery input we parse ourselves: discv4 datagrams (selector 0: as received;
+/// selector 1: with the hash made to match, so the fuzzer gets past it to the RLP) and
+/// DNS node list entries (selector 2, EIP-1459 text: what parses renders and parses
+/// back to the same).
+pub fn discovery_packets(data: &[u8]) {
+    use devmux_discovery::dns::{Entry, Link, Root};
+    use devmux_discovery::v4::packet;
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    match selector % 3 {
+        0 => {
+            let _ = packet::decode(rest);
+        }
+        1 => {
+            let mut datagram = vec![0; 32];
+            datagram.extend_from_slice(rest);
+            let hash = packet::keccak256(&datagram[32..]);
+            datagram[..32].copy_from_slice(&hash);
+            if let Ok(packet) = packet::decode(&datagram) {
+                assert_eq!(packet.hash, hash);
+                assert!(packet::is_valid_node_id(&packet.sender));
+            }
+        }
+        _ => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
+            if let Ok(entry) = Entry::parse(text) {
+                let again = Entry::parse(&entry.to_string()).expect("a rendered entry parses");
+                assert_eq!(again.to_string(), entry.to_string());
+            }
+            if let Ok(root) = Root::parse(text) {
+                assert_eq!(Root::parse(&root.to_string()).expect("reparses"), root);
+            }
+            if let Ok(link) = Link::parse(text) {
+                assert_eq!(Link::parse(&link.to_string()).expect("reparses"), link);
+            }
+        }
+    }
 }

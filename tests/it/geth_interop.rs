@@ -289,3 +289,39 @@ async fn devmux_and_geth_agree_on_sepolia_and_mainnet_at_genesis() {
         node.stop().await;
     }
 }
+
+/// devmux finds go-ethereum through discv4 alone: geth runs discv4 (no discv5, no
+/// bootnodes), devmux runs discv4 only with geth's enode as its one bootnode and no
+/// static peer. devmux bonds with geth, fetches its record (EIP-868), finds the `eth`
+/// entry compatible and dials it over RLPx; the eth session comes up both ways.
+#[tokio::test]
+async fn devmux_finds_geth_through_discv4_alone() {
+    if geth::find_geth().is_none() {
+        return geth::skip("geth");
+    }
+    let geth = Geth::start(GethOptions {
+        discovery_v4: true,
+        ..GethOptions::new(loopback())
+    })
+    .await
+    .unwrap();
+    let bootnode = geth.discovery_enode().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig {
+        datadir: dir.path().join("v4"),
+        genesis: Some(geth::default_genesis()),
+        addr: IpAddr::V4(loopback()),
+        port: 0,
+        discovery: vec![devmux_node::DiscoveryProtocol::V4],
+        bootnodes: vec![bootnode],
+        discovery_lookup_secs: 1,
+        ..NodeConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(node.config().static_peers.is_empty());
+    wait_geth_session(&geth, &node, 70).await;
+    let v4 = node.discovery().unwrap().v4().unwrap();
+    assert!(v4.table_size() >= 1, "geth is in devmux's discv4 table");
+    node.stop().await;
+}

@@ -446,3 +446,119 @@ async fn stream_stack_keepalive_drops_silent_peers_and_closes_idle_connections()
         "an active connection was closed as idle"
     );
 }
+
+// ---- discv4 ---------------------------------------------------------------------------
+
+/// A node that finds peers with `protocols` only, on an address of its own.
+fn discovering(
+    dir: &std::path::Path,
+    name: &str,
+    protocols: &[devmux_node::DiscoveryProtocol],
+    max_peers: usize,
+) -> NodeConfig {
+    NodeConfig {
+        discovery: protocols.to_vec(),
+        max_peers,
+        ..node_config(dir, name, false)
+    }
+}
+
+/// The node's discv4 address as an `enode://` URL with `discport`.
+fn v4_enode(node: &Node) -> String {
+    let v4 = node.discovery().unwrap().v4().unwrap();
+    v4.local_enode().to_string()
+}
+
+/// 20 nodes that run discv4 alone and know one discv4 bootnode (an `enode://` URL) all
+/// reach 8 peers: discv4's ENR requests (EIP-868) give the dialer records to filter by
+/// stack and fork, as discv5's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_nodes_with_one_discv4_bootnode_reach_8_peers() {
+    use devmux_node::DiscoveryProtocol::V4;
+    let dir = tempfile::tempdir().unwrap();
+    // max-peers 24: an outbound target of 8.
+    let boot = Node::start(discovering(dir.path(), "boot", &[V4], 24))
+        .await
+        .unwrap();
+    assert!(!boot.discovery().unwrap().runs_v5());
+    let bootnode = v4_enode(&boot);
+    let started = Instant::now();
+    let mut nodes = vec![boot];
+    for i in 0..19 {
+        let mut config = discovering(dir.path(), &format!("n{i}"), &[V4], 24);
+        config.bootnodes = vec![bootnode.clone()];
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    let reached = eventually(Duration::from_secs(90), || {
+        nodes.iter().all(|n| n.network().peers().len() >= 8)
+    })
+    .await;
+    let counts: Vec<usize> = nodes.iter().map(|n| n.network().peers().len()).collect();
+    assert!(reached, "peers per node: {counts:?}");
+    eprintln!(
+        "discv4 only: 20 nodes reached 8 peers each in {:?}",
+        started.elapsed()
+    );
+    for n in &nodes {
+        assert!(n.network().peers().len() <= 24);
+        let v4 = n.discovery().unwrap().v4().unwrap();
+        assert!(v4.table_size() <= 19, "{}", v4.table_size());
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// A network of nodes running discv4 only, discv5 only, and both, seeded by one node
+/// running both (an `enode://` bootnode for discv4, `enr:` for discv5): every node finds
+/// peers, and the nodes running both join the two halves into one connected network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_discv4_and_discv5_network_connects() {
+    use devmux_node::DiscoveryProtocol::{V4, V5};
+    let dir = tempfile::tempdir().unwrap();
+    let boot = Node::start(discovering(dir.path(), "boot", &[V4, V5], 12))
+        .await
+        .unwrap();
+    let (enode, enr) = (v4_enode(&boot), boot.enr().unwrap());
+    let mut nodes = vec![boot];
+    let kinds: [&[devmux_node::DiscoveryProtocol]; 3] = [&[V4], &[V5], &[V4, V5]];
+    for i in 0..9 {
+        let protocols = kinds[i % 3];
+        let mut config = discovering(dir.path(), &format!("n{i}"), protocols, 12);
+        config.bootnodes = protocols
+            .iter()
+            .map(|p| match p {
+                V4 => enode.clone(),
+                V5 => enr.clone(),
+            })
+            .collect();
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    let ids: Vec<_> = nodes.iter().map(|n| n.network().local_peer_id()).collect();
+    let connected = || {
+        // Breadth-first over the peer graph from node 0.
+        let mut seen = vec![false; nodes.len()];
+        let mut queue = vec![0];
+        seen[0] = true;
+        while let Some(i) = queue.pop() {
+            for peer in nodes[i].network().peers() {
+                if let Some(j) = ids.iter().position(|id| *id == peer.peer_id) {
+                    if !seen[j] {
+                        seen[j] = true;
+                        queue.push(j);
+                    }
+                }
+            }
+        }
+        seen.iter().all(|s| *s)
+    };
+    let ok = eventually(Duration::from_secs(60), || {
+        nodes.iter().all(|n| n.network().peers().len() >= 3) && connected()
+    })
+    .await;
+    let counts: Vec<usize> = nodes.iter().map(|n| n.network().peers().len()).collect();
+    assert!(ok, "peers per node: {counts:?}, connected: {}", connected());
+    for n in nodes {
+        n.stop().await;
+    }
+}

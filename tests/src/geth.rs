@@ -110,6 +110,8 @@ pub struct GethOptions {
     pub node_key: Option<[u8; 32]>,
     /// More command-line arguments, after the harness's own.
     pub extra_args: Vec<String>,
+    /// Run discv4 (without bootnodes; v5 stays off): for tests of discovery itself.
+    pub discovery_v4: bool,
 }
 
 impl GethOptions {
@@ -123,6 +125,7 @@ impl GethOptions {
             import: None,
             node_key: None,
             extra_args: Vec::new(),
+            discovery_v4: false,
         }
     }
 }
@@ -247,8 +250,10 @@ impl Geth {
         std::fs::write(
             &config,
             format!(
-                "[Node.P2P]\nListenAddr = \"{ip}:0\"\nNoDiscovery = true\nDiscoveryV4 = false\n\
-                 DiscoveryV5 = false\nBootstrapNodes = []\nBootstrapNodesV5 = []\nStaticNodes = []\n"
+                "[Node.P2P]\nListenAddr = \"{ip}:0\"\nNoDiscovery = {nodiscovery}\nDiscoveryV4 = {v4}\n\
+                 DiscoveryV5 = false\nBootstrapNodes = []\nBootstrapNodesV5 = []\nStaticNodes = []\n",
+                nodiscovery = !options.discovery_v4,
+                v4 = options.discovery_v4,
             ),
         )?;
         let jwt_secret: [u8; 32] = rand::random();
@@ -263,7 +268,8 @@ impl Geth {
             .arg(&config)
             .arg("--datadir")
             .arg(&data)
-            .args(["--nodiscover", "--ipcdisable", "--syncmode", "full"])
+            .args((!options.discovery_v4).then_some("--nodiscover"))
+            .args(["--ipcdisable", "--syncmode", "full"])
             .args(match &options.network {
                 Some(network) => vec![format!("--{network}")],
                 None => vec!["--networkid".into(), options.network_id.to_string()],
@@ -381,6 +387,16 @@ impl Geth {
     /// The last `n` lines geth logged.
     pub fn log_tail(&self, n: usize) -> String {
         tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), n)
+    }
+
+    /// geth's enode URL with its discv4 port (`?discport=`), for a discovery bootnode.
+    pub async fn discovery_enode(&self) -> anyhow::Result<String> {
+        let info: Value = self.rpc("admin_nodeInfo", json!([])).await?;
+        let port = info["ports"]["discovery"]
+            .as_u64()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| anyhow!("admin_nodeInfo: no ports.discovery in {info}"))?;
+        Ok(format!("{}?discport={port}", self.enode().await?))
     }
 
     /// geth's enode URL, `enode://PUBKEY@IP:PORT`, with the port its P2P server bound.

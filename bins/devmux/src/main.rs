@@ -140,12 +140,33 @@ struct NodeArgs {
     /// Peers that bypass peer limits and bans: comma-separated enode:// URLs or multiaddrs with /p2p/
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     trusted_peers: Option<Vec<String>>,
-    /// discv5 bootnodes: comma-separated enr: records
+    /// Bootnodes: comma-separated enode:// URLs (discv4) and enr: records (discv5)
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     bootnodes: Option<Vec<String>>,
-    /// Do not run discovery
+    /// Do not run discovery: the shorthand for --discovery none
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     no_discovery: Option<bool>,
+    /// Discovery protocols to run: v4, v5, v4,v5 or none [default: v4,v5]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    discovery: Option<Vec<String>>,
+    /// UDP port for discv4 [default: the discovery port + 1000]
+    #[arg(long, value_name = "N")]
+    discv4_port: Option<u16>,
+    /// DNS node lists to seed from: comma-separated enrtree:// URLs; "" for none [default: the network's]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    dns_discovery: Option<Vec<String>>,
+    /// DNS server for the node lists, ADDR:PORT [default: the system's]
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_resolver: Option<SocketAddr>,
+    /// discv5's packet filter (request rate limits, bans of IPs with too many node ids) [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    discv5_packet_filter: Option<bool>,
+    /// Node ids one IP may use before discv5's packet filter bans it [default: 10]
+    #[arg(long, value_name = "N")]
+    discv5_max_nodes_per_ip: Option<usize>,
+    /// discv5's table IP limit: 2 nodes of one /24 per bucket, 10 in the table [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    discv5_ip_limit: Option<bool>,
     /// Seconds between discovery's random lookups [default: 30]
     #[arg(long, value_name = "SECS")]
     discovery_lookup_secs: Option<u64>,
@@ -274,6 +295,28 @@ fn set<T>(target: &mut T, flag: Option<T>) {
     }
 }
 
+/// `--discovery v4,v5` or `--discovery none`.
+fn discovery_protocols(items: &[String]) -> anyhow::Result<Vec<devmux_node::DiscoveryProtocol>> {
+    let items: Vec<&str> = items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .collect();
+    if items == ["none"] {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let protocol = item
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--discovery: {e}"))?;
+        if !out.contains(&protocol) {
+            out.push(protocol);
+        }
+    }
+    Ok(out)
+}
+
 /// A comma-separated list flag without empty items (`--bootnodes ""` clears the file's).
 fn list(flag: Option<Vec<String>>) -> Option<Vec<String>> {
     flag.map(|items| {
@@ -310,6 +353,21 @@ impl NodeArgs {
         set(&mut config.trusted_peers, list(self.trusted_peers));
         set(&mut config.bootnodes, list(self.bootnodes));
         set(&mut config.no_discovery, self.no_discovery);
+        if let Some(protocols) = self.discovery {
+            config.discovery = discovery_protocols(&protocols)?;
+        }
+        set(&mut config.discv4_port, self.discv4_port.map(Some));
+        set(
+            &mut config.dns_discovery,
+            list(self.dns_discovery).map(Some),
+        );
+        set(&mut config.dns_resolver, self.dns_resolver.map(Some));
+        set(&mut config.discv5_packet_filter, self.discv5_packet_filter);
+        set(
+            &mut config.discv5_max_nodes_per_ip,
+            self.discv5_max_nodes_per_ip,
+        );
+        set(&mut config.discv5_ip_limit, self.discv5_ip_limit);
         set(
             &mut config.discovery_lookup_secs,
             self.discovery_lookup_secs,

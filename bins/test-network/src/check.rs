@@ -50,7 +50,7 @@ pub(crate) struct Step {
 
 const DISCOVERED: Step = Step {
     name: "discovered",
-    asserts: "every node's discv5 table holds the other two nodes",
+    asserts: "every node's discovery table (discv5 or discv4) holds the other two nodes",
     timeout: Duration::from_secs(20),
     action: None,
     probe: discovered,
@@ -627,7 +627,7 @@ fn apart(net: &Testnet) -> Result<String, String> {
                 a.name,
                 b.name,
                 if known {
-                    " (in each other's discv5 table)"
+                    " (in each other's discovery table)"
                 } else {
                     ""
                 }

@@ -21,7 +21,7 @@
 //! `--produce-blocks` seconds; nodes 1 and 3 start empty. Nodes 2 and 3 share no
 //! server, so blocks and transactions pass between them only through node 1.
 //!
-//! The output shows, as it happens, discovery (discv5 table entries), connections,
+//! The output shows, as it happens, discovery (discv5 or discv4 table entries), connections,
 //! protocol negotiation and eth Status, and every `--refresh` seconds a table of
 //! peers, protocols, heads, streams and bytes, until Ctrl-C (or SIGTERM) stops the nodes.
 //! Logs go to stderr (`--log-level`, default `warn`).
@@ -77,6 +77,10 @@ struct Args {
     /// Seconds between status tables
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     refresh: u64,
+    /// Discovery protocols the nodes run: v5, v4 or v4,v5 (nodes 2 and 3 know node 1 as
+    /// an enr: record for v5 and an enode:// URL for v4)
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "v5")]
+    discovery: Vec<devmux_node::DiscoveryProtocol>,
     /// Seconds `--check` may take in all
     #[arg(long, value_name = "SECS", default_value_t = 50)]
     deadline: u64,
@@ -112,6 +116,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         },
         dev_blocks: args.dev_blocks,
         produce_blocks: args.produce_blocks.max(1),
+        discovery: args.discovery.clone(),
     };
     layout.validate()?;
     if args.check && !(1..60).contains(&args.deadline) {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use devmux_network::{NetworkEvent, NodeKey, PeerId};
-use devmux_node::{Node, NodeConfig, ServerKind};
+use devmux_node::{DiscoveryProtocol, Node, NodeConfig, ServerKind};
 use tokio::sync::broadcast;
 
 /// Node `i`'s address (1-based): `127.0.i.1`.
@@ -53,6 +53,8 @@ pub(crate) struct Layout {
     pub(crate) dev_blocks: u64,
     /// The producer builds a block from its pool every this many seconds.
     pub(crate) produce_blocks: u64,
+    /// The discovery protocols every node runs.
+    pub(crate) discovery: Vec<DiscoveryProtocol>,
 }
 
 impl Layout {
@@ -130,7 +132,8 @@ impl Layout {
         }
     }
 
-    /// Node `i`'s configuration (1-based); `bootnodes` are `enr:` records.
+    /// Node `i`'s configuration (1-based); `bootnodes` are `enr:` records (discv5) and
+    /// `enode://` URLs (discv4).
     pub(crate) fn config(
         &self,
         i: u16,
@@ -162,6 +165,7 @@ impl Layout {
             dev_blocks: if producer { self.dev_blocks } else { 0 },
             produce_blocks: producer.then_some(self.produce_blocks),
             bootnodes,
+            discovery: self.discovery.clone(),
             discovery_lookup_secs: LOOKUP_SECS,
             http: Some(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -302,13 +306,19 @@ impl Testnet {
             return Ok(None);
         }
         let name = format!("node{i}");
-        let bootnodes = match self.nodes.first() {
-            Some(boot) => vec![boot
+        let mut bootnodes = Vec::new();
+        if let Some(boot) = self.nodes.first() {
+            let discovery = boot
                 .node
-                .enr()
-                .context("node 1 runs no discovery, so it has no ENR")?],
-            None => Vec::new(),
-        };
+                .discovery()
+                .context("node 1 runs no discovery, so it has no ENR")?;
+            if discovery.runs_v5() {
+                bootnodes.push(discovery.local_enr_string());
+            }
+            if let Some(v4) = discovery.v4() {
+                bootnodes.push(v4.local_enode().to_string());
+            }
+        }
         let config = self
             .layout
             .config(i, self._dir.path().join(&name), bootnodes);
@@ -396,6 +406,7 @@ mod tests {
             mode,
             dev_blocks: 1000,
             produce_blocks: 2,
+            discovery: vec![DiscoveryProtocol::V5],
         }
     }
 

@@ -136,7 +136,7 @@ impl Watch {
         tokio::spawn(eth_events(shared.clone(), name, node.eth().subscribe()));
     }
 
-    /// Reports discv5 table entries not reported before.
+    /// Reports discovery table entries (discv5 and discv4) not reported before.
     pub(crate) fn poll_discovery(&self, net: &Testnet) {
         let shared = &self.shared;
         for test_node in &net.nodes {
@@ -170,7 +170,10 @@ impl Watch {
                 shared.say(
                     &test_node.name,
                     "discovered",
-                    format!("{who} in its discv5 table (udp {udp}, seq {})", enr.seq()),
+                    format!(
+                        "{who} in its discovery table (udp {udp}, seq {})",
+                        enr.seq()
+                    ),
                 );
             }
         }
@@ -190,7 +193,7 @@ impl Watch {
             "servers",
             "peers",
             "in/out",
-            "discv5",
+            "disc",
             "eth",
             "head",
             "streams",

@@ -8,7 +8,49 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::dns::DnsConfig;
+use crate::v4::V4Config;
 use crate::ForkId;
+
+/// discv5's packet filter and routing-table IP limits (the `discv5` crate's
+/// `enable_packet_filter`, `filter_*` and `ip_limit`), on by default: without them one
+/// host can flood us with requests and fill our table with identities of its own. The
+/// defaults suit a node on the internet; a test network of many nodes on one address
+/// must raise `max_nodes_per_ip` (or give each node its own 127.0.N.1, as the tests do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V5Limits {
+    /// Drop requests over the rates below and ban IPs that exceed
+    /// `max_nodes_per_ip`.
+    pub packet_filter: bool,
+    /// Requests per second from everyone (bursts allowed).
+    pub requests_per_sec: u32,
+    /// Requests per second from one IP.
+    pub requests_per_ip_per_sec: u32,
+    /// Requests per second from one node id.
+    pub requests_per_node_per_sec: u32,
+    /// Node ids one IP may use before the IP is banned (discv5's default, 10).
+    pub max_nodes_per_ip: usize,
+    /// Nodes banned from one IP before the IP itself is (discv5's default, 5).
+    pub max_bans_per_ip: usize,
+    /// At most 2 nodes of one /24 per bucket and 10 in the table (discv5's `ip_limit`).
+    pub ip_limit: bool,
+}
+
+impl Default for V5Limits {
+    fn default() -> Self {
+        Self {
+            packet_filter: true,
+            // discv5's own defaults are 10/9/8, made for a beacon node's few requests a
+            // second; an execution-layer node serving as bootnode answers more.
+            requests_per_sec: 100,
+            requests_per_ip_per_sec: 20,
+            requests_per_node_per_sec: 10,
+            max_nodes_per_ip: 10,
+            max_bans_per_ip: 5,
+            ip_limit: true,
+        }
+    }
+}
 
 /// Default discovery UDP port (WIRE.md §5).
 pub const DEFAULT_DISCOVERY_PORT: u16 = 30303;
@@ -90,6 +132,17 @@ pub struct DiscoveryConfig {
     /// `reoffer_after`: anyone can make thousands of identities on one host, and they
     /// must not fill the dialer. Default 4, the node's established peers per IP.
     pub max_candidates_per_ip: usize,
+    /// Run discv5 (default true). Off: discv4 alone (then [`DiscoveryConfig::v4`] is
+    /// required), the ENR served being discv4's.
+    pub v5: bool,
+    /// discv5's packet filter and IP limits.
+    pub v5_limits: V5Limits,
+    /// Run discv4 too, on its own socket (`None`: no discv4). Its nodes whose ENR it
+    /// fetched become candidates through the same filter as discv5's.
+    pub v4: Option<V4Config>,
+    /// DNS node lists (EIP-1459) to seed from (`None` or no URLs: none). Their records
+    /// seed discv5's table and become candidates through the same filter.
+    pub dns: Option<DnsConfig>,
     /// A parent token: cancelling it stops discovery's tasks (call
     /// [`Discovery::shutdown`](crate::Discovery::shutdown) to also write the ENR file).
     pub cancel: Option<CancellationToken>,
@@ -120,6 +173,10 @@ impl fmt::Debug for DiscoveryConfig {
             .field("recent_capacity", &self.recent_capacity)
             .field("dial_local_targets", &self.dial_local_targets)
             .field("max_candidates_per_ip", &self.max_candidates_per_ip)
+            .field("v5", &self.v5)
+            .field("v5_limits", &self.v5_limits)
+            .field("v4", &self.v4.as_ref().map(|v| v.listen))
+            .field("dns", &self.dns.as_ref().map(|d| d.urls.len()))
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +206,10 @@ impl Default for DiscoveryConfig {
             recent_capacity: 4096,
             dial_local_targets: false,
             max_candidates_per_ip: 4,
+            v5: true,
+            v5_limits: V5Limits::default(),
+            v4: None,
+            dns: None,
             cancel: None,
         }
     }
@@ -252,6 +313,30 @@ impl DiscoveryConfig {
     /// Sets how long an offered candidate is held back before it is offered again.
     pub fn with_reoffer_after(mut self, after: Duration) -> Self {
         self.reoffer_after = after;
+        self
+    }
+
+    /// Runs discv5 or not ([`DiscoveryConfig::v5`]).
+    pub fn with_v5(mut self, run: bool) -> Self {
+        self.v5 = run;
+        self
+    }
+
+    /// Sets discv5's packet filter and IP limits.
+    pub fn with_v5_limits(mut self, limits: V5Limits) -> Self {
+        self.v5_limits = limits;
+        self
+    }
+
+    /// Runs discv4 with `config` (`None`: no discv4).
+    pub fn with_v4(mut self, config: Option<V4Config>) -> Self {
+        self.v4 = config;
+        self
+    }
+
+    /// Seeds from DNS node lists with `config` (`None`: none).
+    pub fn with_dns(mut self, config: Option<DnsConfig>) -> Self {
+        self.dns = config;
         self
     }
 

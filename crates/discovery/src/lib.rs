@@ -1,5 +1,8 @@
-//! Discovery for devmux: the `discv5` crate run as a service that finds peers and
-//! hands the dialer the ones this node can use.
+//! Discovery for devmux: the `discv5` crate run as a service, discv4 beside it ([`v4`],
+//! on a UDP port of its own) and DNS node lists ([`dns`], EIP-1459), which find peers
+//! and hand the dialer, through one filter, the ones this node can use. [`Discovery`]
+//! runs whichever [`DiscoveryConfig`] asks for (discv5 unless [`DiscoveryConfig::v5`] is
+//! off, discv4 with [`DiscoveryConfig::v4`], lists with [`DiscoveryConfig::dns`]).
 //!
 //! # What it does
 //! - Builds the node's ENR from its one key ([`devmux_identity::NodeKey`]) with the keys
@@ -72,6 +75,7 @@ mod service;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod v4;
 
 use std::io;
 use std::net::SocketAddr;
@@ -81,11 +85,12 @@ pub use candidate::{
     mux_port, secp256k1_node_id, AddrScope, Candidates, DialCandidate, DialFilter, Rejection,
     MUX_ENR_KEY,
 };
-pub use config::{DiscoveryConfig, ForkFilterFn, Stack, DEFAULT_DISCOVERY_PORT};
+pub use config::{DiscoveryConfig, ForkFilterFn, Stack, V5Limits, DEFAULT_DISCOVERY_PORT};
 pub use eth_entry::{
     decode_enr_value, encode_enr_value, fork_id_of, ForkHash, ForkId, ETH_ENR_KEY,
 };
 pub use service::{local_enr, Discovery};
+pub use v4::{Discv4, V4Config};
 
 /// The `enr` crate (0.14, the version discv5 uses), for code that handles records.
 pub use enr;
@@ -146,4 +151,31 @@ pub enum Error {
     /// servers never becomes this: it is skipped.
     #[error("DNS discovery: {0}")]
     Dns(#[from] dns::DnsError),
+    /// A discv4 datagram was dropped (size, hash, RLP, expiration, signature). Nothing
+    /// else happens to its source: until the signature is recovered it is unauthenticated.
+    #[error("discv4 packet dropped: {0}")]
+    V4Packet(v4::packet::PacketProblem),
+    /// An `enode://` URL given as a discv4 bootnode or ping target does not parse.
+    #[error("invalid enode URL {text:?}: {problem}")]
+    InvalidEnode {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The ENR given to the discv4 service is not ours (another key) or does not
+    /// advertise the discv4 socket's UDP port.
+    #[error("the ENR for discv4 does not match: {0}")]
+    V4Enr(String),
+    /// A discv4 node did not answer in time. It is not added to the table; a table
+    /// entry that fails its liveness ping is replaced.
+    #[error("no discv4 reply from {0}")]
+    V4Timeout(SocketAddr),
+    /// The bounded table of outstanding discv4 requests is full: the request was not
+    /// sent. Nothing happens to the peer.
+    #[error("too many outstanding discv4 requests")]
+    V4Busy,
+    /// The discv4 service has shut down.
+    #[error("the discv4 service has stopped")]
+    V4Stopped,
 }

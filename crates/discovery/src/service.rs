@@ -1,4 +1,5 @@
-//! [`Discovery`]: the discv5 service, its tasks, and the dial-candidate channel.
+//! [`Discovery`]: discv5, discv4 and DNS node lists feeding one dial-candidate channel
+//! through one filter.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -17,13 +18,20 @@ use tracing::{debug, info, trace, warn};
 
 use crate::candidate::{Candidates, DialCandidate, DialFilter, RecentlyOffered, MUX_ENR_KEY};
 use crate::config::DiscoveryConfig;
+use crate::dns::DnsDiscovery;
 use crate::eth_entry::{enr_value, ETH_ENR_KEY};
+use crate::v4::{DiscoveredNodes, Discv4};
 use crate::{store, Enr, Error};
 
-/// A running discv5 service with the node's ENR, periodic lookups, persisted ENRs and
-/// a stream of dial candidates. See the [crate docs](crate).
+/// A running discovery: discv5 (unless [`DiscoveryConfig::v5`] is off), discv4 (with
+/// [`DiscoveryConfig::v4`]) and DNS node lists (with [`DiscoveryConfig::dns`]), with the
+/// node's ENR, periodic lookups, persisted ENRs and one stream of dial candidates that
+/// every source feeds through the same filter. See the [crate docs](crate).
 pub struct Discovery {
-    discv5: Arc<Discv5>,
+    discv5: Option<Arc<Discv5>>,
+    v4: Option<Discv4>,
+    dns: Option<DnsDiscovery>,
+    enr: Enr,
     shared: Arc<Shared>,
     candidates: Option<Candidates>,
     udp: SocketAddr,
@@ -38,7 +46,10 @@ impl fmt::Debug for Discovery {
         f.debug_struct("Discovery")
             .field("udp", &self.udp)
             .field("udp_v6", &self.udp_v6)
-            .field("node_id", &self.discv5.local_enr().node_id())
+            .field("node_id", &self.enr.node_id())
+            .field("v5", &self.discv5.is_some())
+            .field("v4", &self.v4.as_ref().map(Discv4::udp_addr))
+            .field("dns", &self.dns.is_some())
             .field("table_size", &self.table_size())
             .finish_non_exhaustive()
     }
@@ -101,63 +112,47 @@ impl Discovery {
         validate(&config)?;
         let combined = CombinedKey::secp256k1_from_bytes(&mut key.secret_bytes())
             .map_err(|_| Error::InvalidKey)?;
-
-        let socket = Arc::new(bind_udp(config.listen)?);
-        let udp = socket.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let socket_v6 = match config.listen_v6 {
-            Some(addr) => Some(Arc::new(bind_udp(addr)?)),
-            None => None,
-        };
-        let udp_v6 = match &socket_v6 {
-            Some(s) => Some(
-                s.local_addr()
-                    .map_err(|source| Error::Bind { addr: udp, source })?,
-            ),
-            None => None,
+        let cancel = match &config.cancel {
+            Some(parent) => parent.child_token(),
+            None => CancellationToken::new(),
         };
 
-        let enr = build_local_enr(&config, &combined, udp.port(), udp_v6.map(|a| a.port()))?;
+        // discv4 first: without discv5 its socket is the one the ENR names.
+        let mut v4 = match &config.v4 {
+            Some(v4_config) => {
+                let v4_config = v4_config.clone().with_cancel(cancel.clone());
+                Some(
+                    Discv4::start(v4_config, key, |udp| {
+                        crate::v4::enr_for(&config, key, udp.port())
+                    })
+                    .await?,
+                )
+            }
+            None => None,
+        };
+
+        let (discv5, events, udp, udp_v6, enr) = if config.v5 {
+            let (discv5, events, udp, udp_v6) = start_discv5(&config, combined).await?;
+            let enr = discv5.local_enr();
+            (Some(discv5), Some(events), udp, udp_v6, enr)
+        } else {
+            let v4 = v4
+                .as_ref()
+                .ok_or_else(|| Error::Config("v5 off and no v4: nothing to run".into()))?;
+            (None, None, v4.udp_addr(), None, v4.local_enr())
+        };
         let local_id = enr.node_id();
-
-        let (ipv4, ipv6) = match (udp.is_ipv4(), socket_v6) {
-            (true, v6) => (Some(socket), v6),
-            (false, _) => (None, Some(socket)),
-        };
-        let mut builder = ConfigBuilder::new(ListenConfig::FromSockets { ipv4, ipv6 });
-        builder
-            // The ENR's IP is configured, not voted on (WIRE.md §4): never rewrite it,
-            // and never withdraw it for want of incoming packets.
-            .disable_enr_update()
-            .auto_nat_listen_duration(None);
-        let mut discv5 = Discv5::new(enr.clone(), combined, builder.build())
-            .map_err(|e| Error::Discv5(e.to_string()))?;
-        discv5
-            .start()
-            .await
-            .map_err(|e| Error::Discv5(e.to_string()))?;
-        let events = discv5
-            .event_stream()
-            .await
-            .map_err(|e| Error::Discv5(e.to_string()))?;
-        let discv5 = Arc::new(discv5);
 
         // Bootnodes: malformed text is the caller's error; an unusable record is logged.
         let mut seeds = Vec::new();
         for text in &config.bootnodes {
-            let bootnode = parse_enr(text)?;
-            if let Err(reason) = discv5.add_enr(bootnode.clone()) {
-                warn!(node = %bootnode.node_id(), reason, "bootnode not added");
-            }
-            seeds.push(bootnode);
+            seeds.push(parse_enr(text)?);
         }
         let persist = config.persist_path.clone().map(|path| Persist {
             path,
             max: config.persist_max.max(1),
         });
-        if let Some(persist) = &persist {
+        if let (Some(persist), Some(_)) = (&persist, &discv5) {
             let path = persist.path.clone();
             let stored = tokio::task::spawn_blocking(move || store::load(&path))
                 .await
@@ -166,15 +161,15 @@ impl Discovery {
                     path: persist.path.clone(),
                     source,
                 })?;
-            let mut added = 0usize;
-            for enr in stored.into_iter().filter(|e| e.node_id() != local_id) {
-                match discv5.add_enr(enr.clone()) {
-                    Ok(()) => added += 1,
-                    Err(reason) => debug!(node = %enr.node_id(), reason, "stored ENR not added"),
+            debug!(stored = stored.len(), path = %persist.path.display(), "loaded stored ENRs");
+            seeds.extend(stored.into_iter().filter(|e| e.node_id() != local_id));
+        }
+        if let Some(discv5) = &discv5 {
+            for seed in &seeds {
+                if let Err(reason) = discv5.add_enr(seed.clone()) {
+                    debug!(node = %seed.node_id(), reason, "bootnode or stored ENR not added");
                 }
-                seeds.push(enr);
             }
-            debug!(added, path = %persist.path.display(), "loaded stored ENRs");
         }
 
         let (tx, rx) = mpsc::channel(config.candidate_buffer.max(1));
@@ -187,37 +182,60 @@ impl Discovery {
             )),
             tx,
         });
-        let cancel = match &config.cancel {
-            Some(parent) => parent.child_token(),
-            None => CancellationToken::new(),
-        };
 
-        let mut tasks = vec![
-            tokio::spawn(event_task(
+        let mut tasks = Vec::new();
+        if let (Some(discv5), Some(events)) = (&discv5, events) {
+            tasks.push(tokio::spawn(event_task(
                 discv5.clone(),
                 shared.clone(),
                 events,
                 cancel.clone(),
-            )),
-            tokio::spawn(lookup_task(
+            )));
+            tasks.push(tokio::spawn(lookup_task(
                 discv5.clone(),
                 shared.clone(),
                 config.lookup_interval,
                 seeds,
                 cancel.clone(),
-            )),
-        ];
-        if let Some(persist) = &persist {
-            tasks.push(tokio::spawn(persist_task(
-                discv5.clone(),
-                persist.clone(),
-                config.persist_interval,
-                cancel.clone(),
             )));
+            if let Some(persist) = &persist {
+                tasks.push(tokio::spawn(persist_task(
+                    discv5.clone(),
+                    persist.clone(),
+                    config.persist_interval,
+                    cancel.clone(),
+                )));
+            }
         }
-        info!(%udp, ?udp_v6, enr = %enr.to_base64(), "discovery started");
+        if let Some(found) = v4.as_mut().and_then(Discv4::take_discovered) {
+            tasks.push(tokio::spawn(v4_task(found, shared.clone(), cancel.clone())));
+        }
+        let dns = match &config.dns {
+            Some(dns_config) if !dns_config.urls.is_empty() => {
+                let (dns, found) = DnsDiscovery::start(dns_config.clone(), cancel.child_token())?;
+                tasks.push(tokio::spawn(dns_task(
+                    found,
+                    discv5.clone(),
+                    shared.clone(),
+                    cancel.clone(),
+                )));
+                Some(dns)
+            }
+            _ => None,
+        };
+        info!(
+            v5 = ?discv5.as_ref().map(|_| udp),
+            ?udp_v6,
+            v4 = ?v4.as_ref().map(Discv4::udp_addr),
+            dns_lists = config.dns.as_ref().map_or(0, |d| d.urls.len()),
+            enr = %enr.to_base64(),
+            "discovery started"
+        );
         Ok(Self {
             discv5,
+            v4,
+            dns,
+            enr,
             shared,
             candidates: Some(Candidates::new(rx)),
             udp,
@@ -228,9 +246,13 @@ impl Discovery {
         })
     }
 
-    /// The node's current ENR.
+    /// The node's current ENR (discv5's; discv4's, whose `udp` is the discv4 port, when
+    /// discv5 does not run).
     pub fn local_enr(&self) -> Enr {
-        self.discv5.local_enr()
+        match &self.discv5 {
+            Some(discv5) => discv5.local_enr(),
+            None => self.enr.clone(),
+        }
     }
 
     /// The node's ENR as text (`enr:…`), as printed at start and given as a bootnode.
@@ -238,9 +260,25 @@ impl Discovery {
         self.local_enr().to_base64()
     }
 
-    /// The bound UDP address (the OS-chosen port when configured with port 0).
+    /// The bound UDP address of discv5 (of discv4 when discv5 does not run; the
+    /// OS-chosen port when configured with port 0).
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp
+    }
+
+    /// The discv4 service, when it runs.
+    pub fn v4(&self) -> Option<&Discv4> {
+        self.v4.as_ref()
+    }
+
+    /// Whether discv5 runs.
+    pub fn runs_v5(&self) -> bool {
+        self.discv5.is_some()
+    }
+
+    /// DNS node discovery, when lists are configured: its per-round reports.
+    pub fn dns(&self) -> Option<&DnsDiscovery> {
+        self.dns.as_ref()
     }
 
     /// The bound IPv6 UDP address of a dual-stack node.
@@ -248,20 +286,41 @@ impl Discovery {
         self.udp_v6
     }
 
-    /// The number of nodes in the routing table.
+    /// The number of nodes in the routing tables: discv5's and discv4's.
     pub fn table_size(&self) -> usize {
-        self.discv5
-            .with_kbuckets(|table| table.read().iter_ref().count())
+        let v5 = self.discv5.as_ref().map_or(0, |d| {
+            d.with_kbuckets(|table| table.read().iter_ref().count())
+        });
+        v5 + self.v4.as_ref().map_or(0, Discv4::table_size)
     }
 
-    /// Every ENR in the routing table (all valid records, whatever their stack or fork).
+    /// Every ENR in the discv5 routing table (all valid records, whatever their stack or
+    /// fork), and the discv4 table's records whose ENR it fetched.
     pub fn table_entries(&self) -> Vec<Enr> {
-        self.discv5.table_entries_enr()
+        let mut out = self
+            .discv5
+            .as_ref()
+            .map(|d| d.table_entries_enr())
+            .unwrap_or_default();
+        if let Some(v4) = &self.v4 {
+            out.extend(v4.table_entries().into_iter().filter_map(|r| r.enr));
+        }
+        out
     }
 
-    /// Whether a node (by discv5 node id) is in the routing table.
+    /// Whether a node (by discv5 node id: keccak256 of its public key) is in the
+    /// discv5 or the discv4 routing table.
     pub fn table_contains(&self, discv5_id: &[u8; 32]) -> bool {
-        self.discv5.find_enr(&enr::NodeId::new(discv5_id)).is_some()
+        let in_v5 = self
+            .discv5
+            .as_ref()
+            .is_some_and(|d| d.find_enr(&enr::NodeId::new(discv5_id)).is_some());
+        in_v5
+            || self.v4.as_ref().is_some_and(|v4| {
+                v4.table_entries()
+                    .iter()
+                    .any(|r| r.id.discv5_id() == *discv5_id)
+            })
     }
 
     /// Adds an ENR given as text (`enr:…`) to the routing table, and offers it as a
@@ -273,7 +332,9 @@ impl Discovery {
     /// Adds a parsed ENR to the routing table (e.g. one the peer pool stored), and
     /// offers it as a dial candidate if it passes the filter.
     pub fn add_record(&self, enr: Enr) -> Result<(), Error> {
-        self.discv5.add_enr(enr.clone()).map_err(Error::Rejected)?;
+        if let Some(discv5) = &self.discv5 {
+            discv5.add_enr(enr.clone()).map_err(Error::Rejected)?;
+        }
         self.shared.offer(&enr);
         Ok(())
     }
@@ -297,13 +358,19 @@ impl Discovery {
             .collect()
     }
 
-    /// Runs one lookup for a random id now, offers what it finds, and returns it.
+    /// Runs one lookup for a random id now (discv5's, and discv4's when it runs), offers
+    /// what it finds, and returns the records found.
     pub async fn lookup(&self) -> Result<Vec<Enr>, Error> {
-        let found = self
-            .discv5
-            .find_node(enr::NodeId::random())
-            .await
-            .map_err(|e| Error::Discv5(e.to_string()))?;
+        let mut found = match &self.discv5 {
+            Some(discv5) => discv5
+                .find_node(enr::NodeId::random())
+                .await
+                .map_err(|e| Error::Discv5(e.to_string()))?,
+            None => Vec::new(),
+        };
+        if let Some(v4) = &self.v4 {
+            found.extend(v4.lookup(None).await.into_iter().filter_map(|r| r.enr));
+        }
         for enr in &found {
             self.shared.offer(enr);
         }
@@ -313,9 +380,9 @@ impl Discovery {
     /// Writes the routing table's ENRs to the ENR file now. Returns how many were
     /// written (0 without a file, or with an empty table, which leaves the file as it is).
     pub async fn persist(&self) -> Result<usize, Error> {
-        match &self.persist {
-            Some(persist) => persist_table(&self.discv5, persist).await,
-            None => Ok(0),
+        match (&self.persist, &self.discv5) {
+            (Some(persist), Some(discv5)) => persist_table(discv5, persist).await,
+            _ => Ok(0),
         }
     }
 
@@ -329,6 +396,12 @@ impl Discovery {
         if let Err(e) = self.persist().await {
             warn!(error = %e, "writing the ENR file at shutdown");
         }
+        if let Some(v4) = self.v4.take() {
+            v4.shutdown().await;
+        }
+        if let Some(dns) = self.dns.take() {
+            dns.shutdown().await;
+        }
         debug!(udp = %self.udp, "discovery stopped");
         // Dropping `self` drops the last `Discv5` handle, whose `Drop` stops the service.
     }
@@ -337,6 +410,120 @@ impl Discovery {
 impl Drop for Discovery {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// Binds discv5's socket(s) and starts it with the packet filter and IP limits of
+/// [`DiscoveryConfig::v5_limits`].
+async fn start_discv5(
+    config: &DiscoveryConfig,
+    combined: CombinedKey,
+) -> Result<
+    (
+        Arc<Discv5>,
+        mpsc::Receiver<Event>,
+        SocketAddr,
+        Option<SocketAddr>,
+    ),
+    Error,
+> {
+    let socket = Arc::new(bind_udp(config.listen)?);
+    let udp = socket.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let socket_v6 = match config.listen_v6 {
+        Some(addr) => Some(Arc::new(bind_udp(addr)?)),
+        None => None,
+    };
+    let udp_v6 = match &socket_v6 {
+        Some(s) => Some(
+            s.local_addr()
+                .map_err(|source| Error::Bind { addr: udp, source })?,
+        ),
+        None => None,
+    };
+    let enr = build_local_enr(config, &combined, udp.port(), udp_v6.map(|a| a.port()))?;
+    let (ipv4, ipv6) = match (udp.is_ipv4(), socket_v6) {
+        (true, v6) => (Some(socket), v6),
+        (false, _) => (None, Some(socket)),
+    };
+    let mut builder = ConfigBuilder::new(ListenConfig::FromSockets { ipv4, ipv6 });
+    builder
+        // The ENR's IP is configured, not voted on (WIRE.md §4): never rewrite it,
+        // and never withdraw it for want of incoming packets.
+        .disable_enr_update()
+        .auto_nat_listen_duration(None);
+    let limits = &config.v5_limits;
+    if limits.packet_filter {
+        let per_sec = |n: u32| (u64::from(n.max(1)), Duration::from_secs(1));
+        let (total, total_every) = per_sec(limits.requests_per_sec);
+        let (ip, ip_every) = per_sec(limits.requests_per_ip_per_sec);
+        let (node, node_every) = per_sec(limits.requests_per_node_per_sec);
+        let limiter = discv5::RateLimiterBuilder::new()
+            .total_n_every(total, total_every)
+            .ip_n_every(ip, ip_every)
+            .node_n_every(node, node_every)
+            .build()
+            .map_err(|e| Error::Config(format!("discv5 rate limiter: {e}")))?;
+        builder
+            .enable_packet_filter()
+            .filter_rate_limiter(Some(limiter))
+            .filter_max_nodes_per_ip(Some(limits.max_nodes_per_ip.max(1)))
+            .filter_max_bans_per_ip(Some(limits.max_bans_per_ip.max(1)));
+    }
+    if limits.ip_limit {
+        builder.ip_limit();
+    }
+    let mut discv5 =
+        Discv5::new(enr, combined, builder.build()).map_err(|e| Error::Discv5(e.to_string()))?;
+    discv5
+        .start()
+        .await
+        .map_err(|e| Error::Discv5(e.to_string()))?;
+    let events = discv5
+        .event_stream()
+        .await
+        .map_err(|e| Error::Discv5(e.to_string()))?;
+    Ok((Arc::new(discv5), events, udp, udp_v6))
+}
+
+/// discv4's discovered nodes → candidates: those whose ENR it fetched (EIP-868), since
+/// only an ENR says which stacks a node runs and which fork it follows.
+async fn v4_task(mut found: DiscoveredNodes, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let node = tokio::select! {
+            _ = cancel.cancelled() => return,
+            node = found.recv() => node,
+        };
+        let Some(node) = node else { return };
+        match &node.enr {
+            Some(enr) => {
+                shared.offer(enr);
+            }
+            None => trace!(node = %node.addr, "discv4 node without ENR: not a candidate"),
+        }
+    }
+}
+
+/// DNS list records → candidates, and into discv5's table as seeds (as go-ethereum
+/// seeds its tables from DNS lists).
+async fn dns_task(
+    mut found: mpsc::Receiver<Enr>,
+    discv5: Option<Arc<Discv5>>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let enr = tokio::select! {
+            _ = cancel.cancelled() => return,
+            enr = found.recv() => enr,
+        };
+        let Some(enr) = enr else { return };
+        if let Some(discv5) = &discv5 {
+            let _ = discv5.add_enr(enr.clone());
+        }
+        shared.offer(&enr);
     }
 }
 
@@ -363,6 +550,9 @@ fn validate(config: &DiscoveryConfig) -> Result<(), Error> {
     if config.rlpx_tcp_port == Some(0) || config.mux_tcp_port == Some(0) {
         return bad("TCP ports in the ENR must be the bound ports, not 0");
     }
+    if !config.v5 && config.v4.is_none() {
+        return bad("with discv5 off, discv4 must run (v4 set): there would be no discovery");
+    }
     if config.lookup_interval.is_zero() {
         return bad("lookup_interval must not be zero");
     }
@@ -373,7 +563,7 @@ fn validate(config: &DiscoveryConfig) -> Result<(), Error> {
 }
 
 /// Binds a UDP socket; an IPv6 one is v6-only so that IPv4 and IPv6 may share a port.
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
+pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
     use socket2::{Domain, Protocol, Socket, Type};
     let io = |source| Error::Bind { addr, source };
     let socket =
@@ -393,12 +583,12 @@ pub fn local_enr(config: &DiscoveryConfig, key: &NodeKey) -> Result<Enr, Error> 
     validate(config)?;
     let combined = CombinedKey::secp256k1_from_bytes(&mut key.secret_bytes())
         .map_err(|_| Error::InvalidKey)?;
-    build_local_enr(
-        config,
-        &combined,
-        config.listen.port(),
-        config.listen_v6.map(|a| a.port()),
-    )
+    // Without discv5 the record is discv4's, whose `udp` is the discv4 port.
+    let udp = match (&config.v4, config.v5) {
+        (Some(v4), false) => v4.listen.port(),
+        _ => config.listen.port(),
+    };
+    build_local_enr(config, &combined, udp, config.listen_v6.map(|a| a.port()))
 }
 
 /// The node's ENR: `ip`/`ip6` and `udp`/`udp6` as configured and bound, `tcp` only with

@@ -20,8 +20,25 @@ const FORK_B: ForkId = ForkId {
 };
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A node on 127.0.0.1, port 0, fast lookups, fork A accepted only.
+/// A node on 127.0.0.1, port 0, fast lookups, fork A accepted only. Every node of these
+/// tests shares one IP, which discv5's default IP limits exist to stop: they are raised.
 fn config() -> DiscoveryConfig {
+    default_limits_config().with_v5_limits(one_host_limits())
+}
+
+/// discv5 limits for many nodes on one address.
+fn one_host_limits() -> V5Limits {
+    V5Limits {
+        requests_per_ip_per_sec: 10_000,
+        requests_per_sec: 10_000,
+        max_nodes_per_ip: 1_000,
+        ip_limit: false,
+        ..V5Limits::default()
+    }
+}
+
+/// [`config`] with discv5's packet filter and IP limits at their defaults.
+fn default_limits_config() -> DiscoveryConfig {
     DiscoveryConfig::default()
         .with_listen(SocketAddr::new(LOCALHOST, 0))
         .with_lookup_interval(Duration::from_millis(150))
@@ -29,12 +46,46 @@ fn config() -> DiscoveryConfig {
         .with_fork_filter(|remote| remote.hash == FORK_A.hash)
 }
 
+/// With discv5's packet filter and IP limits at their defaults, one host cannot fill our
+/// table: 14 nodes on 127.0.0.1 that all know our node get at most 10 places (the
+/// filter's nodes-per-IP ban and the table's /24 limit each hold it there; with both
+/// off all 15 get in), while an observer with the limits off keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_limits_bound_one_hosts_share_of_the_table() {
+    let mut limited = Discovery::start(default_limits_config(), &key(100))
+        .await
+        .unwrap();
+    let observer = Discovery::start(config(), &key(101)).await.unwrap();
+    let boots = vec![limited.local_enr_string(), observer.local_enr_string()];
+    let mut others = Vec::new();
+    for i in 0..14 {
+        let config = config().with_bootnodes(boots.clone());
+        others.push(Discovery::start(config, &key(110 + i)).await.unwrap());
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || observer.table_size() >= 12).await,
+        "observer table: {}",
+        observer.table_size()
+    );
+    // Every other node has pinged and queried the limited node by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let size = limited.table_size();
+    assert!(size <= 10, "one /24 holds {size} places in a limited table");
+    assert!(size >= 1, "the limit keeps some nodes: {size}");
+    let _ = limited.take_candidates();
+    limited.shutdown().await;
+    observer.shutdown().await;
+    for node in others {
+        node.shutdown().await;
+    }
+}
+
 fn key(i: u8) -> NodeKey {
     NodeKey::from_secret_bytes(&[i; 32]).unwrap()
 }
 
 /// Polls `f` every 25 ms until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if f() {

@@ -117,6 +117,39 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// A node's configuration. TOML keys are the flag names (`dev-blocks = 1000`).
+/// A discovery protocol (`--discovery v4,v5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryProtocol {
+    /// devp2p Node Discovery v4 (go-ethereum's, Nethermind's and ethereumjs's default).
+    V4,
+    /// Node Discovery v5.
+    V5,
+}
+
+impl std::str::FromStr for DiscoveryProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "v4" => Ok(Self::V4),
+            "v5" => Ok(Self::V5),
+            other => Err(format!(
+                "unknown discovery protocol {other:?}: v4, v5, or none"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DiscoveryProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V4 => "v4",
+            Self::V5 => "v5",
+        })
+    }
+}
+
 /// Unknown keys are an error, so a typo never silently falls back to a default.
 /// Relative paths in a file (`datadir`, `nodekey`, `genesis`) are relative to the file's
 /// directory, so a config works from any working directory.
@@ -168,10 +201,30 @@ pub struct NodeConfig {
     pub network_id: Option<u64>,
     /// UDP port for discv5; defaults to `port`.
     pub discovery_port: Option<u16>,
-    /// discv5 bootnodes, as `enr:` records.
+    /// Bootnodes: `enode://` URLs (discv4, with `?discport=` when its UDP port is not
+    /// the TCP one) and `enr:` records (discv5).
     pub bootnodes: Vec<String>,
-    /// Do not run discovery (only static peers and inbound connections).
+    /// Do not run discovery (only static peers and inbound connections): the same as
+    /// `discovery = []`.
     pub no_discovery: bool,
+    /// The discovery protocols to run: `["v4", "v5"]` (the default), one of them, or
+    /// none.
+    pub discovery: Vec<DiscoveryProtocol>,
+    /// UDP port for discv4; defaults to the discovery port + 1000 (0 with port 0).
+    pub discv4_port: Option<u16>,
+    /// DNS node lists (EIP-1459, `enrtree://KEY@DOMAIN`) to seed discovery from. Unset:
+    /// the network's own lists (none on the devnet and for genesis files); empty: none.
+    pub dns_discovery: Option<Vec<String>>,
+    /// The DNS server the lists are resolved with (`ADDR:PORT`). Unset: the system's.
+    pub dns_resolver: Option<SocketAddr>,
+    /// discv5's packet filter: request rate limits per IP and node, and a ban of IPs
+    /// that use more than `discv5-max-nodes-per-ip` node ids.
+    pub discv5_packet_filter: bool,
+    /// Node ids one IP may use before discv5's packet filter bans it.
+    pub discv5_max_nodes_per_ip: usize,
+    /// discv5's table IP limit: at most 2 nodes of one /24 per bucket and 10 in the
+    /// table.
+    pub discv5_ip_limit: bool,
     /// Seconds between discovery's random lookups.
     pub discovery_lookup_secs: u64,
     /// eth requests each peer may make per second (bursts of twice that); more are
@@ -264,6 +317,13 @@ impl Default for NodeConfig {
             discovery_port: None,
             bootnodes: Vec::new(),
             no_discovery: false,
+            discovery: vec![DiscoveryProtocol::V4, DiscoveryProtocol::V5],
+            discv4_port: None,
+            dns_discovery: None,
+            dns_resolver: None,
+            discv5_packet_filter: true,
+            discv5_max_nodes_per_ip: 10,
+            discv5_ip_limit: true,
             discovery_lookup_secs: 30,
             eth_request_rate: 100,
             produce_blocks: None,
@@ -355,6 +415,35 @@ impl NodeConfig {
     /// The UDP address discovery listens on.
     pub fn discovery_addr(&self) -> SocketAddr {
         SocketAddr::new(self.addr, self.discovery_port.unwrap_or(self.port))
+    }
+
+    /// Whether `protocol` runs (not with `no-discovery`).
+    pub fn runs_discovery(&self, protocol: DiscoveryProtocol) -> bool {
+        !self.no_discovery && self.discovery.contains(&protocol)
+    }
+
+    /// Whether any discovery runs.
+    pub fn discovery_enabled(&self) -> bool {
+        !self.no_discovery && !self.discovery.is_empty()
+    }
+
+    /// The UDP address discv4 listens on: `discv4-port`, or the discovery port + 1000
+    /// (WIRE.md §5; 0 stays 0).
+    pub fn discv4_addr(&self) -> SocketAddr {
+        let base = self.discovery_addr().port();
+        let port = self.discv4_port.unwrap_or(match base {
+            0 => 0,
+            p => p.saturating_add(1000),
+        });
+        SocketAddr::new(self.addr, port)
+    }
+
+    /// The DNS node lists to seed from: `dns-discovery`, else the network's own.
+    pub fn dns_lists(&self, spec: &devmux_chain::ChainSpec) -> Vec<String> {
+        match &self.dns_discovery {
+            Some(urls) => urls.clone(),
+            None => spec.dns_lists.clone(),
+        }
     }
 
     /// The chain's name from `network` or `dev`, or `None` for a genesis file; an error
@@ -623,10 +712,44 @@ impl NodeConfig {
                 }
             }
         }
-        for enr in &self.bootnodes {
-            if !enr.starts_with("enr:") {
-                return Err(bad(format!("bootnode {enr:?} must be an enr: record")));
+        for node in &self.bootnodes {
+            let (protocol, name) = if node.starts_with("enode://") {
+                (DiscoveryProtocol::V4, "an enode:// URL, a discv4 bootnode")
+            } else if node.starts_with("enr:") {
+                (DiscoveryProtocol::V5, "an enr: record, a discv5 bootnode")
+            } else {
+                return Err(bad(format!(
+                    "bootnode {node:?} must be an enode:// URL (discv4) or an enr: record (discv5)"
+                )));
+            };
+            if self.discovery_enabled() && !self.discovery.contains(&protocol) {
+                return Err(bad(format!(
+                    "bootnode {node:?} is {name}, but discovery {protocol} does not run: add it to --discovery"
+                )));
             }
+            if protocol == DiscoveryProtocol::V4 {
+                if let Err(problem) = node.parse::<devmux_identity::Enode>() {
+                    return Err(bad(format!("bootnode {node:?}: {problem}")));
+                }
+            }
+        }
+        for url in self.dns_discovery.iter().flatten() {
+            if let Err(problem) = url.parse::<devmux_discovery::dns::Link>() {
+                return Err(bad(format!("dns-discovery {url:?}: {problem}")));
+            }
+        }
+        if self.discv5_max_nodes_per_ip == 0 {
+            return Err(bad("discv5-max-nodes-per-ip must be at least 1".into()));
+        }
+        if self.runs_discovery(DiscoveryProtocol::V4)
+            && self.runs_discovery(DiscoveryProtocol::V5)
+            && self.discv4_addr().port() != 0
+            && self.discv4_addr().port() == self.discovery_addr().port()
+        {
+            return Err(bad(format!(
+                "discv4-port {} is also discv5's UDP port: give discv4 a port of its own",
+                self.discv4_addr().port()
+            )));
         }
         for (what, list) in [
             ("static peer", &self.static_peers),
@@ -638,7 +761,7 @@ impl NodeConfig {
                 }
             }
         }
-        for enr in &self.bootnodes {
+        for enr in self.bootnodes.iter().filter(|b| b.starts_with("enr:")) {
             if let Err(problem) = enr.trim().parse::<devmux_discovery::Enr>() {
                 let start: String = enr.chars().take(24).collect();
                 return Err(bad(format!(
@@ -649,7 +772,7 @@ impl NodeConfig {
         if self.addr.is_multicast() {
             return Err(bad(format!("addr {} is a multicast address", self.addr)));
         }
-        if self.addr.is_unspecified() && !self.no_discovery {
+        if self.addr.is_unspecified() && self.discovery_enabled() {
             return Err(bad(format!(
                 "addr {} cannot be advertised in the ENR: give the IP peers reach this node at, or pass --no-discovery",
                 self.addr

@@ -38,7 +38,7 @@ pub mod rpc;
 use std::path::PathBuf;
 
 pub use config::{
-    Checkpoint, LogFormat, NodeConfig, DEFAULT_AUTHRPC_ADDR, DEFAULT_HTTP_ADDR,
+    Checkpoint, DiscoveryProtocol, LogFormat, NodeConfig, DEFAULT_AUTHRPC_ADDR, DEFAULT_HTTP_ADDR,
     DEFAULT_METRICS_ADDR, DEFAULT_PORT,
 };
 pub use devmux_network::ServerKind;
@@ -310,7 +310,7 @@ impl Node {
         // Counting starts with the network, before any peer is dialed.
         let metrics = metrics_listener
             .is_some()
-            .then(|| metrics::Metrics::follow(&network, &eth, !config.no_discovery));
+            .then(|| metrics::Metrics::follow(&network, &eth, config.discovery_enabled()));
         let peer_error = |addr: &String, source| Error::StaticPeer {
             addr: addr.clone(),
             source,
@@ -332,7 +332,7 @@ impl Node {
                 .add_static_peer(addr)
                 .map_err(|e| peer_error(addr, e))?;
         }
-        let discovery = if config.no_discovery {
+        let discovery = if !config.discovery_enabled() {
             None
         } else {
             Some(start_discovery(&config, &key, &chain, &network).await?)
@@ -347,7 +347,11 @@ impl Node {
             eth: eth.clone(),
             discovery: discovery.as_ref().map(Arc::downgrade),
             enr: discovery.as_ref().map(|d| d.local_enr_string()),
-            discovery_port: discovery.as_ref().map(|d| d.udp_addr().port()),
+            // An enode URL's discport is discv4's (what enode URLs are for).
+            discovery_port: discovery.as_ref().map(|d| {
+                d.v4()
+                    .map_or(d.udp_addr().port(), |v4| v4.udp_addr().port())
+            }),
             protocols: rpc::advertised_protocols(network.runs(ServerKind::P2p), protocols),
             network_id,
             sync: sync.clone(),
@@ -540,11 +544,31 @@ impl Node {
 /// and our fork id in the ENR, eth's fork filter on candidates.
 fn discovery_config(
     config: &NodeConfig,
+    spec: &devmux_chain::ChainSpec,
     filter: ForkFilter,
     rlpx_port: Option<u16>,
     mux_port: Option<u16>,
 ) -> DiscoveryConfig {
+    use devmux_discovery::{dns::DnsConfig, V4Config, V5Limits};
     let ours = filter.current();
+    let (v4_boot, v5_boot): (Vec<String>, Vec<String>) = config
+        .bootnodes
+        .iter()
+        .cloned()
+        .partition(|b| b.starts_with("enode://"));
+    let lookups = Duration::from_secs(config.discovery_lookup_secs);
+    let v4 = config.runs_discovery(DiscoveryProtocol::V4).then(|| {
+        V4Config::default()
+            .with_listen(config.discv4_addr())
+            .with_bootnodes(v4_boot)
+            .with_lookup_interval(lookups)
+    });
+    let dns_lists = config.dns_lists(spec);
+    let dns = (!dns_lists.is_empty()).then(|| DnsConfig {
+        urls: dns_lists,
+        resolver: config.dns_resolver,
+        ..DnsConfig::default()
+    });
     DiscoveryConfig::default()
         .with_listen(config.discovery_addr())
         .with_enr_ip(config.addr)
@@ -552,11 +576,20 @@ fn discovery_config(
         .with_mux_tcp_port(mux_port)
         .with_eth(ours)
         .with_fork_filter(move |remote: &ForkId| filter.validate(*remote).is_ok())
-        .with_bootnodes(config.bootnodes.clone())
-        .with_lookup_interval(Duration::from_secs(config.discovery_lookup_secs))
+        .with_bootnodes(v5_boot)
+        .with_lookup_interval(lookups)
         .with_persist_path(Some(config.datadir.join("discovery-enrs.txt")))
         // As many identities per address as the pool would keep peers from it.
         .with_max_candidates_per_ip(config.max_peers_per_ip)
+        .with_v5(config.runs_discovery(DiscoveryProtocol::V5))
+        .with_v5_limits(V5Limits {
+            packet_filter: config.discv5_packet_filter,
+            max_nodes_per_ip: config.discv5_max_nodes_per_ip,
+            ip_limit: config.discv5_ip_limit,
+            ..V5Limits::default()
+        })
+        .with_v4(v4)
+        .with_dns(dns)
 }
 
 /// The `enr:` record a node with `config` and `key` advertises, without starting
@@ -566,10 +599,12 @@ pub fn enr_for(
     key: &NodeKey,
     head: devmux_eth::Head,
 ) -> Result<String, Error> {
-    let filter = config.chain_spec()?.fork_filter(head);
+    let spec = config.chain_spec()?;
+    let filter = spec.fork_filter(head);
     let port = |kind| config.listen_addr_of(kind).map(|a| a.port());
     let discovery = discovery_config(
         config,
+        &spec,
         filter,
         port(ServerKind::Rlpx),
         port(ServerKind::P2p),
@@ -588,6 +623,7 @@ async fn start_discovery(
     let port = |kind| network.listen_addr_of(kind).map(|a| a.port());
     let discovery_config = discovery_config(
         config,
+        chain.spec(),
         chain.fork_filter(),
         port(ServerKind::Rlpx),
         port(ServerKind::P2p),

@@ -19,7 +19,7 @@
 //! | `devmux_peer_ping_rtt_seconds` | gauge | `peer`, `server` | each peer's last answered keepalive ping (at most `max-peers` series) |
 //! | `devmux_peer_missed_pings` | gauge | `peer`, `server` | keepalive pings each peer missed in a row (dropped at `max_missed_pings`, 3) |
 //! | `devmux_eth_peers` | gauge | – | peers with an eth session |
-//! | `devmux_discovery_table_size` | gauge | – | discv5 routing-table entries (when discovery runs) |
+//! | `devmux_discovery_table_size` | gauge | – | discv5 and discv4 routing-table entries (when discovery runs) |
 //! | `devmux_chain_head` | gauge | – | canonical head block number |
 //! | `devmux_chain_receipts_pending` | gauge | – | stored blocks waiting for their receipts (imported from a chain file) |
 //! | `devmux_txpool_transactions` | gauge | – | transactions in the pool |
@@ -406,7 +406,7 @@ impl Inner {
             if with_discovery {
                 r.register(
                     "discovery_table_size",
-                    "Nodes in the discv5 routing table",
+                    "Nodes in the discv5 and discv4 routing tables",
                     inner.discovery_table.clone(),
                 );
             }

@@ -36,11 +36,7 @@ pub(crate) async fn backfill_loop(shared: Arc<Shared>) {
             Ok(Ok(pending)) => pending,
             Ok(Err(e)) => {
                 warn!("receipts backfill: reading the store: {e}");
-                if shared
-                    .or_cancel(tokio::time::sleep(IDLE_POLL))
-                    .await
-                    .is_err()
-                {
+                if !pause(&shared, IDLE_POLL).await {
                     return;
                 }
                 continue;
@@ -51,11 +47,7 @@ pub(crate) async fn backfill_loop(shared: Arc<Shared>) {
                 info!("receipts backfill: every stored block has its receipts");
                 reported = false;
             }
-            if shared
-                .or_cancel(tokio::time::sleep(IDLE_POLL))
-                .await
-                .is_err()
-            {
+            if !pause(&shared, IDLE_POLL).await {
                 return;
             }
             continue;
@@ -77,15 +69,15 @@ pub(crate) async fn backfill_loop(shared: Arc<Shared>) {
                 Err(e) => shared.punish(&peer, &e),
             }
         }
-        if stored == 0
-            && shared
-                .or_cancel(tokio::time::sleep(NO_PEER_WAIT))
-                .await
-                .is_err()
-        {
+        if stored == 0 && !pause(&shared, NO_PEER_WAIT).await {
             return;
         }
     }
+}
+
+/// Sleeps `period`; false if shutdown came first.
+async fn pause(shared: &Shared, period: Duration) -> bool {
+    shared.or_cancel(tokio::time::sleep(period)).await.is_ok()
 }
 
 /// Asks `peer` for the receipts of `pending`, checks what it sent against each block

@@ -504,3 +504,69 @@ fn records_contains(server: &TestServer, domain: &str, value: &str) -> bool {
         .iter()
         .any(|(k, v)| k.ends_with(&suffix) && v == value)
 }
+
+/// A DNS list reaches the dialer: a [`crate::Discovery`] with a list and no bootnodes
+/// offers the tree's nodes that run our stack and follow our fork as dial candidates
+/// (through the same filter as discv5's), seeds its discv5 table with them, and never
+/// offers the tree's node of another fork or of the other stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_list_gives_discovery_its_dial_candidates() {
+    use devmux_identity::NodeKey;
+    use std::net::Ipv4Addr;
+
+    use crate::{DiscoveryConfig, ForkHash, ForkId};
+    let server = TestServer::start().await;
+    let ours = ForkId {
+        hash: ForkHash([1, 2, 3, 4]),
+        next: 0,
+    };
+    let theirs = ForkId {
+        hash: ForkHash([9, 9, 9, 9]),
+        next: 0,
+    };
+    let record = |i: u8, fork: ForkId, rlpx: bool| {
+        let key = NodeKey::from_secret_bytes(&[i; 32]).unwrap();
+        let config = DiscoveryConfig::default()
+            .with_listen(SocketAddr::new(Ipv4Addr::new(127, 0, i, 1).into(), 30303))
+            .with_rlpx_tcp_port(rlpx.then_some(30303))
+            .with_mux_tcp_port((!rlpx).then_some(30304))
+            .with_eth(fork);
+        crate::local_enr(&config, &key).unwrap()
+    };
+    let good: Vec<Enr> = (1..=6).map(|i| record(i, ours, true)).collect();
+    let mut all = good.clone();
+    all.push(record(20, theirs, true));
+    all.push(record(21, ours, false));
+    let tree = SignedTree::sign(1, &all, &[], &tree_key(31));
+    server.zone.set(tree.to_txt("peers.example.org"));
+
+    let config = DiscoveryConfig::default()
+        .with_listen("127.0.0.1:0".parse().unwrap())
+        .with_rlpx_tcp_port(Some(30303))
+        .with_eth(ours)
+        .with_dns(Some(DnsConfig {
+            urls: vec![tree.link("peers.example.org").to_string()],
+            resolver: Some(server.addr),
+            ..DnsConfig::default()
+        }));
+    let key = NodeKey::from_secret_bytes(&[99; 32]).unwrap();
+    let mut discovery = crate::Discovery::start(config, &key).await.unwrap();
+    let mut candidates = discovery.take_candidates().unwrap();
+    let mut got = HashSet::new();
+    while got.len() < good.len() {
+        let candidate = tokio::time::timeout(Duration::from_secs(20), candidates.recv())
+            .await
+            .unwrap_or_else(|_| panic!("after {} candidates", got.len()))
+            .unwrap();
+        got.insert(candidate.enr.to_base64());
+    }
+    assert_eq!(got, good.iter().map(Enr::to_base64).collect::<HashSet<_>>());
+    // The other fork's node and the stream-only node are never offered.
+    let more = tokio::time::timeout(Duration::from_secs(2), candidates.recv()).await;
+    assert!(more.is_err(), "an unfit record was offered: {more:?}");
+    assert!(good
+        .iter()
+        .all(|enr| discovery.table_contains(&enr.node_id().raw())));
+    discovery.shutdown().await;
+    server.stop().await;
+}
