@@ -70,7 +70,12 @@ pub(crate) fn print(config: &NodeConfig) -> anyhow::Result<()> {
     let key = NodeKey::load(&path).context("reading the node key")?;
     let listen = SocketAddr::new(config.addr, config.port);
     let mut enode = Enode::new(key.node_id(), listen);
-    enode.discport = config.discovery_port;
+    // An enode URL names a discv4 endpoint: its discport is discv4's when discv4 runs.
+    enode.discport = if config.runs_discovery(devmux_node::DiscoveryProtocol::V4) {
+        Some(config.discv4_addr().port())
+    } else {
+        config.discovery_port
+    };
     // Identity names a key; a chain is only needed for the ENR's fork id, so without
     // one it shows the devnet's, and says so.
     let mut config = config.clone();

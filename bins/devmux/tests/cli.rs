@@ -1034,7 +1034,8 @@ fn keygen_and_identity() {
     let node_id = field("node-id");
     assert_eq!(
         field("enode"),
-        format!("enode://{node_id}@127.0.0.1:30999?discport=30998")
+        // discport is discv4's: the discovery port + 1000; the ENR's udp is discv5's.
+        format!("enode://{node_id}@127.0.0.1:30999?discport=31998")
     );
     assert_eq!(
         field("multiaddr"),

@@ -20,7 +20,7 @@ use crate::candidate::{Candidates, DialCandidate, DialFilter, RecentlyOffered, M
 use crate::config::DiscoveryConfig;
 use crate::dns::DnsDiscovery;
 use crate::eth_entry::{enr_value, ETH_ENR_KEY};
-use crate::v4::{DiscoveredNodes, Discv4};
+use crate::v4::{DiscoveredNodes, Discv4, TableHandle};
 use crate::{store, Enr, Error};
 
 /// A running discovery: discv5 (unless [`DiscoveryConfig::v5`] is off), discv4 (with
@@ -207,8 +207,16 @@ impl Discovery {
                 )));
             }
         }
-        if let Some(found) = v4.as_mut().and_then(Discv4::take_discovered) {
-            tasks.push(tokio::spawn(v4_task(found, shared.clone(), cancel.clone())));
+        if let Some(v4) = v4.as_mut() {
+            if let Some(found) = v4.take_discovered() {
+                tasks.push(tokio::spawn(v4_task(
+                    found,
+                    v4.table_handle(),
+                    shared.clone(),
+                    config.lookup_interval,
+                    cancel.clone(),
+                )));
+            }
         }
         let dns = match &config.dns {
             Some(dns_config) if !dns_config.urls.is_empty() => {
@@ -489,19 +497,36 @@ async fn start_discv5(
 }
 
 /// discv4's discovered nodes → candidates: those whose ENR it fetched (EIP-868), since
-/// only an ENR says which stacks a node runs and which fork it follows.
-async fn v4_task(mut found: DiscoveredNodes, shared: Arc<Shared>, cancel: CancellationToken) {
+/// only an ENR says which stacks a node runs and which fork it follows. Every
+/// `interval` the table's records are offered again (the recently-offered set keeps
+/// that cheap), as discv5's lookup task does with its table: a node reports a table
+/// entry once, and a dial that failed then must get another chance.
+async fn v4_task(
+    mut found: DiscoveredNodes,
+    table: TableHandle,
+    shared: Arc<Shared>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut reoffer = tokio::time::interval(interval);
+    reoffer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let node = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => return,
-            node = found.recv() => node,
-        };
-        let Some(node) = node else { return };
-        match &node.enr {
-            Some(enr) => {
-                shared.offer(enr);
+            _ = reoffer.tick() => {
+                for enr in table.entries().iter().filter_map(|r| r.enr.as_ref()) {
+                    shared.offer(enr);
+                }
             }
-            None => trace!(node = %node.addr, "discv4 node without ENR: not a candidate"),
+            node = found.recv() => {
+                let Some(node) = node else { return };
+                match &node.enr {
+                    Some(enr) => {
+                        shared.offer(enr);
+                    }
+                    None => trace!(node = %node.addr, "discv4 node without ENR: not a candidate"),
+                }
+            }
         }
     }
 }

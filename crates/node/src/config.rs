@@ -202,7 +202,7 @@ pub struct NodeConfig {
     /// UDP port for discv5; defaults to `port`.
     pub discovery_port: Option<u16>,
     /// Bootnodes: `enode://` URLs (discv4, with `?discport=` when its UDP port is not
-    /// the TCP one) and `enr:` records (discv5).
+    /// the TCP one) and `enr:` records (discv5). Empty: the network's own.
     pub bootnodes: Vec<String>,
     /// Do not run discovery (only static peers and inbound connections): the same as
     /// `discovery = []`.
@@ -436,6 +436,26 @@ impl NodeConfig {
             p => p.saturating_add(1000),
         });
         SocketAddr::new(self.addr, port)
+    }
+
+    /// The bootnodes to start discovery from: `bootnodes`, else the network's own (none
+    /// on the devnet and for genesis files), each for a protocol that runs.
+    pub fn bootnodes_for(&self, spec: &devmux_chain::ChainSpec) -> Vec<String> {
+        if !self.bootnodes.is_empty() {
+            return self.bootnodes.clone();
+        }
+        spec.bootnodes
+            .iter()
+            .filter(|b| {
+                let protocol = if b.starts_with("enode://") {
+                    DiscoveryProtocol::V4
+                } else {
+                    DiscoveryProtocol::V5
+                };
+                self.runs_discovery(protocol)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The DNS node lists to seed from: `dns-discovery`, else the network's own.
@@ -940,6 +960,58 @@ fn check_peer_addr(addr: &str, p2p: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_keys_protocols_ports_bootnodes_and_dns_lists() {
+        let config = NodeConfig::from_toml_str(
+            "network = \"sepolia\"\ndiscovery = [\"v4\"]\ndiscovery-port = 30400\n",
+            "f.toml",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let spec = config.chain_spec().unwrap();
+        assert!(config.runs_discovery(DiscoveryProtocol::V4));
+        assert!(!config.runs_discovery(DiscoveryProtocol::V5));
+        assert_eq!(config.discv4_addr().port(), 31400);
+        // The network's bootnodes for the protocols that run; its DNS lists.
+        let boot = config.bootnodes_for(&spec);
+        assert!(!boot.is_empty() && boot.iter().all(|b| b.starts_with("enode://")));
+        assert_eq!(config.dns_lists(&spec), spec.dns_lists);
+        assert!(!spec.dns_lists.is_empty());
+        // Given ones win; an empty list of DNS lists is none.
+        let mine = NodeConfig {
+            bootnodes: vec![boot[0].clone()],
+            dns_discovery: Some(Vec::new()),
+            no_discovery: true,
+            ..config.clone()
+        };
+        assert_eq!(mine.bootnodes_for(&spec), vec![boot[0].clone()]);
+        assert!(mine.dns_lists(&spec).is_empty());
+        assert!(!mine.discovery_enabled());
+        // The devnet has neither.
+        let dev = NodeConfig {
+            dev: true,
+            network: None,
+            ..NodeConfig::default()
+        };
+        let devnet = dev.chain_spec().unwrap();
+        assert!(dev.bootnodes_for(&devnet).is_empty() && dev.dns_lists(&devnet).is_empty());
+        // A bootnode for a protocol that does not run, and a bad list URL, are refused.
+        let e = NodeConfig {
+            bootnodes: vec!["enr:-abc".into()],
+            ..config.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("discovery v5 does not run"), "{e}");
+        let e = NodeConfig {
+            dns_discovery: Some(vec!["enrtree://nope".into()]),
+            ..config
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("dns-discovery"), "{e}");
+    }
 
     #[test]
     fn servers_from_toml_and_their_ports() {

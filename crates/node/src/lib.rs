@@ -552,9 +552,8 @@ fn discovery_config(
     use devmux_discovery::{dns::DnsConfig, V4Config, V5Limits};
     let ours = filter.current();
     let (v4_boot, v5_boot): (Vec<String>, Vec<String>) = config
-        .bootnodes
-        .iter()
-        .cloned()
+        .bootnodes_for(spec)
+        .into_iter()
         .partition(|b| b.starts_with("enode://"));
     let lookups = Duration::from_secs(config.discovery_lookup_secs);
     let v4 = config.runs_discovery(DiscoveryProtocol::V4).then(|| {

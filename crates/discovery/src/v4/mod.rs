@@ -65,7 +65,7 @@ use devmux_identity::NodeKey;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use service::Discv4;
+pub use service::{Discv4, TableHandle};
 pub use table::{NodeRecord, SubnetLimits};
 
 use crate::{DiscoveryConfig, Enr, Error};

@@ -35,6 +35,25 @@ const NODES_PER_FINDNODE: usize = BUCKET_SIZE;
 /// Neighbors packets buffered per outstanding FindNode (16 nodes take two).
 const NEIGHBORS_BUFFER: usize = 4;
 
+/// Reads a running [`Discv4`]'s table ([`Discv4::table_handle`]).
+#[derive(Clone)]
+pub struct TableHandle(Arc<Inner>);
+
+impl fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableHandle")
+            .field("udp", &self.0.udp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableHandle {
+    /// Every table entry now.
+    pub fn entries(&self) -> Vec<NodeRecord> {
+        self.0.state().table.entries()
+    }
+}
+
 /// A running discv4 service. See the [module docs](super).
 pub struct Discv4 {
     inner: Arc<Inner>,
@@ -306,6 +325,12 @@ impl Discv4 {
     /// Every table entry.
     pub fn table_entries(&self) -> Vec<NodeRecord> {
         self.inner.state().table.entries()
+    }
+
+    /// A handle that reads the table, for a task of the caller's that outlives borrows
+    /// of the service (it holds nothing but the table's state alive).
+    pub fn table_handle(&self) -> TableHandle {
+        TableHandle(self.inner.clone())
     }
 
     /// Whether `id` is a table entry.
