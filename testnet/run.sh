@@ -5,7 +5,8 @@
 #   testnet/run.sh [N]            # N nodes (default 3), the stream stack
 #   RLPX=1 testnet/run.sh 5       # five nodes on the RLPx server
 #
-# Node i (1-based) listens on TCP and UDP BASE_PORT+i-1 (default 30600…) and serves
+# Node i (1-based) listens on TCP and UDP BASE_PORT+i-1 (default 30600…; discv4 on UDP
+# BASE_PORT+1000+i-1) and serves
 # the admin JSON-RPC on 127.0.0.1:RPC_PORT+i-1 (default 8600…). Node 1 is the
 # bootnode with DEV_BLOCKS devnet blocks (default 100); the others know only its ENR.
 # Data directories and logs live in a temporary directory, removed at exit
