@@ -535,24 +535,22 @@ impl Chain {
                     continue;
                 };
                 let header = Header::decode(&mut header.value())?;
-                let waits = pending
-                    .get(header.number)?
-                    .is_some_and(|h| *h.value() == hash.0);
-                if !waits || stored.get(&hash.0)?.is_some() {
-                    continue;
-                }
-                let body = bodies.get(&hash.0)?.ok_or(missing("pending body"))?;
-                let body: BlockBody = alloy_rlp::decode_exact(body.value())?;
-                validate::validate_receipts(
+                let tx_count = || {
+                    let body = bodies.get(&hash.0)?.ok_or(missing("pending body"))?;
+                    let body: BlockBody = alloy_rlp::decode_exact(body.value())?;
+                    Ok(body.transactions.len())
+                };
+                if fill_pending(
                     &self.inner.spec,
+                    &mut pending,
+                    &mut stored,
                     &header,
                     *hash,
-                    body.transactions.len(),
+                    tx_count,
                     receipts,
-                )?;
-                stored.insert(&hash.0, alloy_rlp::encode(receipts).as_slice())?;
-                pending.remove(header.number)?;
-                inserted += 1;
+                )? {
+                    inserted += 1;
+                }
             }
             left = pending.len()?;
         }
@@ -600,20 +598,17 @@ impl Chain {
                 let hash = block.hash();
                 if headers.get(&hash.0)?.is_some() {
                     // A block stored without its receipts takes them from a batch that
-                    // brings them (checked against its header first).
-                    let waits = pending
-                        .get(header.number)?
-                        .is_some_and(|h| *h.value() == hash.0);
-                    if waits && matches!(given, Receipts::Given) {
-                        validate::validate_receipts(
+                    // brings them.
+                    if matches!(given, Receipts::Given) {
+                        fill_pending(
                             spec,
+                            &mut pending,
+                            &mut receipts,
                             header,
                             hash,
-                            block.body.transactions.len(),
+                            || Ok(block.body.transactions.len()),
                             &block.receipts,
                         )?;
-                        receipts.insert(&hash.0, alloy_rlp::encode(&block.receipts).as_slice())?;
-                        pending.remove(header.number)?;
                     }
                     known += 1;
                     continue;
@@ -1145,6 +1140,32 @@ impl Reader {
         }
         Ok(out)
     }
+}
+
+/// Stores `receipts` for the stored block `hash` (with `header`) if it waits for them
+/// in `pending`, once they match it ([`validate::validate_receipts`]; `tx_count` gives
+/// its body's transaction count, read only then); returns whether it did.
+fn fill_pending(
+    spec: &ChainSpec,
+    pending: &mut redb::Table<'_, u64, &'static [u8; 32]>,
+    stored: &mut redb::Table<'_, &'static [u8; 32], &'static [u8]>,
+    header: &Header,
+    hash: B256,
+    tx_count: impl FnOnce() -> Result<usize, Error>,
+    receipts: &[Receipt],
+) -> Result<bool, Error> {
+    let waits = pending
+        .get(header.number)?
+        .is_some_and(|h| *h.value() == hash.0);
+    if !waits {
+        return Ok(false);
+    }
+    validate::validate_receipts(spec, header, hash, tx_count()?, receipts)?;
+    let mut rlp = Vec::new();
+    alloy_rlp::encode_list(receipts, &mut rlp);
+    stored.insert(&hash.0, rlp.as_slice())?;
+    pending.remove(header.number)?;
+    Ok(true)
 }
 
 /// Walks back from block `hash` (number `number`) to the first canonical block: returns

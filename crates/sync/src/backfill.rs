@@ -28,6 +28,17 @@ const NO_PEER_WAIT: Duration = Duration::from_secs(1);
 pub(crate) async fn backfill_loop(shared: Arc<Shared>) {
     let mut reported = false;
     loop {
+        // The count is in memory: an idle node reads nothing from the store.
+        if shared.chain.pending_receipts_count() == 0 {
+            if reported {
+                info!("receipts backfill: every stored block has its receipts");
+                reported = false;
+            }
+            if !pause(&shared, IDLE_POLL).await {
+                return;
+            }
+            continue;
+        }
         let pending = match shared
             .or_cancel(shared.chain.pending_receipts(BLOCKS_PER_REQUEST))
             .await
@@ -43,10 +54,7 @@ pub(crate) async fn backfill_loop(shared: Arc<Shared>) {
             }
         };
         let Some(first) = pending.first().map(|p| p.number) else {
-            if reported {
-                info!("receipts backfill: every stored block has its receipts");
-                reported = false;
-            }
+            // Only blocks off the canonical chain wait: nothing to ask for.
             if !pause(&shared, IDLE_POLL).await {
                 return;
             }
