@@ -23,6 +23,9 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("eth_status_forkid", eth_status_forkid),
     ("text_inputs", text_inputs),
     ("discovery_packets", discovery_packets),
+    ("noise_frames", noise_frames),
+    ("rlpx_frames", rlpx_frames),
+    ("enr", enr),
 ];
 
 /// Registrar framing (WIRE.md §1): whatever decodes re-encodes to the bytes it took.
@@ -207,4 +210,23 @@ pub fn discovery_packets(data: &[u8]) {
             }
         }
     }
+}
+
+/// Noise transport messages after the handshake, sealed with known keys so the
+/// fuzzer gets past the tag; garbage and tampered messages mixed in. The reader hands
+/// out exactly what was sealed before the first bad message, then fails.
+pub fn noise_frames(data: &[u8]) {
+    devmux_transport::fuzzing::noise_frames(data);
+}
+
+/// RLPx frames after their MACs: true and lying headers, message ids, the capability
+/// table, Snappy and the limits, read by a session's reading side.
+pub fn rlpx_frames(data: &[u8]) {
+    devmux_rlpx::fuzzing::session_frames(data);
+}
+
+/// ENRs: a record's RLP, its `enr:` text, and records signed from the fuzzer's
+/// entries, read by the dial filter and the record listing.
+pub fn enr(data: &[u8]) {
+    devmux_discovery::fuzzing::enr(data);
 }

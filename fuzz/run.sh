@@ -4,8 +4,9 @@
 # C++) and cargo-fuzz (installed here if missing); cargo-fuzz wants nightly features,
 # which the stable toolchain allows with RUSTC_BOOTSTRAP=1.
 #
-#   fuzz/run.sh 600            # ten minutes per target
-#   fuzz/run.sh 60 eth_message # one target
+#   fuzz/run.sh 600                   # ten minutes per target
+#   fuzz/run.sh 60 eth_message        # one target
+#   RUNS=10000000 fuzz/run.sh 0 enr   # ten million executions (SECONDS is ignored)
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
@@ -18,6 +19,7 @@ targets=("$@")
 for target in "${targets[@]}"; do
     echo "== $target (${seconds}s)"
     mkdir -p "corpus/$target"
-    cargo fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
+    if [[ -n "${RUNS:-}" ]]; then limit=(-runs="$RUNS"); else limit=(-max_total_time="$seconds"); fi
+    cargo fuzz run "$target" "corpus/$target" -- "${limit[@]}" -print_final_stats=1 2>&1 \
         | grep -E '^(#[0-9]+.*DONE|stat::|==|SUMMARY|artifact_prefix)' || true
 done

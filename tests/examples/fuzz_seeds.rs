@@ -42,6 +42,9 @@ fn main() -> anyhow::Result<()> {
         "eth_message",
         "eth_status_forkid",
         "text_inputs",
+        "noise_frames",
+        "rlpx_frames",
+        "enr",
     ] {
         let dir = root.join(target);
         if dir.exists() {
@@ -214,6 +217,100 @@ fn main() -> anyhow::Result<()> {
     let mut header = Vec::new();
     blocks[0].header.encode(&mut header);
     seed("text_inputs", header)?;
+
+    // Noise transport messages: `chunk ‖ read size ‖ (kind ‖ len LE ‖ bytes)*`: good
+    // messages in trickled reads, one over a byte-at-a-time socket, then a raw byte, a
+    // tampered message.
+    let record = |kind: u8, body: &[u8]| {
+        let len = (body.len() as u16).to_le_bytes();
+        [&[kind, len[0], len[1]][..], body].concat()
+    };
+    let good = [
+        record(0, b"hello"),
+        record(1, &[0x5a; 1200]),
+        record(0, b""),
+    ]
+    .concat();
+    seed("noise_frames", [&[3u8, 1][..], &good].concat())?;
+    seed(
+        "noise_frames",
+        [&[0u8, 0][..], &record(0, &[7; 300])].concat(),
+    )?;
+    seed(
+        "noise_frames",
+        [&[9u8, 2][..], &good, &record(2, &[0])].concat(),
+    )?;
+    seed(
+        "noise_frames",
+        [&[200u8, 200][..], &good, &record(3, b"flip")].concat(),
+    )?;
+
+    // RLPx frames: `mode ‖ (kind ‖ lo ‖ hi ‖ bytes)*`: Ping, Pong, eth and snap
+    // messages of ours (kind 3; the message id from the kind's upper bits), plain and
+    // Snappy; a frame with a lying header (kind 1), a raw frame body (kind 0).
+    let ping = record(3, &[]);
+    let pong = record(3 | 1 << 3, &[]);
+    let eth_status = record(3 | 1 << 2, &alloy_rlp::encode(vec![68u64, 1337, 1]));
+    let snap_accounts = record(3 | 1 << 2 | 1 << 3 | 1 << 4, &[0xc2; 6]);
+    let messages = [ping, pong, eth_status, snap_accounts].concat();
+    seed("rlpx_frames", [&[0u8][..], &messages].concat())?;
+    seed("rlpx_frames", [&[1u8][..], &messages].concat())?;
+    let large = record(3 | 1 << 2 | 7 << 4, &[0x11; 2000]);
+    seed("rlpx_frames", [&[6u8][..], &messages, &large].concat())?;
+    let mut lying = vec![0u8; 16];
+    lying[..3].copy_from_slice(&[0x00, 0x40, 0x00]);
+    lying.extend([0x10, 0xc0]);
+    seed("rlpx_frames", [&[0u8, 1, 18, 0][..], &lying].concat())?;
+    seed(
+        "rlpx_frames",
+        [&[1u8, 0, 3, 0][..], &[0x02, 0x01, 0xc0]].concat(),
+    )?;
+
+    // ENRs: a node's own record as RLP and as text, and entries of a record to sign.
+    let record_key = NodeKey::from_secret_bytes(&[5u8; 32])?;
+    let config = devmux_discovery::DiscoveryConfig {
+        rlpx_tcp_port: Some(30303),
+        mux_tcp_port: Some(31303),
+        eth: ForkId {
+            hash: ForkHash([0xde, 0xad, 0xbe, 0xef]),
+            next: 0,
+        },
+        ..devmux_discovery::DiscoveryConfig::default()
+    };
+    let enr = devmux_discovery::local_enr(&config, &record_key)?;
+    seed("enr", [&[0u8][..], &alloy_rlp::encode(&enr)].concat())?;
+    seed("enr", [&[1u8][..], enr.to_base64().as_bytes()].concat())?;
+    let entry = |key: &str, value: &[u8]| {
+        [
+            &[key.len() as u8][..],
+            key.as_bytes(),
+            &[value.len() as u8],
+            value,
+        ]
+        .concat()
+    };
+    let eth = devmux_discovery::encode_enr_value(config.eth);
+    seed(
+        "enr",
+        [
+            &[2u8][..],
+            &entry("ip", &[0x84, 198, 51, 100, 7]),
+            &entry("tcp", &[0x82, 0x76, 0x5f]),
+            &entry("mux", &[0x82, 0x7a, 0x47]),
+            &entry("eth", &eth),
+        ]
+        .concat(),
+    )?;
+    seed(
+        "enr",
+        [
+            &[2u8][..],
+            &entry("ip", &[0x84, 127, 0, 0, 1]),
+            &entry("tcp", &[0x82, 0x76, 0x5f]),
+            &entry("eth", &eth),
+        ]
+        .concat(),
+    )?;
 
     println!("{written} seeds written under {}", root.display());
     Ok(())

@@ -70,6 +70,8 @@ mod candidate;
 mod config;
 pub mod dns;
 mod eth_entry;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod probe;
 mod service;
 mod store;

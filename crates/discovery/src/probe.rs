@@ -58,7 +58,7 @@ pub fn decode_enr(text: &str) -> Result<EnrView, Error> {
     Ok(view(&enr))
 }
 
-fn view(enr: &Enr) -> EnrView {
+pub(crate) fn view(enr: &Enr) -> EnrView {
     let entries = enr
         .iter()
         .map(|(key, rlp)| {

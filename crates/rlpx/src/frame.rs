@@ -215,12 +215,26 @@ impl FrameEncoder {
                 max: MAX_FRAME_SIZE,
             });
         }
-        out.resize(body_start + padded(size), 0);
-
         let mut header = [0u8; 16];
         // size ≤ 0xFF_FFFF: the low three bytes of the u32.
         header[..3].copy_from_slice(&(size as u32).to_be_bytes()[1..]);
         header[3..6].copy_from_slice(&HEADER_DATA);
+        self.seal_with_header(header, out, start);
+        Ok(())
+    }
+
+    /// Seals the frame at `start` under the plaintext `header`, whatever size it
+    /// states: pads the body, encrypts header and body in place, writes both MACs.
+    /// The fuzz body seals headers that lie about their size with it.
+    pub(crate) fn seal_with_header(
+        &mut self,
+        mut header: [u8; 16],
+        out: &mut BytesMut,
+        start: usize,
+    ) {
+        let body_start = start + FRAME_HEADER_LEN;
+        let size = out.len().saturating_sub(body_start);
+        out.resize(body_start + padded(size), 0);
         self.cipher.apply_keystream(&mut header);
         let header_mac = self.mac.header(&header);
         out[start..start + 16].copy_from_slice(&header);
@@ -230,7 +244,6 @@ impl FrameEncoder {
         self.cipher.apply_keystream(body);
         let frame_mac = self.mac.frame(body);
         out.extend_from_slice(&frame_mac);
-        Ok(())
     }
 }
 

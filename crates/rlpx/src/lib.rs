@@ -130,4 +130,11 @@ pub mod fuzzing {
     pub fn ack_body(plaintext: &[u8], eip8: bool) {
         let _ = crate::handshake::decode_ack_body(plaintext, eip8);
     }
+
+    /// A session's reading side after the MACs: frames sealed with known secrets,
+    /// their headers true or lying, message ids, Snappy, the limits (the input's
+    /// layout: `stream::fuzz`).
+    pub fn session_frames(data: &[u8]) {
+        crate::stream::fuzz::session_frames(data);
+    }
 }

@@ -729,3 +729,6 @@ impl<W: AsyncWrite + Unpin> SessionWriter<W> {
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+#[path = "stream_fuzz.rs"]
+pub(crate) mod fuzz;

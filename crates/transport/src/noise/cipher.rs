@@ -19,7 +19,7 @@ pub(super) struct Ciphers {
 }
 
 impl Ciphers {
-    fn new(send: &[u8; 32], recv: &[u8; 32]) -> Result<Self, Error> {
+    pub(super) fn new(send: &[u8; 32], recv: &[u8; 32]) -> Result<Self, Error> {
         let key = |k: &[u8; 32]| {
             UnboundKey::new(&aead::CHACHA20_POLY1305, k)
                 .map(LessSafeKey::new)

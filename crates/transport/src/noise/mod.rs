@@ -14,6 +14,7 @@
 
 mod buffer;
 mod cipher;
+pub(crate) mod fuzz;
 mod handshake;
 mod stream;
 

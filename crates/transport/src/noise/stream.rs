@@ -56,6 +56,11 @@ impl<T> NoiseStream<T> {
         }
     }
 
+    /// The socket underneath (the fuzz body reads back what the writer sealed).
+    pub(super) fn io_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
     /// Seals the message being filled, in place.
     fn seal(&mut self) -> io::Result<()> {
         let Some(start) = self.w_open.take() else {
