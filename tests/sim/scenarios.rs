@@ -145,6 +145,9 @@ fn partition_heals_to_one_head() {
 
 // ---- determinism ----------------------------------------------------------------------
 
+/// A scenario run with a seed, giving its trace.
+type Scenario = fn(u64) -> Vec<String>;
+
 #[test]
 fn one_seed_one_trace() {
     let seed = harness::seed();
@@ -152,23 +155,43 @@ fn one_seed_one_trace() {
         seed,
         test: "scenarios::one_seed_one_trace",
     };
-    let first = partition(seed);
-    let second = partition(seed);
-    if let Some(i) = (0..first.len().max(second.len())).find(|&i| first.get(i) != second.get(i)) {
-        panic!(
-            "seed {seed:#x}: two runs differ at line {i} of {}/{}:\n  first:  {:?}\n  second: {:?}",
-            first.len(),
-            second.len(),
-            first.get(i),
-            second.get(i)
+    let scenarios: [(&str, Scenario); 4] = [
+        ("partition", partition),
+        ("crash", crash),
+        ("churn", churn),
+        ("distinct hosts", distinct_hosts),
+    ];
+    let mut partition_trace = Vec::new();
+    for (name, scenario) in scenarios {
+        let first = scenario(seed);
+        let second = scenario(seed);
+        if let Some(i) = (0..first.len().max(second.len())).find(|&i| first.get(i) != second.get(i))
+        {
+            panic!(
+                "seed {seed:#x}: two runs of {name} differ at line {i} of {}/{}:\n  first:  {:?}\n  second: {:?}",
+                first.len(),
+                second.len(),
+                first.get(i),
+                second.get(i)
+            );
+        }
+        assert!(
+            first.len() > 100,
+            "seed {seed:#x}: a {name} trace of {} lines",
+            first.len()
         );
+        eprintln!("determinism: {name}: {} trace lines identical", first.len());
+        if name == "partition" {
+            partition_trace = first;
+        }
     }
-    assert!(
-        first.len() > 100,
-        "seed {seed:#x}: a trace of {} lines",
-        first.len()
+    // And the seed is what decides it: another one makes another run.
+    assert_ne!(
+        partition_trace,
+        partition(seed ^ 1),
+        "seed {seed:#x}: seeds {seed:#x} and {:#x} ran alike",
+        seed ^ 1
     );
-    eprintln!("determinism: {} trace lines identical", first.len());
 }
 
 // ---- distinct hosts -------------------------------------------------------------------
@@ -181,7 +204,7 @@ const NEIGHBOURS: u8 = 20;
 /// A victim with the default limits (4 per IP, 16 per /24); six identities on one host,
 /// twenty hosts in one /24 and, once those are in, an honest host from another /24, all
 /// dialing the victim through the dialer.
-fn distinct_hosts(seed: u64) {
+fn distinct_hosts(seed: u64) -> Vec<String> {
     let wall = Instant::now();
     let mut world = World::new(seed);
     let victim_ip = ip(10, 9, 0, 1);
@@ -271,6 +294,7 @@ fn distinct_hosts(seed: u64) {
     );
     report("distinct hosts", seed, sim.elapsed(), wall);
     world.trace.save("distinct_hosts");
+    world.trace.lines()
 }
 
 #[test]
@@ -286,7 +310,7 @@ fn distinct_hosts_per_ip_and_subnet_caps() {
 // ---- crash ----------------------------------------------------------------------------
 
 /// A producer, a witness and a node that crashes for 30 s and restarts on its store.
-fn crash(seed: u64) {
+fn crash(seed: u64) -> Vec<String> {
     let wall = Instant::now();
     let mut world = World::new(seed);
     let names = ["p", "c", "w"];
@@ -369,6 +393,7 @@ fn crash(seed: u64) {
     );
     report("crash", seed, sim.elapsed(), wall);
     world.trace.save("crash");
+    world.trace.lines()
 }
 
 #[test]
@@ -397,7 +422,7 @@ const SPARE_TASKS: usize = 2 + 8 + 4;
 
 /// A producer and seven members, two more joining late; every 10 s one member leaves
 /// (crashes) and one that left returns, then the network settles.
-fn churn(seed: u64) {
+fn churn(seed: u64) -> Vec<String> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
 
@@ -532,6 +557,7 @@ fn churn(seed: u64) {
     );
     report("churn", seed, sim.elapsed(), wall);
     world.trace.save("churn");
+    world.trace.lines()
 }
 
 #[test]

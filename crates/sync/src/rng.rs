@@ -21,11 +21,18 @@ pub(crate) fn with_rng<T>(f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
 /// Shuffles `peers` (their order came from a hash map). Seeded, they are sorted by id
 /// first, so that the draw alone decides the order.
 pub(crate) fn shuffle_peers(peers: &mut [EthPeer]) {
+    shuffle_with(peers, EthPeer::peer_id);
+}
+
+/// Shuffles `items`, whose order came from a hash map; seeded, sorted by `id` first.
+pub(crate) fn shuffle_with<T>(items: &mut [T], id: impl Fn(&T) -> devmux_network::PeerId) {
     #[cfg(feature = "sim")]
     if sim::seeded() {
-        peers.sort_by_key(|p| p.peer_id());
+        items.sort_by_key(|item| id(item));
     }
-    with_rng(|rng| peers.shuffle(rng));
+    #[cfg(not(feature = "sim"))]
+    let _ = id;
+    with_rng(|rng| items.shuffle(rng));
 }
 
 #[cfg(feature = "sim")]
