@@ -310,12 +310,12 @@ impl Chain {
         })
     }
 
-    /// [`Chain::open`] on tokio's blocking pool.
+    /// [`Chain::open`] on tokio's blocking pool ([`crate::blocking::off_reactor`]).
     pub async fn open_async(path: impl AsRef<Path>, spec: ChainSpec) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open(path, spec))
+        crate::blocking::off_reactor(move || Self::open(path, spec))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Task)?
     }
 
     /// How many handles share the store, this one included. The database file
@@ -417,16 +417,16 @@ impl Chain {
         Ok(())
     }
 
-    /// Runs `f` on tokio's blocking pool.
+    /// Runs `f` on tokio's blocking pool ([`crate::blocking::off_reactor`]).
     async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Self) -> Result<T, Error> + Send + 'static,
     {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
+        crate::blocking::off_reactor(move || f(&this))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Task)?
     }
 
     // ---- writes ------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 //!   devnet's sealed rules, or proof of stake's) and follows the heaviest chain, and
 //!   after the merge (where blocks add no difficulty) the longer one, reorganising when
 //!   such a fork arrives (a tie keeps the current head). Inserts are atomic batches;
-//!   reads and writes run off the async reactor. It implements
+//!   reads and writes run off the async reactor ([`blocking`]; feature `sim` lets a
+//!   deterministic simulation run them inline). It implements
 //!   [`devmux_eth::ChainReader`]. On a proof-of-stake chain a consensus layer may name
 //!   the head instead ([`Chain::set_forkchoice`], the Engine API's
 //!   `engine_forkchoiceUpdated`); a finalized block and an operator's checkpoint
@@ -42,6 +43,7 @@
 //! # }
 //! ```
 
+pub mod blocking;
 mod chain;
 pub mod devnet;
 mod error;

@@ -536,11 +536,9 @@ impl devmux_eth::TxPool for Pool {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancelled.clone());
         // Signature recovery is CPU work: keep it off the reactor.
-        match tokio::task::spawn_blocking(move || pool.add_all_until(txs, &cancelled)).await {
+        match crate::blocking::off_reactor(move || pool.add_all_until(txs, &cancelled)).await {
             Ok(results) => results,
-            Err(e) => (0..count)
-                .map(|_| Err(Error::Task(e.to_string())))
-                .collect(),
+            Err(e) => (0..count).map(|_| Err(Error::Task(e.clone()))).collect(),
         }
     }
 }

@@ -121,6 +121,11 @@ impl PendingHandshakes {
 
     /// Takes a place for a socket from `addr`, first evicting, in each budget that is
     /// full, the handshake silent for longest. Returns how many were evicted too.
+    /// Handshakes holding a place now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
     pub(crate) fn admit(self: &Arc<Self>, addr: SocketAddr) -> (Admitted, usize) {
         let origin = Origin::of(addr);
         let c = &self.config;
@@ -183,12 +188,6 @@ impl PendingHandshakes {
             },
             evicted,
         )
-    }
-
-    /// Handshakes under way.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().entries.len()
     }
 }
 

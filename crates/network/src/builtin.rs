@@ -1,12 +1,14 @@
 //! Protocols built into the P2P server: libp2p ping and identify in their libp2p
 //! formats, and devmux goodbye (WIRE.md §1).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use devmux_identity::{Multiaddr, PeerId, PublicKey};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use prost::Message as _;
+// tokio's clock: std's in production, the simulated one in a simulation.
+use tokio::time::Instant;
 
 use crate::message::{decode_frame, encode_frame, Message};
 use crate::{DisconnectReason, Error};

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use devmux_identity::PeerId;
 use devmux_transport::ReadActivity;
-use tokio::net::TcpStream;
 
 use crate::peers::Liveness;
 use crate::supervisor::Link;
@@ -40,6 +39,8 @@ pub(crate) trait Carrier: Send + Sync + Sized + 'static {
     type Addr: Send + Sync;
     /// An authenticated connection, not yet admitted by the supervisor.
     type Conn: Send + 'static;
+    /// The sockets it accepts (TCP; the stream stack's may be simulated ones).
+    type Socket: Send + 'static;
 
     /// The bound listen address.
     fn listen_addr(&self) -> SocketAddr;
@@ -49,7 +50,7 @@ pub(crate) trait Carrier: Send + Sync + Sized + 'static {
     /// admitted, reads stamping `activity`.
     fn handshake(
         &self,
-        tcp: TcpStream,
+        socket: Self::Socket,
         addr: SocketAddr,
         activity: Arc<ReadActivity>,
     ) -> impl Future<Output = Result<Self::Conn, Error>> + Send;

@@ -5,7 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use devmux_identity::PeerId;
@@ -14,6 +14,8 @@ use schnellru::{ByLength, LruMap};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
+// tokio's clock: std's in production, the simulated one in a simulation.
+use tokio::time::Instant;
 
 use crate::Network;
 
@@ -47,14 +49,29 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// A peer's dial backoff, fresh: the waits after consecutive failed dials double from
 /// [`BACKOFF_MIN`] up to [`BACKOFF_MAX`], each stretched by a random 0–100 % (backon's
 /// jitter) so that peers that failed together do not retry together. It never runs out.
-fn dial_backoff() -> ExponentialBackoff {
+///
+/// The jitter is drawn from `seed` ([`jitter_seed`]: this node and the dialed peer),
+/// not from a process-wide generator: peers still get different jitter, and a
+/// simulated network with seeded keys dials the same way every run.
+fn dial_backoff(seed: u64) -> ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(BACKOFF_MIN)
         .with_max_delay(BACKOFF_MAX)
         .with_factor(2.0)
         .with_jitter()
+        .with_jitter_seed(seed)
         .without_max_times()
         .build()
+}
+
+/// The jitter seed of `local`'s backoff for dials to `remote` (a peer id or an address).
+fn jitter_seed(local: &PeerId, remote: &impl std::hash::Hash) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new` has fixed keys: the same on every run, spread over pairs.
+    let mut hasher = std::hash::DefaultHasher::new();
+    local.hash(&mut hasher);
+    remote.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The next wait of `backoff` (a [`dial_backoff`], which never runs out).
@@ -69,14 +86,15 @@ pub(crate) fn keep_connected(network: Network, addr: String, stop: CancellationT
     let span = tracing::info_span!("static-peer", %addr);
     network.clone().spawn(
         async move {
-            let mut backoff = dial_backoff();
+            let seed = jitter_seed(&network.local_peer_id(), &addr);
+            let mut backoff = dial_backoff(seed);
             // The peer and when its current connection was made.
             let mut connection: Option<(PeerId, Instant)> = None;
             loop {
                 if let Some((peer, since)) = connection {
                     if network.is_connected(&peer) {
                         if since.elapsed() >= FLAP_WINDOW {
-                            backoff = dial_backoff();
+                            backoff = dial_backoff(seed);
                         }
                         tokio::select! {
                             _ = stop.cancelled() => return,
@@ -135,6 +153,7 @@ where
             let mut candidates = candidates;
             let mut candidates_done = false;
             let pool = network.pool_config();
+            let local = network.local_peer_id();
             let target = pool.outbound_target();
             let permits = Arc::new(Semaphore::new(pool.max_concurrent_dials.max(1)));
             let mut queue: VecDeque<DialTarget> = VecDeque::new();
@@ -145,7 +164,29 @@ where
             let mut tick = tokio::time::interval(DIAL_TICK);
             loop {
                 tokio::select! {
+                    // A fixed order, not tokio's random one: outcomes before new
+                    // candidates (neither can starve the other: at most
+                    // `max_concurrent_dials` outcomes wait), so the same events make
+                    // the same queue, and a seeded simulation dials the same way.
+                    biased;
                     _ = stop.cancelled() => return,
+                    Some((peer, ok)) = done_rx.recv() => {
+                        dialing.remove(&peer);
+                        if ok {
+                            failures.remove(&peer);
+                        } else {
+                            let Some(f) = failures.get_or_insert(peer, || Failures {
+                                backoff: dial_backoff(jitter_seed(&local, &peer)),
+                                retry_at: Instant::now(),
+                            }) else {
+                                continue;
+                            };
+                            let wait = next_wait(&mut f.backoff);
+                            f.retry_at = Instant::now() + wait;
+                            // Try it again after the backoff, if discovery does not first.
+                            debug!(%peer, ?wait, "dial failed: backing off");
+                        }
+                    }
                     next = candidates.next(), if !candidates_done => match next {
                         Some(c) => {
                             if !queue.iter().any(|q| q.peer == c.peer) {
@@ -158,23 +199,6 @@ where
                         // No more candidates: keep draining the queue.
                         None => candidates_done = true,
                     },
-                    Some((peer, ok)) = done_rx.recv() => {
-                        dialing.remove(&peer);
-                        if ok {
-                            failures.remove(&peer);
-                        } else {
-                            let Some(f) = failures.get_or_insert(peer, || Failures {
-                                backoff: dial_backoff(),
-                                retry_at: Instant::now(),
-                            }) else {
-                                continue;
-                            };
-                            let wait = next_wait(&mut f.backoff);
-                            f.retry_at = Instant::now() + wait;
-                            // Try it again after the backoff, if discovery does not first.
-                            debug!(%peer, ?wait, "dial failed: backing off");
-                        }
-                    }
                     _ = tick.tick() => {}
                 }
                 // Fill free outbound slots.
@@ -228,7 +252,7 @@ mod tests {
     #[test]
     fn backoff_doubles_within_bounds_with_jitter_and_never_runs_out() {
         for _ in 0..50 {
-            let mut backoff = dial_backoff();
+            let mut backoff = dial_backoff(rand::random());
             let mut base = BACKOFF_MIN;
             for _ in 0..12 {
                 let wait = next_wait(&mut backoff);
@@ -245,8 +269,17 @@ mod tests {
             }
         }
         // The jitter spreads peers that failed together.
-        let firsts: std::collections::HashSet<Duration> =
-            (0..20).map(|_| next_wait(&mut dial_backoff())).collect();
+        let local = crate::NodeKey::generate().peer_id();
+        let firsts: std::collections::HashSet<Duration> = (0..20)
+            .map(|_| {
+                let peer = crate::NodeKey::generate().peer_id();
+                next_wait(&mut dial_backoff(jitter_seed(&local, &peer)))
+            })
+            .collect();
         assert!(firsts.len() > 10, "{firsts:?}");
+        // And the same pair gets the same jitter: a seeded simulation replays.
+        let peer = crate::NodeKey::generate().peer_id();
+        let wait = |_| next_wait(&mut dial_backoff(jitter_seed(&local, &peer)));
+        assert_eq!(wait(0), wait(1));
     }
 }

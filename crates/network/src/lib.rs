@@ -18,6 +18,12 @@
 //!   cancellation token.
 //! - [`NetworkEvent`]s report peers connecting and leaving (with reasons), streams
 //!   opening, and penalties.
+//! - Feature `sim` (off by default): `Network::start_simulated` runs the stream stack
+//!   on turmoil's simulated network, the same supervisor, admission, upgrade, pool and
+//!   dialer over `turmoil::net` sockets, for the deterministic simulation in
+//!   `tests/sim`. Every timer and deadline of this crate reads tokio's clock, which a
+//!   simulation drives, and the dialer's backoff jitter is seeded by the two peers'
+//!   ids, so a simulation with seeded keys replays.
 //!
 //! ```no_run
 //! use devmux_identity::NodeKey;
@@ -51,6 +57,7 @@ mod carrier;
 mod counters;
 pub mod dialer;
 mod message;
+mod net;
 mod p2p;
 mod peers;
 mod pool;
@@ -536,6 +543,32 @@ impl Network {
         key: NodeKey,
         registrar: Registrar,
     ) -> Result<Self, Error> {
+        Self::start_on(config, key, registrar, net::Net::Tcp).await
+    }
+
+    /// Starts the stream stack on turmoil's simulated network (feature `sim`): the
+    /// same supervisor, admission, upgrade, pool and dialer as [`Network::start`], over
+    /// `turmoil::net` sockets. Call it inside a turmoil host; `config.listen_addr`
+    /// should be the host's address. RLPx does not run there: a config that runs it
+    /// fails with [`Error::Unsupported`].
+    #[cfg(feature = "sim")]
+    pub async fn start_simulated(
+        config: NetworkConfig,
+        key: NodeKey,
+        registrar: Registrar,
+    ) -> Result<Self, Error> {
+        if config.runs(ServerKind::Rlpx) {
+            return Err(Error::Unsupported("RLPx on the simulated network"));
+        }
+        Self::start_on(config, key, registrar, net::Net::Sim).await
+    }
+
+    async fn start_on(
+        config: NetworkConfig,
+        key: NodeKey,
+        registrar: Registrar,
+        net: net::Net,
+    ) -> Result<Self, Error> {
         let rlpx_addr = config.listen_addr_of(ServerKind::Rlpx);
         // `runs` picks at least one: an empty `servers` means `use_p2p_server`'s one.
         let p2p_addr = config.listen_addr_of(ServerKind::P2p);
@@ -550,7 +583,7 @@ impl Network {
                 None => None,
             };
             let p2p = match p2p_addr {
-                Some(addr) => Some(p2p::P2pCarrier::start(sup.clone(), addr).await?),
+                Some(addr) => Some(p2p::P2pCarrier::start(sup.clone(), addr, net).await?),
                 None => None,
             };
             Ok::<_, Error>((rlpx, p2p))
@@ -802,6 +835,19 @@ impl Network {
     /// Connected peers that we dialed, over either carrier.
     pub fn outbound_count(&self) -> usize {
         self.sup.peers.count(Direction::Outbound)
+    }
+
+    /// Tasks running under the supervisor: accept loops, handshakes, dials, connections
+    /// and their streams, the dialer. A gauge of what the network holds: churn must not
+    /// grow it without bound.
+    pub fn task_count(&self) -> usize {
+        self.sup.tasks.len()
+    }
+
+    /// Inbound handshakes holding a place in the pending budget now
+    /// ([`AdmissionConfig`]), on both servers.
+    pub fn pending_handshakes(&self) -> usize {
+        self.sup.pending.len()
     }
 
     /// Connected peers that dialed us, over either carrier.

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use devmux_identity::{peer_multiaddr, socket_multiaddr, Multiaddr, PeerId};
 use devmux_transport::{
@@ -18,6 +18,8 @@ use devmux_transport::{
 };
 use multistream_select::{dialer_select_proto, listener_select_proto, NegotiationError, Version};
 use tokio::sync::Semaphore;
+// tokio's clock: std's in production, the simulated one in a simulation.
+use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::builtin::{self, IdentifyInfo, GOODBYE_PROTOCOL, IDENTIFY_PROTOCOL, PING_PROTOCOL};
@@ -25,6 +27,7 @@ use crate::carrier::{Carrier, Remote};
 use crate::message::{
     ActivityGuard, BoxedRaw, FaultReport, MessageStream, StreamRules, DEFAULT_MAX_MESSAGE_SIZE,
 };
+use crate::net::{Net, Stream};
 use crate::peers::Liveness;
 use crate::registrar::{ProtocolKind, Registration};
 use crate::supervisor::{Link, Supervisor};
@@ -61,24 +64,31 @@ fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collection
 pub(crate) struct P2pCarrier {
     sup: Arc<Supervisor>,
     upgrader: Upgrader,
+    /// The network its sockets are on (TCP, or a simulated one).
+    net: Net,
     listen_addr: SocketAddr,
     /// Every protocol id we answer: the registrar's and the built-in ones.
     supported: Vec<String>,
 }
 
 impl P2pCarrier {
-    /// Binds `addr` and starts accepting under `sup`.
-    pub(crate) async fn start(sup: Arc<Supervisor>, addr: SocketAddr) -> Result<Arc<Self>, Error> {
+    /// Binds `addr` on `net` and starts accepting under `sup`.
+    pub(crate) async fn start(
+        sup: Arc<Supervisor>,
+        addr: SocketAddr,
+        net: Net,
+    ) -> Result<Arc<Self>, Error> {
         let mut transport = sup.config.transport.clone();
         transport.bind_ip = transport.bind_ip.or(Some(addr.ip()));
         let upgrader = Upgrader::new(sup.key.clone(), transport)?;
-        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let tcp = net.bind(addr).await?;
         let listen_addr = tcp.local_addr()?;
         let mut supported: Vec<String> = sup.registrar.ids().map(|id| id.to_string()).collect();
         supported.extend(builtin::BUILTIN_IDS.iter().map(|s| s.to_string()));
         let carrier = Arc::new(Self {
             sup: sup.clone(),
             upgrader,
+            net,
             listen_addr,
             supported,
         });
@@ -143,7 +153,7 @@ impl P2pCarrier {
         let config = &self.sup.config;
         // First ticks one period from now: awaiting an immediate first tick would hold
         // every new connection for a timer tick (~1 ms).
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         let mut keepalive =
             tokio::time::interval_at(start + config.ping_interval, config.ping_interval);
         let mut idle_check =
@@ -493,6 +503,7 @@ impl Carrier for P2pCarrier {
     const KIND: ServerKind = ServerKind::P2p;
     type Addr = Multiaddr;
     type Conn = Connection;
+    type Socket = Stream;
 
     fn listen_addr(&self) -> SocketAddr {
         self.listen_addr
@@ -504,7 +515,7 @@ impl Carrier for P2pCarrier {
 
     async fn handshake(
         &self,
-        tcp: tokio::net::TcpStream,
+        socket: Stream,
         _addr: SocketAddr,
         activity: Arc<devmux_transport::ReadActivity>,
     ) -> Result<Connection, Error> {
@@ -514,13 +525,17 @@ impl Carrier for P2pCarrier {
         let admit = |peer: &PeerId| !pool.refuses_key(peer);
         Ok(self
             .upgrader
-            .upgrade_inbound_watched(tcp, activity, admit)
+            .upgrade_inbound_watched(socket, activity, admit)
             .await?)
     }
 
     async fn connect(&self, addr: &Multiaddr) -> Result<Connection, Error> {
         let (socket, expected) = devmux_identity::parse_peer_multiaddr(addr)?;
-        Ok(self.upgrader.dial(socket, expected).await?)
+        let bind = self.upgrader.config().bind_ip;
+        Ok(self
+            .upgrader
+            .dial_with(self.net.connect(bind, socket), expected)
+            .await?)
     }
 
     fn remote(conn: &Connection) -> Remote {

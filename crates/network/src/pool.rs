@@ -8,11 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use devmux_identity::PeerId;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::{debug, warn};
+// tokio's clock: std's in production, the simulated one in a simulation.
+use tokio::time::Instant;
 
 use crate::{Direction, DisconnectReason, Error};
 

@@ -267,6 +267,7 @@ impl Carrier for RlpxCarrier {
     const KIND: ServerKind = ServerKind::Rlpx;
     type Addr = Enode;
     type Conn = RlpxConn;
+    type Socket = TcpStream;
 
     fn listen_addr(&self) -> SocketAddr {
         self.listen_addr

@@ -14,7 +14,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use devmux_identity::{NodeKey, PeerId};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +22,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::admission::{first_byte_missed, PendingHandshakes, PendingSlot};
 use crate::carrier::{Carrier, Remote};
 use crate::counters::Counters;
+use crate::net::Accept;
 use crate::peers::{Admission, Liveness, NewConnection, PeerTable};
 use crate::pool::PeerPool;
 use crate::registrar::PeerOps;
@@ -91,7 +91,7 @@ pub(crate) struct Supervisor {
     pub(crate) registrar: Registrar,
     pub(crate) peers: PeerTable<Link>,
     /// Inbound handshakes under way, on both carriers.
-    pending: Arc<PendingHandshakes>,
+    pub(crate) pending: Arc<PendingHandshakes>,
     pub(crate) events: broadcast::Sender<NetworkEvent>,
     pub(crate) counters: Arc<Counters>,
     /// The parent of every task's cancellation.
@@ -134,7 +134,11 @@ impl Supervisor {
     /// Accepts `carrier`'s inbound connections on `tcp` until shutdown: address bans
     /// and the pending budget before any handshake, the first-byte deadline, then the
     /// carrier's handshake.
-    pub(crate) fn listen<C: Carrier>(self: &Arc<Self>, carrier: Arc<C>, tcp: TcpListener) {
+    pub(crate) fn listen<C: Carrier>(
+        self: &Arc<Self>,
+        carrier: Arc<C>,
+        tcp: impl Accept<Socket = C::Socket>,
+    ) {
         let sup = self.clone();
         self.tasks.spawn(async move {
             loop {
@@ -164,7 +168,7 @@ impl Supervisor {
     fn accepted<C: Carrier>(
         self: &Arc<Self>,
         carrier: &Arc<C>,
-        socket: TcpStream,
+        socket: C::Socket,
         addr: SocketAddr,
     ) {
         if let Some(left) = self.peers.pool().address_banned(&addr.ip()) {

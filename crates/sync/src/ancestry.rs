@@ -16,7 +16,6 @@ use std::sync::Arc;
 use devmux_eth::alloy_primitives::B256;
 use devmux_eth::alloy_rlp::Encodable;
 use devmux_eth::{EthPeer, GetBlockHeaders, Header};
-use rand::seq::SliceRandom;
 
 use crate::checks::{link_headers, Hashed, LinkError};
 use crate::download::{block_refusal, download_bodies, insert_synced, other_chain};
@@ -42,7 +41,7 @@ pub(crate) async fn fetch_block(shared: &Arc<Shared>, hash: B256) -> Result<usiz
         .into_iter()
         .filter(|p| !p.is_closed())
         .collect();
-    peers.shuffle(&mut rand::thread_rng());
+    crate::rng::shuffle_peers(&mut peers);
     // Peers that announced it as their head first: they surely have it. Peers the sync
     // rounds benched last, but asked too: a round benches a peer whose chain branches
     // off deeper than the reorg bound, and that may be the branch wanted here (a peer

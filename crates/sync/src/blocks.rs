@@ -19,7 +19,6 @@ use devmux_eth::{
     NewBlockHashes, ReceiptsQuery,
 };
 use devmux_network::PeerId;
-use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
@@ -68,7 +67,7 @@ pub(crate) fn announce_block(
             legacy.push(peer);
         }
     }
-    legacy.shuffle(&mut rand::thread_rng());
+    crate::rng::shuffle_peers(&mut legacy);
     let full = sqrt_count(legacy.len());
     for (i, peer) in legacy.iter().enumerate() {
         if i < full {

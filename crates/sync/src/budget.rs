@@ -91,13 +91,13 @@ impl RootChecks {
         };
         let cancelled = Cancelled::default();
         let flag = cancelled.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let task = devmux_chain::blocking::off_reactor(move || {
             // The slot is held until the work stops, whether or not anyone still waits.
             let _slot = slot;
             check(&flag)
         });
         let outcome = match tokio::time::timeout_at(deadline, task).await {
-            Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))?,
+            Ok(joined) => joined.map_err(Error::Task)?,
             Err(_) => {
                 cancelled.set();
                 return Err(overloaded());

@@ -27,7 +27,6 @@ use devmux_eth::alloy_primitives::B256;
 use devmux_eth::alloy_rlp::Encodable;
 use devmux_eth::{BlockBody, BlockHashOrNumber, EthPeer, GetBlockHeaders, Receipt, ReceiptsQuery};
 use devmux_network::PeerId;
-use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -436,7 +435,7 @@ pub(crate) fn body_peers(shared: &Shared, first: u64, source: Option<PeerId>) ->
                     && head.number.is_none_or(|n| n >= first))
         })
         .collect();
-    peers.shuffle(&mut rand::thread_rng());
+    crate::rng::shuffle_peers(&mut peers);
     peers
 }
 

@@ -79,6 +79,11 @@
 //! deadline; [`SyncConfig::root_check_slots`]); running out of it is our overload,
 //! never the peer's fault ([`Error::Overloaded`]).
 //!
+//! Feature `sim` (off by default) is for the deterministic simulation in `tests/sim`:
+//! `seed_rng` makes the peer choices (which peers are asked first, which get full blocks
+//! and transactions) draw from a seeded generator on the calling thread, and it turns
+//! on devmux-chain's `sim`, so that store work can run inline.
+//!
 //! # Use
 //!
 //! ```no_run
@@ -126,9 +131,13 @@ mod fetch;
 mod known;
 mod producer;
 mod relay;
+mod rng;
 mod shared;
 mod status;
 mod sync;
+
+#[cfg(feature = "sim")]
+pub use rng::seed_rng;
 
 pub use ancestry::MAX_ANCESTRY;
 pub use config::SyncConfig;

@@ -227,12 +227,14 @@ fn flush(shared: &Shared, pending: &mut VecDeque<Pending>) {
         .map(|p| shared.lacking_txs(p.peer_id(), &hashes))
         .collect();
     let max_size = shared.config.max_broadcast_tx_size;
-    let plans = plan_relay(
-        &txs,
-        &lacking,
-        |tx| tx.ty != 3 && tx.size <= max_size,
-        &mut rand::thread_rng(),
-    );
+    let plans = crate::rng::with_rng(|mut rng| {
+        plan_relay(
+            &txs,
+            &lacking,
+            |tx| tx.ty != 3 && tx.size <= max_size,
+            &mut rng,
+        )
+    });
     let mut retry = vec![false; ready.len()];
     for (peer, plan) in peers.iter().zip(plans) {
         let full: Vec<TxAnnouncement> = plan.full.iter().map(|&j| txs[j]).collect();

@@ -252,6 +252,9 @@ async fn best_peer(shared: &Shared) -> Option<(EthPeer, B256)> {
                     || h.number.is_some_and(|n| n > ours.number))
         })
         .collect();
+    // Among peers with the same head, a random one (the list's order is a hash map's;
+    // drawn from the seeded generator in a simulation).
+    crate::rng::shuffle_with(&mut ahead, |(p, _)| p.peer_id());
     ahead.sort_by(|(_, a), (_, b)| {
         (b.number, b.total_difficulty).cmp(&(a.number, a.total_difficulty))
     });

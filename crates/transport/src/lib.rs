@@ -48,6 +48,7 @@
 mod connection;
 pub mod negotiation;
 pub mod noise;
+mod socket;
 mod stats;
 
 use std::net::SocketAddr;
@@ -62,6 +63,7 @@ use multistream_select::{
     dialer_select_proto, listener_select_proto, NegotiationError, ProtocolError, Version,
 };
 pub use negotiation::{RejectionBudget, RejectionLimited};
+pub use socket::Socket;
 pub use stats::{Counted, IoStats, IoStatsSnapshot, ReadActivity, HANDSHAKE_BUCKETS};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -71,10 +73,10 @@ use tracing::{debug, Instrument};
 /// The multistream-select id of yamux.
 pub const YAMUX_PROTOCOL_ID: &str = "/yamux/1.0.0";
 
-/// The encrypted byte stream of an outbound connection before the muxer.
-pub type SecureStream = noise::NoiseStream<
-    multistream_select::Negotiated<tokio_util::compat::Compat<Counted<TcpStream>>>,
->;
+/// The encrypted byte stream of an outbound connection before the muxer, over socket
+/// `S`.
+pub type SecureStream<S = TcpStream> =
+    noise::NoiseStream<multistream_select::Negotiated<tokio_util::compat::Compat<Counted<S>>>>;
 
 /// yamux's initial (and minimum) per-stream receive window: 256 KiB.
 const YAMUX_DEFAULT_CREDIT: usize = 256 * 1024;
@@ -339,22 +341,33 @@ impl Upgrader {
         addr: SocketAddr,
         expected: Option<PeerId>,
     ) -> Result<Connection, Error> {
-        let timeout = self.inner.config.handshake_timeout;
         let bind = self.inner.config.bind_ip;
-        let tcp = step(timeout, "TCP connect", connect_from(bind, addr)).await?;
-        self.upgrade_outbound(tcp, expected).await
+        self.dial_with(connect_from(bind, addr), expected).await
+    }
+
+    /// Runs `connect` (the socket's connect, e.g. a simulated network's) under the
+    /// TCP connect deadline and upgrades the socket it gives, as [`Upgrader::dial`]
+    /// does with a TCP connect.
+    pub async fn dial_with<S: Socket>(
+        &self,
+        connect: impl std::future::Future<Output = std::io::Result<S>>,
+        expected: Option<PeerId>,
+    ) -> Result<Connection, Error> {
+        let timeout = self.inner.config.handshake_timeout;
+        let socket = step(timeout, "TCP connect", connect).await?;
+        self.upgrade_outbound(socket, expected).await
     }
 
     /// Runs the security half of an outbound upgrade: multistream-select `/noise`
     /// and the Noise handshake, without a muxer. Returns the encrypted byte stream
     /// and the remote's key. [`Upgrader::upgrade_outbound`] builds on it; tools and
     /// tests can use it to speak raw bytes inside Noise.
-    pub async fn secure_outbound(
+    pub async fn secure_outbound<S: Socket>(
         &self,
-        tcp: TcpStream,
+        tcp: S,
         expected: Option<PeerId>,
-    ) -> Result<(SecureStream, PublicKey), Error> {
-        configure_socket(&tcp);
+    ) -> Result<(SecureStream<S>, PublicKey), Error> {
+        tcp.configure();
         let tcp = Counted::new(tcp, self.inner.stats.clone());
         let t = self.inner.config.handshake_timeout;
         // V1Lazy: our "/noise" proposal travels with the first Noise message, saving a
@@ -378,13 +391,13 @@ impl Upgrader {
     }
 
     /// Upgrades a socket we dialed.
-    pub async fn upgrade_outbound(
+    pub async fn upgrade_outbound<S: Socket>(
         &self,
-        tcp: TcpStream,
+        tcp: S,
         expected: Option<PeerId>,
     ) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let cfg = &self.inner.config;
         let (secure, public_key) = self.secure_outbound(tcp, expected).await?;
         let (_, muxed) = step(
@@ -413,7 +426,7 @@ impl Upgrader {
     }
 
     /// Upgrades a socket we accepted.
-    pub async fn upgrade_inbound(&self, tcp: TcpStream) -> Result<Connection, Error> {
+    pub async fn upgrade_inbound<S: Socket>(&self, tcp: S) -> Result<Connection, Error> {
         self.upgrade_inbound_watched(tcp, Arc::default(), |_| true)
             .await
     }
@@ -421,15 +434,15 @@ impl Upgrader {
     /// Upgrades a socket we accepted, stamping `activity` on every read, and asks
     /// `admit` about the remote's key as soon as Noise has proven it, before the muxer:
     /// `false` closes the connection ([`Error::Refused`]).
-    pub async fn upgrade_inbound_watched(
+    pub async fn upgrade_inbound_watched<S: Socket>(
         &self,
-        tcp: TcpStream,
+        tcp: S,
         activity: Arc<ReadActivity>,
         admit: impl FnOnce(&PeerId) -> bool,
     ) -> Result<Connection, Error> {
         let (remote_addr, local_addr) = (tcp.peer_addr()?, tcp.local_addr()?);
-        let started = std::time::Instant::now();
-        configure_socket(&tcp);
+        let started = tokio::time::Instant::now();
+        tcp.configure();
         let tcp = Counted::watched(tcp, self.inner.stats.clone(), activity.clone());
         let cfg = &self.inner.config;
         let t = cfg.handshake_timeout;

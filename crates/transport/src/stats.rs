@@ -101,7 +101,7 @@ impl IoStats {
 /// handshake that has gone longest without sending one. Cheap to update from reads.
 #[derive(Debug)]
 pub struct ReadActivity {
-    origin: std::time::Instant,
+    origin: tokio::time::Instant,
     /// Microseconds after `origin` of the last read that delivered bytes; 0: none yet.
     last: AtomicU64,
     /// How far the handshake got ([`ReadActivity::reached`]).
@@ -122,7 +122,7 @@ impl ReadActivity {
     /// Nothing read yet; the clock starts now (at accept).
     pub fn new() -> Self {
         Self {
-            origin: std::time::Instant::now(),
+            origin: tokio::time::Instant::now(),
             last: AtomicU64::new(0),
             stage: std::sync::atomic::AtomicU8::new(0),
             finished: std::sync::atomic::AtomicBool::new(false),
@@ -181,7 +181,7 @@ impl ReadActivity {
     }
 
     /// Since when the socket has been silent: its last byte, or its accept if none.
-    pub fn silent_since(&self) -> std::time::Instant {
+    pub fn silent_since(&self) -> tokio::time::Instant {
         self.origin + Duration::from_micros(self.last.load(Ordering::Relaxed))
     }
 }
