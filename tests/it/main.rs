@@ -20,5 +20,6 @@ mod negotiation;
 mod netns;
 mod p2p;
 mod peering;
+mod relay;
 mod rlpx;
 mod sync;

@@ -11,6 +11,7 @@ use devmux_network::{
 use tokio::sync::broadcast;
 
 pub mod geth;
+pub mod relay;
 
 /// Installs a test log subscriber once (`RUST_LOG` controls it).
 pub fn init_tracing() {

@@ -7,6 +7,7 @@
 //! devmux identity --datadir /tmp/a             # enode, ENR, PeerId, multiaddr of its key
 //! devmux keygen --out node.key                 # a new key file (mode 0600)
 //! devmux --network sepolia --authrpc --jwtsecret jwt.hex   # a consensus client names the head
+//! devmux db check --dev --datadir /tmp/a      # is the store whole (after kill -9, say)?
 //! ```
 //! On start it prints, one per line on stdout: its address (the `enode://…@IP:PORT`
 //! URL with RLPx, the default, or its full multiaddr with `--use-p2p-server`); its
@@ -72,6 +73,18 @@ enum Command {
     /// receipts are fetched from peers when the node next runs. The node flags say
     /// which chain and data directory
     Import(ImportArgs),
+    /// Work with a data directory's stores while no node runs on it
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Check that the store is whole (after a crash, say): the canonical chain from
+    /// genesis to the head is contiguous and every body and receipt list matches its
+    /// header; count the blocks waiting for receipts, the stored bans and the known
+    /// peers. One line; non-zero exit and one line naming the first inconsistency
+    Check(Box<NodeArgs>),
 }
 
 /// Flags of `devmux import`.
@@ -592,6 +605,11 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Probe(what)) => probe::run_probe(what),
         Some(Command::Enr(what)) => probe::run_enr(what),
         Some(Command::Import(args)) => import(args),
+        Some(Command::Db(DbCommand::Check(args))) => {
+            let report = devmux_node::check_datadir(&args.into_config()?)?;
+            println!("store ok: {report}");
+            Ok(())
+        }
         None => {
             let log_flag_given = cli.node.log_level.is_some();
             let config = cli.node.into_config()?;

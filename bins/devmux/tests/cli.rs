@@ -768,6 +768,20 @@ fn rpc_and_metrics(stream_stack: bool) {
     // The chain and the pool.
     assert_eq!(result(&rpc, "eth_blockNumber", json!([])), "0x14");
     assert_eq!(result(&rpc, "eth_syncing", json!([])), false);
+    // Blocks by number: the head's hash is admin_nodeInfo's, each links to its parent.
+    let head = result(&rpc, "eth_getBlockByNumber", json!(["latest", false]));
+    assert_eq!(head["number"], "0x14", "{head}");
+    assert_eq!(head["hash"], info["head"]["hash"], "{head}");
+    let parent = result(&rpc, "eth_getBlockByNumber", json!(["0x13", false]));
+    assert_eq!(head["parentHash"], parent["hash"], "{parent}");
+    assert!(parent["transactions"].is_array(), "{parent}");
+    let genesis = result(&rpc, "eth_getBlockByNumber", json!(["earliest"]));
+    assert_eq!(genesis["hash"], info["genesis"], "{genesis}");
+    assert!(result(&rpc, "eth_getBlockByNumber", json!(["0x15", false])).is_null());
+    assert_eq!(
+        call(&rpc, "eth_getBlockByNumber", json!(["twenty", false]))["error"]["code"],
+        -32602
+    );
     let (raw, hash) = devnet_transaction(0);
     assert_eq!(
         result(&rpc, "eth_sendRawTransaction", json!([raw])),
@@ -1454,7 +1468,30 @@ fn an_address_ban_survives_kill_9() {
     // SAFETY: sending a signal to our own child process by its pid.
     unsafe { libc::kill(node.child.id() as i32, libc::SIGKILL) };
     let _ = node.child.wait();
+    // `db check` reads the ban as the next start will, and finds the store whole.
+    let (code, out, err) = run_to_end(&["db", "check", "--dev", "--datadir", datadir]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("store ok: head=0 ") && out.contains(" address_bans=1 "),
+        "{out}"
+    );
+    let missing = dir.path().join("missing");
+    refused(
+        &[
+            "db",
+            "check",
+            "--dev",
+            "--datadir",
+            missing.to_str().unwrap(),
+        ],
+        "no chain store here",
+    );
     let again = Proc::start(&args);
+    // A running node holds the store: the check says so rather than reading under it.
+    refused(
+        &["db", "check", "--dev", "--datadir", datadir],
+        "Database already open",
+    );
     assert!(
         !rlpx_session(&again.addr, bad, eth, false),
         "the address ban was lost: {}",

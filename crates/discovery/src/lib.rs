@@ -100,6 +100,12 @@ pub use enr;
 /// An ENR with a secp256k1 (or ed25519) key, as discv5 stores them.
 pub type Enr = discv5::Enr;
 
+/// The records in an ENR file ([`DiscoveryConfig::persist_path`]), read as a starting
+/// node reads them: a missing file is none, a bad line is skipped.
+pub fn stored_enrs(path: &std::path::Path) -> std::io::Result<Vec<Enr>> {
+    store::load(path)
+}
+
 /// Errors of the discovery crate. Nothing a remote node sends becomes one of these:
 /// bad remote records are skipped (and never become candidates).
 #[derive(Debug, thiserror::Error)]

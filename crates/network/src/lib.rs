@@ -82,7 +82,7 @@ pub use message::{
     decode_frame, encode_frame, Message, MessageReader, MessageStream, MessageWriter,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
-pub use pool::{PeerPoolConfig, REPUTATION_FLOOR};
+pub use pool::{stored_bans, PeerPoolConfig, StoredBans, REPUTATION_FLOOR};
 pub use protocol::{ProtocolId, MAX_PROTOCOL_ID_LEN};
 pub use registrar::{
     BoxError, Handler, PeerCtx, Penalty, ProtocolKind, Registrar, SessionProtocol,

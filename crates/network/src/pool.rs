@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -219,6 +219,30 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The unexpired bans in a peer store file ([`PeerPoolConfig::store`]): what a node
+/// started on it would enforce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredBans {
+    /// Peers banned by key.
+    pub keys: usize,
+    /// Addresses banned.
+    pub addresses: usize,
+}
+
+/// Reads the bans stored at `path` as a starting node loads them (so a check after a
+/// crash sees exactly what the next start would), while no node holds the file.
+pub fn stored_bans(path: &Path) -> Result<StoredBans, Error> {
+    let pool = PeerPool::open(PeerPoolConfig {
+        store: Some(path.to_path_buf()),
+        ..PeerPoolConfig::default()
+    })?;
+    let state = pool.lock();
+    Ok(StoredBans {
+        keys: state.bans.len(),
+        addresses: state.address_bans.len(),
+    })
 }
 
 impl PeerPool {
@@ -585,5 +609,37 @@ mod tests {
         assert!(pool.banned(&q).is_some());
         std::thread::sleep(Duration::from_millis(2100));
         assert!(pool.banned(&q).is_none());
+    }
+
+    #[test]
+    fn stored_bans_counts_what_a_restart_would_enforce() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("peers.redb");
+        let config = PeerPoolConfig {
+            store: Some(store.clone()),
+            ..Default::default()
+        };
+        {
+            let pool = PeerPool::open(config).unwrap();
+            pool.ban(NodeKey::generate().peer_id(), Duration::from_secs(600));
+            pool.ban(NodeKey::generate().peer_id(), Duration::from_secs(1));
+            pool.ban_address("10.77.1.5".parse().unwrap(), Duration::from_secs(600));
+        }
+        assert_eq!(
+            stored_bans(&store).unwrap(),
+            StoredBans {
+                keys: 2,
+                addresses: 1
+            }
+        );
+        std::thread::sleep(Duration::from_millis(2100));
+        // The short ban expired: a node starting now would not enforce it.
+        assert_eq!(
+            stored_bans(&store).unwrap(),
+            StoredBans {
+                keys: 1,
+                addresses: 1
+            }
+        );
     }
 }

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod check;
 mod config;
 pub mod engine;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub mod rpc;
 
 use std::path::PathBuf;
 
+pub use check::{check_datadir, StoreReport};
 pub use config::{
     Checkpoint, DiscoveryProtocol, LogFormat, NodeConfig, DEFAULT_AUTHRPC_ADDR, DEFAULT_HTTP_ADDR,
     DEFAULT_METRICS_ADDR, DEFAULT_PORT,
@@ -135,6 +137,15 @@ pub enum Error {
         addr: SocketAddr,
         /// Why (in the message; not a `source`, so it is printed once).
         error: std::io::Error,
+    },
+    /// A data directory's store is not whole ([`check_datadir`]): what is missing or
+    /// does not match.
+    #[error("store {path}: {problem}")]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// The first inconsistency found.
+        problem: String,
     },
     /// A static or trusted peer's address is not usable on the selected server.
     #[error("peer {addr:?}: {source}")]

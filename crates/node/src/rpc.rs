@@ -9,6 +9,7 @@
 //! | `net_peerCount` | – | hex quantity (`"0x2"`) |
 //! | `eth_blockNumber` | – | hex quantity (`"0x64"`) |
 //! | `eth_syncing` | – | `false`, or `{startingBlock, currentBlock, highestBlock}` (hex) |
+//! | `eth_getBlockByNumber` | block tag or hex number, `false` | the canonical block (header fields, `hash`, transaction hashes), or `null` |
 //! | `eth_sendRawTransaction` | `0x…` EIP-2718 bytes | the transaction hash |
 //!
 //! `admin_*` answers use plain JSON numbers; `eth_*` and `net_*` use hex quantities,
@@ -43,6 +44,9 @@ use jsonrpsee::server::middleware::http::HostFilterLayer;
 use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::error::{ErrorObjectOwned, INVALID_PARAMS_CODE};
 use serde::Serialize;
+
+use devmux_eth::alloy_primitives::B256;
+use devmux_eth::{BlockBody, Header};
 
 use crate::Error;
 
@@ -348,6 +352,97 @@ struct Syncing {
     highest_block: String,
 }
 
+/// `eth_getBlockByNumber`'s answer, in the shape Ethereum clients give: the header's
+/// fields (alloy's serde form: camelCase names, hex quantities) beside `hash`,
+/// `totalDifficulty`, `size` and the transactions' hashes. Full transaction objects
+/// are not served: the heads and links a caller compares need only the hashes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcBlock {
+    hash: B256,
+    #[serde(flatten)]
+    header: Header,
+    total_difficulty: String,
+    /// The block's RLP size in bytes (hex).
+    size: String,
+    transactions: Vec<B256>,
+    uncles: Vec<B256>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withdrawals: Option<devmux_eth::alloy_eips::eip4895::Withdrawals>,
+}
+
+/// Which block `eth_getBlockByNumber` names: a hex number, or a tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockTag {
+    Number(u64),
+    Earliest,
+    /// `latest` and `pending` (there are no pending blocks here).
+    Latest,
+    Safe,
+    Finalized,
+}
+
+fn block_tag(text: &str) -> Result<BlockTag, ErrorObjectOwned> {
+    let text = text.trim();
+    Ok(match text {
+        "latest" | "pending" => BlockTag::Latest,
+        "earliest" => BlockTag::Earliest,
+        "safe" => BlockTag::Safe,
+        "finalized" => BlockTag::Finalized,
+        _ => {
+            let digits = text.strip_prefix("0x").ok_or_else(|| {
+                invalid_params(format!(
+                    "block {text:?}: give a hex number (0x64) or latest, earliest, pending, safe, finalized"
+                ))
+            })?;
+            BlockTag::Number(u64::from_str_radix(digits, 16).map_err(|e| {
+                invalid_params(format!("block {text:?} is not a hex quantity: {e}"))
+            })?)
+        }
+    })
+}
+
+/// The canonical block `tag` names, if stored. Blocks: run it off the reactor.
+fn block_by_tag(chain: &Chain, tag: BlockTag) -> Result<Option<RpcBlock>, devmux_chain::Error> {
+    let hash = match tag {
+        BlockTag::Latest => Some(chain.head().hash),
+        BlockTag::Earliest => Some(chain.genesis_hash()),
+        BlockTag::Safe => chain.safe().map(|b| b.hash),
+        BlockTag::Finalized => chain.finalized().map(|b| b.hash),
+        BlockTag::Number(n) => chain.canonical_hash_blocking(n)?,
+    };
+    let Some(hash) = hash else { return Ok(None) };
+    // By hash from here on: a block's contents never change, so a reorg between these
+    // reads cannot mix two blocks.
+    let (Some(header), Some(body)) = (
+        chain.header_by_hash_blocking(hash)?,
+        chain.body_blocking(hash)?,
+    ) else {
+        return Ok(None);
+    };
+    let total_difficulty = chain.total_difficulty_blocking(hash)?.unwrap_or_default();
+    let block = devmux_eth::Block { header, body };
+    let size = devmux_eth::alloy_rlp::Encodable::length(&block) as u64;
+    let devmux_eth::Block {
+        header,
+        body:
+            BlockBody {
+                transactions,
+                ommers,
+                withdrawals,
+            },
+    } = block;
+    Ok(Some(RpcBlock {
+        hash,
+        header,
+        total_difficulty: format!("{total_difficulty:#x}"),
+        size: quantity(size),
+        transactions: transactions.iter().map(|t| *t.tx_hash()).collect(),
+        uncles: ommers.iter().map(Header::hash_slow).collect(),
+        withdrawals,
+    }))
+}
+
 fn node_info(view: &NodeView) -> NodeInfo {
     let network = &view.network;
     let listen = network.listen_addr();
@@ -526,6 +621,27 @@ pub(crate) fn module(view: NodeView) -> Result<RpcModule<NodeView>, Error> {
         })
         .map_err(register_error)?;
     module
+        .register_async_method("eth_getBlockByNumber", |params, view, _| async move {
+            let mut params = params.sequence();
+            let tag: String = params.next()?;
+            let full: Option<bool> = params.optional_next()?;
+            let tag = block_tag(&tag)?;
+            if full == Some(true) {
+                return Err(invalid_params(
+                    "full transaction objects are not served: ask with false for their hashes",
+                ));
+            }
+            let chain = view.chain.clone();
+            let block = within_deadline(tokio::task::spawn_blocking(move || {
+                block_by_tag(&chain, tag)
+            }))
+            .await?
+            .map_err(|e| server_error(format!("block lookup failed: {e}")))?
+            .map_err(|e| server_error(format!("chain store: {e}")))?;
+            Ok::<_, ErrorObjectOwned>(block)
+        })
+        .map_err(register_error)?;
+    module
         .register_async_method("eth_sendRawTransaction", |params, view, _| async move {
             let text: String = params.one()?;
             let bytes = decode_hex(&text)?;
@@ -572,6 +688,59 @@ mod tests {
         assert_eq!(decode_hex("0102").unwrap(), vec![1, 2]);
         let err = decode_hex("0xzz").unwrap_err();
         assert_eq!(err.code(), INVALID_PARAMS_CODE);
+    }
+
+    #[test]
+    fn block_tags_and_numbers() {
+        assert_eq!(block_tag("latest").unwrap(), BlockTag::Latest);
+        assert_eq!(block_tag("pending").unwrap(), BlockTag::Latest);
+        assert_eq!(block_tag("earliest").unwrap(), BlockTag::Earliest);
+        assert_eq!(block_tag("finalized").unwrap(), BlockTag::Finalized);
+        assert_eq!(block_tag("0x64").unwrap(), BlockTag::Number(100));
+        for bad in ["100", "0xzz", "0x", "newest"] {
+            assert_eq!(
+                block_tag(bad).unwrap_err().code(),
+                INVALID_PARAMS_CODE,
+                "{bad}"
+            );
+        }
+    }
+
+    /// The stored chain answers by number with the standard fields, linked by
+    /// `parentHash`, and `null` past the head.
+    #[test]
+    fn blocks_by_number_carry_hash_and_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::open(
+            dir.path().join("chain.redb"),
+            devmux_chain::ChainSpec::devnet(),
+        )
+        .unwrap();
+        let blocks: Vec<_> = devmux_chain::devnet::Devnet::new()
+            .unwrap()
+            .blocks(5)
+            .collect();
+        chain.insert_blocks_blocking(&blocks).unwrap();
+        let json = |tag| serde_json::to_value(block_by_tag(&chain, tag).unwrap()).unwrap();
+        let three = json(BlockTag::Number(3));
+        assert_eq!(three["number"], "0x3");
+        assert_eq!(three["hash"], blocks[2].hash().to_string());
+        assert_eq!(three["parentHash"], blocks[1].hash().to_string());
+        assert_eq!(
+            three["transactions"].as_array().unwrap().len(),
+            blocks[2].body.transactions.len()
+        );
+        assert!(
+            three["stateRoot"].is_string() && three["size"].is_string(),
+            "{three}"
+        );
+        assert_eq!(json(BlockTag::Latest)["hash"], blocks[4].hash().to_string());
+        assert_eq!(
+            json(BlockTag::Earliest)["hash"],
+            chain.genesis_hash().to_string()
+        );
+        assert!(json(BlockTag::Number(6)).is_null());
+        assert!(json(BlockTag::Finalized).is_null());
     }
 
     #[test]
