@@ -93,6 +93,15 @@ cleanup() {
     exit "$code"
 }
 
+# A run still alive owns the namespaces: never clean under it.
+for old in "${TMPDIR:-/tmp}/${PREFIX}"*; do
+    [[ -f $old/owner ]] || continue
+    owner=$(cat "$old/owner" 2>/dev/null || echo 0)
+    if [[ $owner =~ ^[0-9]+$ ]] && (( owner != $$ )) && kill -0 "$owner" 2>/dev/null; then
+        echo "netns: another run (pid $owner, $old) is using the ${PREFIX} namespaces; wait for it or stop it" >&2
+        exit 1
+    fi
+done
 # Leftovers of an earlier run: clean them, and refuse to start if that failed.
 if [[ -n $(ours) ]]; then
     echo "netns: removing leftovers of an earlier run: $(ours | tr '\n' ' ')"
