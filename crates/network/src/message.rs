@@ -243,6 +243,8 @@ impl SessionClose {
 
 /// How much one read asks of the stream.
 const READ_CHUNK: usize = 64 * 1024;
+/// A read buffer up to this size is released when the stream goes idle.
+const IDLE_BUFFER_LIMIT: usize = READ_CHUNK / 4;
 /// Payloads up to this size are copied behind their header and written at once;
 /// larger ones are written without the copy.
 const COALESCE_LIMIT: usize = 16 * 1024;
@@ -446,6 +448,17 @@ async fn read_frame(
         }
         let n = futures::future::poll_fn(|cx| {
             let len = buf.len();
+            if buf.capacity() == 0 {
+                // An idle stream holds no buffer (thousands of idle sessions would hold
+                // a chunk each): the first bytes go through the stack, and the buffer
+                // is only as large as what came.
+                let mut first = [0u8; 2048];
+                let polled = Pin::new(&mut *io).poll_read(cx, &mut first);
+                if let Poll::Ready(Ok(n)) = &polled {
+                    buf.extend_from_slice(&first[..*n]);
+                }
+                return polled;
+            }
             // Zero at most one chunk per read: a large message's reserved space
             // fills chunk by chunk, not by re-zeroing all of it each time.
             let grow = READ_CHUNK.min((buf.capacity() - len).max(4096));
@@ -456,6 +469,11 @@ async fn read_frame(
                 _ => 0,
             };
             buf.truncate(len + n);
+            if polled.is_pending() && buf.is_empty() && buf.capacity() <= IDLE_BUFFER_LIMIT {
+                // Nothing more is coming for now: give a small buffer back while idle.
+                // Larger ones (a stream in full flow) are kept for the next message.
+                *buf = BytesMut::new();
+            }
             polled
         })
         .await
@@ -637,6 +655,41 @@ mod tests {
         let ((), (m1, m2)) = tokio::join!(send, recv);
         assert_eq!(m1, big);
         assert_eq!(m2, small);
+    }
+
+    fn read_buffer_capacity(stream: &MessageStream) -> usize {
+        match &stream.reader.inner {
+            ReaderImpl::Stream { buf, .. } => buf.capacity(),
+            ReaderImpl::Channel { .. } => 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_holds_no_read_buffer() {
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut a = MessageStream::from_raw(Box::pin(a.compat()), StreamRules::max(1 << 20), None);
+        let mut b = MessageStream::from_raw(Box::pin(b.compat()), StreamRules::max(1 << 20), None);
+        // Small, then larger than the first (stack) read, then small again.
+        let msgs = [
+            Message::new(1, vec![1u8; 10]),
+            Message::new(2, vec![2u8; 10_000]),
+            Message::new(3, vec![3u8; 3]),
+        ];
+        for msg in &msgs {
+            a.send(msg.clone()).await.unwrap();
+            assert_eq!(&b.next().await.unwrap().unwrap(), msg);
+            // Nothing more is coming: a next() that waits gives the buffer back.
+            let waiting =
+                tokio::time::timeout(std::time::Duration::from_millis(20), b.next()).await;
+            assert!(waiting.is_err(), "no message was sent");
+            assert_eq!(read_buffer_capacity(&b), 0, "after {:?}", msg.code);
+        }
+        // A message split across many reads still arrives whole after the stream idled.
+        let big = Message::new(4, vec![4u8; 200_000]);
+        let (send, recv) = tokio::join!(a.send(big.clone()), b.next());
+        send.unwrap();
+        assert_eq!(recv.unwrap().unwrap(), big);
     }
 
     proptest! {

@@ -279,13 +279,15 @@ impl Control {
 /// more than the queue, new inbound streams are reset rather than buffered.
 #[derive(Debug)]
 pub struct IncomingStreams {
-    rx: mpsc::Receiver<Stream>,
+    // Boxed: a tokio channel allocates its first block of 32 slots up front, and
+    // 32 inline `Stream`s are 3 KiB on every connection, most of which never queue one.
+    rx: mpsc::Receiver<Box<Stream>>,
 }
 
 impl IncomingStreams {
     /// The next inbound stream, or `None` once the connection is closed.
     pub async fn next(&mut self) -> Option<Stream> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|stream| *stream)
     }
 }
 
@@ -389,7 +391,7 @@ struct Driver<T> {
     open_rx: mpsc::Receiver<OpenRequest>,
     open_rx_done: bool,
     pending_open: Option<OpenRequest>,
-    in_tx: mpsc::Sender<Stream>,
+    in_tx: mpsc::Sender<Box<Stream>>,
     close: Pin<Box<WaitForCancellationFutureOwned>>,
     closing: bool,
     /// Cancelled when the driver task ends; every stream handed out watches it.
@@ -442,7 +444,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             // Inbound, which also drives all of the connection's I/O.
             match this.conn.poll_next_inbound(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
-                    let stream = Stream::new(stream, &this.ended);
+                    let stream = Box::new(Stream::new(stream, &this.ended));
                     if let Err(mpsc::error::TrySendError::Full(stream)) =
                         this.in_tx.try_send(stream)
                     {
