@@ -91,6 +91,14 @@ pub(crate) fn rlpx_ceiling_mib_s(cores: f64, keccak: f64, tcp_cpu: f64) -> f64 {
     all_cores.min(one_mac) * 1024.0
 }
 
+/// The least CPU per GiB any RLPx session can cost, both ends together: each
+/// end's MAC absorbs every byte, and the kernel moves it. On a machine busy with
+/// other work, where wall-clock throughput says little, a session's CPU per GiB
+/// against this floor says how close it is to the ceiling.
+pub(crate) fn rlpx_cpu_floor(keccak: f64, tcp_cpu: f64) -> f64 {
+    2.0 * keccak + tcp_cpu
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +119,6 @@ mod tests {
         // Many cores: one end's MAC (one core) is the limit.
         let v = rlpx_ceiling_mib_s(64.0, 2.0, 0.5);
         assert!((v - 512.0).abs() < 1e-6);
+        assert!((rlpx_cpu_floor(2.0, 0.5) - 4.5).abs() < 1e-9);
     }
 }

@@ -338,13 +338,15 @@ pub(crate) async fn idle_connections(
 ) -> anyhow::Result<Box<dyn std::any::Any>> {
     let server = Server::start().await?;
     let client = Client::start()?;
-    crate::mem::mark_baseline();
+    crate::idle::mark_baseline();
     let (addr, peer) = (server.addr.clone(), server.peer);
-    crate::mem::open_all(0..n, concurrency, |_| client.dial(&addr, peer)).await?;
+    crate::idle::open_all(0..n, concurrency, |_| client.dial(&addr, peer)).await?;
     let count = server.established.clone();
-    crate::mem::wait_until(Duration::from_secs(30), move || {
+    crate::idle::wait_until(Duration::from_secs(30), move || {
         count.load(Ordering::Relaxed) >= n
     })
     .await?;
     Ok(Box::new((server, client)))
 }
+
+crate::stack::multi_stream_stack!(Libp2pEnv);

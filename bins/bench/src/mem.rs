@@ -1,75 +1,14 @@
 //! Idle-connection memory, measured in a child process per stack and run, so
 //! that no stack inherits another's allocator state: RSS after `n` idle
-//! connections (both ends in the child) minus RSS just before dialing, divided
-//! by the `2n` connection ends.
+//! connections (both ends in the child, made by the stack's [`Kind::idle`])
+//! minus RSS just before dialing, divided by the `2n` connection ends.
+//!
+//! [`Kind::idle`]: crate::stack::Kind::idle
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
-
-static BASELINE: AtomicU64 = AtomicU64::new(0);
-
-/// Resident set size in bytes (`VmRSS` of /proc/self/status).
-pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS in /proc/self/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("malformed VmRSS")?
-        .parse()?;
-    Ok(kib * 1024)
-}
-
-/// Records the RSS before the connections are made (servers and keys exist).
-pub(crate) fn mark_baseline() {
-    if let Ok(rss) = rss_bytes() {
-        BASELINE.store(rss, Ordering::SeqCst);
-    }
-}
-
-/// Runs `open` on every item, at most `concurrency` at once, and returns what they
-/// opened (in completion order) or the first error: the memory children's way of
-/// making their idle connections.
-pub(crate) async fn open_all<I, F, Fut, T>(
-    items: I,
-    concurrency: usize,
-    open: F,
-) -> anyhow::Result<Vec<T>>
-where
-    I: IntoIterator,
-    F: FnMut(I::Item) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    use futures::StreamExt;
-    futures::stream::iter(items)
-        .map(open)
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
-}
-
-/// Polls `cond` every 10 ms until it holds or `timeout` passes.
-pub(crate) async fn wait_until(
-    timeout: Duration,
-    mut cond: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for the connections");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
 
 /// What a child reports.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,19 +25,11 @@ pub(crate) struct MemReport {
 /// settle, measures, prints one JSON line.
 pub(crate) async fn child(stack: &str, n: usize) -> anyhow::Result<()> {
     const CONCURRENCY: usize = 16;
-    let keep = match stack {
-        "devmux" => crate::devmux::idle_connections(n, CONCURRENCY).await?,
-        "devmux-raw" => crate::devmux::idle_connections_raw(n, CONCURRENCY).await?,
-        "libp2p" => crate::libp2p_stack::idle_connections(n, CONCURRENCY).await?,
-        "tcp" => crate::tcp::idle_connections(n, CONCURRENCY).await?,
-        "rlpx" => crate::rlpx::idle_connections(n, CONCURRENCY).await?,
-        "rlpx-net" => crate::rlpx::idle_connections_network(n, CONCURRENCY).await?,
-        other => bail!("no memory test for {other}"),
-    };
+    let keep = (crate::stack::kind(stack)?.idle)(n, CONCURRENCY).await?;
     // Let handshake leftovers drain and buffers be released.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_bytes()?;
-    let base = BASELINE.load(Ordering::SeqCst);
+    let after = crate::stats::rss_bytes()?;
+    let base = crate::idle::baseline();
     let report = MemReport {
         stack: stack.to_string(),
         connections: n,

@@ -20,26 +20,27 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::pattern::{self, Verifier, CHUNK};
 use crate::raw;
+use crate::stack::Fut;
 use crate::stats::{mib_per_s, RttResult, SetupResult};
 
 const CODE_HEADER: u8 = 0;
 const CODE_DATA: u8 = 1;
 const CODE_ACK: u8 = 2;
-const CODE_ECHO: u8 = 3;
+pub(crate) const CODE_ECHO: u8 = 3;
 
 fn config() -> SessionConfig {
     SessionConfig::new("devmux-bench").with_capability(Capability::new("bench", 1, 4))
 }
 
-fn secret() -> anyhow::Result<Keypair> {
+pub(crate) fn secret() -> anyhow::Result<Keypair> {
     Ok(Keypair::from_seckey_slice(
         SECP256K1,
         &NodeKey::generate().secret_bytes(),
     )?)
 }
 
-type Reader = SessionReader<OwnedReadHalf>;
-type Writer = SessionWriter<OwnedWriteHalf>;
+pub(crate) type Reader = SessionReader<OwnedReadHalf>;
+pub(crate) type Writer = SessionWriter<OwnedWriteHalf>;
 
 /// Handshake only (ECIES auth/ack), no Hello.
 async fn ecies_connect(
@@ -47,7 +48,17 @@ async fn ecies_connect(
     key: &Keypair,
     remote: &NodeId,
 ) -> anyhow::Result<EciesStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
+    ecies_connect_from(None, addr, key, remote).await
+}
+
+/// [`ecies_connect`] from source address `bind` (port 0) if given.
+async fn ecies_connect_from(
+    bind: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    key: &Keypair,
+    remote: &NodeId,
+) -> anyhow::Result<EciesStream<TcpStream>> {
+    let tcp = devmux_transport::connect_from(bind, addr).await?;
     tcp.set_nodelay(true)?;
     Ok(EciesStream::connect(tcp, key, remote).await?)
 }
@@ -58,7 +69,17 @@ async fn session(
     key: &Keypair,
     remote: &NodeId,
 ) -> anyhow::Result<(Reader, Writer)> {
-    let ecies = ecies_connect(addr, key, remote).await?;
+    session_from(None, addr, key, remote).await
+}
+
+/// [`session`] from source address `bind` (port 0) if given.
+pub(crate) async fn session_from(
+    bind: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    key: &Keypair,
+    remote: &NodeId,
+) -> anyhow::Result<(Reader, Writer)> {
+    let ecies = ecies_connect_from(bind, addr, key, remote).await?;
     let established = ecies.exchange_hello(&config()).await?;
     Ok(established.split_with(TcpStream::into_split))
 }
@@ -75,7 +96,7 @@ async fn serve(tcp: TcpStream, key: Keypair, sessions: Arc<AtomicUsize>) -> anyh
     result
 }
 
-async fn serve_session(r: &mut Reader, w: &mut Writer) -> anyhow::Result<()> {
+pub(crate) async fn serve_session(r: &mut Reader, w: &mut Writer) -> anyhow::Result<()> {
     let mut sink: Option<(Verifier, u64)> = None;
     loop {
         match r.recv().await? {
@@ -359,7 +380,10 @@ impl RlpxEnv {
     }
 }
 
-async fn recv_capability(r: &mut Reader, w: &mut Writer) -> anyhow::Result<(u8, bytes::Bytes)> {
+pub(crate) async fn recv_capability(
+    r: &mut Reader,
+    w: &mut Writer,
+) -> anyhow::Result<(u8, bytes::Bytes)> {
     loop {
         match r.recv().await? {
             Incoming::Ping => w.pong().await?,
@@ -381,10 +405,10 @@ pub(crate) async fn idle_connections(
     let keys = (0..n)
         .map(|_| secret())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    crate::mem::mark_baseline();
+    crate::idle::mark_baseline();
     idle_sessions(addr, id, keys, concurrency).await?;
     let count = server.sessions.clone();
-    crate::mem::wait_until(Duration::from_secs(30), move || {
+    crate::idle::wait_until(Duration::from_secs(30), move || {
         count.load(Ordering::Relaxed) >= n
     })
     .await
@@ -413,10 +437,10 @@ pub(crate) async fn idle_connections_network(
     let keys = (0..n)
         .map(|_| secret())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    crate::mem::mark_baseline();
+    crate::idle::mark_baseline();
     idle_sessions(enode.addr, enode.id.0, keys, concurrency).await?;
     let s = server.clone();
-    crate::mem::wait_until(Duration::from_secs(30), move || s.peers().len() >= n).await?;
+    crate::idle::wait_until(Duration::from_secs(30), move || s.peers().len() >= n).await?;
     Ok(Box::new(server))
 }
 
@@ -426,7 +450,7 @@ async fn idle_sessions(
     keys: Vec<Keypair>,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    crate::mem::open_all(keys, concurrency, |key| async move {
+    crate::idle::open_all(keys, concurrency, |key| async move {
         let (mut r, mut w) = session(addr, &key, &id).await?;
         tokio::spawn(async move {
             let _ = serve_session(&mut r, &mut w).await;
@@ -461,5 +485,29 @@ impl crate::echo::Echo for SessionEcho {
             );
             Ok(dt)
         })
+    }
+}
+
+impl crate::stack::Stack for RlpxEnv {
+    /// One session per connection: `streams` is 1.
+    fn throughput(&self, _streams: usize, bytes: u64) -> Fut<'_, f64> {
+        Box::pin(RlpxEnv::throughput(self, bytes))
+    }
+    fn rtt(&self, warmup: usize, rounds: usize, size: usize) -> Fut<'_, RttResult> {
+        Box::pin(RlpxEnv::rtt(self, warmup, rounds, size))
+    }
+    fn echo(&self) -> Fut<'_, Box<dyn crate::echo::Echo>> {
+        Box::pin(RlpxEnv::echo(self))
+    }
+    fn setup(&self, parallel: usize, per: usize) -> Fut<'_, SetupResult> {
+        Box::pin(RlpxEnv::setup(self, parallel, per))
+    }
+    fn handshakes(&self, parallel: usize, per: usize) -> Option<Fut<'_, SetupResult>> {
+        // The ECIES handshake alone, against crates/rlpx's own server.
+        matches!(self.serving, Serving::Direct { .. })
+            .then(|| Box::pin(RlpxEnv::ecies(self, parallel, per)) as Fut<'_, SetupResult>)
+    }
+    fn shutdown(self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(RlpxEnv::shutdown(*self))
     }
 }

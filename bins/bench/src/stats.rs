@@ -1,6 +1,8 @@
-//! Percentiles and medians.
+//! Percentiles and medians, and what /proc says of a process: CPU time, RSS.
 
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 /// The `p`-th percentile (0–100, nearest rank) of `samples` (sorted here).
 pub(crate) fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -78,10 +80,36 @@ impl RttResult {
     }
 }
 
+/// Resident set size in bytes (`VmRSS` of /proc/self/status).
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
+    process_rss_bytes("self")
+}
+
+/// Resident set size of process `pid` ("self" or a number), in bytes.
+pub(crate) fn process_rss_bytes(pid: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS in /proc/PID/status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed VmRSS")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
 /// CPU time (user + system) this process has used, from /proc/self/stat.
 /// Resolution: one clock tick (10 ms).
 pub(crate) fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    process_cpu_time("self")
+}
+
+/// CPU time (user + system, all threads, live and ended) of process `pid` ("self"
+/// or a number), from /proc/PID/stat.
+pub(crate) fn process_cpu_time(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };
     // Fields after the command name (which may hold spaces) start at field 3.

@@ -107,15 +107,15 @@ pub(crate) async fn idle_connections(
             tokio::spawn(idle(s));
         }
     });
-    crate::mem::mark_baseline();
-    crate::mem::open_all(0..n, concurrency, |_| async move {
+    crate::idle::mark_baseline();
+    crate::idle::open_all(0..n, concurrency, |_| async move {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
         tokio::spawn(idle(s));
         Ok(())
     })
     .await?;
-    crate::mem::wait_until(Duration::from_secs(30), || {
+    crate::idle::wait_until(Duration::from_secs(30), || {
         accepted.load(Ordering::Relaxed) >= n
     })
     .await?;
@@ -133,3 +133,6 @@ async fn idle(s: TcpStream) {
         }
     }
 }
+
+// Raw TCP's "streams" are connections.
+crate::stack::multi_stream_stack!(TcpEnv);
