@@ -447,6 +447,69 @@ async fn stream_stack_keepalive_drops_silent_peers_and_closes_idle_connections()
     );
 }
 
+/// The stream-stack keepalive pings on one kept libp2p ping stream, as rust-libp2p
+/// does, rather than opening and negotiating a stream per ping; a ping stream the peer
+/// resets is replaced by a new one, and one failed ping does not cost the peer its
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_stack_keepalive_pings_on_one_kept_stream() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config(true);
+    config.ping_interval = Duration::from_millis(100);
+    config.idle_timeout = Duration::from_secs(60);
+    let server = start_with(config, echo_registrar()).await;
+    let upgrader =
+        devmux_transport::Upgrader::new(NodeKey::generate(), devmux_transport::Config::default())
+            .unwrap();
+    let mut conn = upgrader
+        .dial(server.listen_addr(), Some(server.local_peer_id()))
+        .await
+        .unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let pings = Arc::new(AtomicUsize::new(0));
+    let answering = {
+        let (streams, pings) = (streams.clone(), pings.clone());
+        tokio::spawn(async move {
+            while let Some(stream) = conn.incoming.next().await {
+                let nth = streams.fetch_add(1, Ordering::SeqCst);
+                let pings = pings.clone();
+                tokio::spawn(async move {
+                    let (_, mut io) =
+                        multistream_select::listener_select_proto(stream, ["/ipfs/ping/1.0.0"])
+                            .await
+                            .unwrap();
+                    let mut buf = [0u8; 32];
+                    for answered in 1.. {
+                        if io.read_exact(&mut buf).await.is_err()
+                            || io.write_all(&buf).await.is_err()
+                            || io.flush().await.is_err()
+                        {
+                            return;
+                        }
+                        pings.fetch_add(1, Ordering::SeqCst);
+                        // The first stream is dropped (reset) after its third ping.
+                        if nth == 0 && answered == 3 {
+                            return;
+                        }
+                    }
+                });
+            }
+        })
+    };
+    assert!(
+        eventually(SECS, || pings.load(Ordering::SeqCst) >= 10).await,
+        "keepalive pings answered: {}",
+        pings.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        streams.load(Ordering::SeqCst),
+        2,
+        "one ping stream, and one more after the first was reset"
+    );
+    assert_eq!(server.peers().len(), 1, "the peer lost its connection");
+    answering.abort();
+}
+
 // ---- discv4 ---------------------------------------------------------------------------
 
 /// A node that finds peers with `protocols` only, on an address of its own.

@@ -47,8 +47,9 @@ pub(crate) async fn serve_ping<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> 
     }
 }
 
-/// Sends one ping and measures the round trip.
-pub(crate) async fn ping<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> Result<Duration, Error> {
+/// Sends one ping on `io` and measures the round trip; the stream stays open for the
+/// next (libp2p ping repeats on one stream).
+pub(crate) async fn ping<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) -> Result<Duration, Error> {
     let payload: [u8; PING_SIZE] = rand::random();
     let start = Instant::now();
     io.write_all(&payload).await?;
@@ -59,7 +60,6 @@ pub(crate) async fn ping<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> Result
     if echo != payload {
         return Err(Error::PingMismatch);
     }
-    let _ = io.close().await;
     Ok(rtt)
 }
 

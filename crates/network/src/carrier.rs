@@ -68,6 +68,9 @@ pub(crate) trait Carrier: Send + Sync + Sized + 'static {
         reason: DisconnectReason,
     ) -> impl Future<Output = ()> + Send;
     /// Serves an admitted connection until it ends: its channels, handlers and
-    /// keepalive, and its goodbye at shutdown.
-    fn drive(self: Arc<Self>, conn: Self::Conn, link: Link) -> impl Future<Output = ()> + Send;
+    /// keepalive, and its goodbye at shutdown. The connection comes boxed: each async
+    /// fn it passes through keeps its own copy of what it was given, for as long as
+    /// the connection lasts.
+    fn drive(self: Arc<Self>, conn: Box<Self::Conn>, link: Link)
+        -> impl Future<Output = ()> + Send;
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use devmux_identity::{Enode, NodeId, PeerId};
 use devmux_rlpx::carrier::Endpoint;
 use devmux_rlpx::secp256k1::{Keypair, SECP256K1};
-use devmux_rlpx::session::{Channel, OutboundMessage, Session, SessionObserver, DISCONNECT_GRACE};
+use devmux_rlpx::session::{
+    Channel, Keepalive, OutboundMessage, Session, SessionObserver, DISCONNECT_GRACE,
+};
 use devmux_rlpx::{Capability, Established, SessionConfig};
 use devmux_transport::{Counted, IoStats};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -141,8 +143,10 @@ impl RlpxCarrier {
         let (session, channels, outbound) = Session::new(
             established,
             Counted::into_split,
-            self.sup.config.rlpx_ping_interval,
-            self.sup.config.max_missed_pings,
+            Keepalive {
+                timer: self.sup.timers.interval(self.sup.config.rlpx_ping_interval),
+                max_missed_pings: self.sup.config.max_missed_pings,
+            },
             |cap| {
                 ProtocolId::from_capability(&cap.name, cap.version)
                     .is_ok_and(|id| registrar.get(id.as_str()).is_some())
@@ -358,13 +362,13 @@ impl Carrier for RlpxCarrier {
         .await;
     }
 
-    async fn drive(self: Arc<Self>, conn: RlpxConn, link: Link) {
+    async fn drive(self: Arc<Self>, conn: Box<RlpxConn>, link: Link) {
         let RlpxConn {
             remote,
             session,
             channels,
             outbound,
-        } = conn;
+        } = *conn;
         let conn_id = link.id();
         let liveness = match &link {
             Link::Rlpx { liveness, .. } => Some(liveness.clone()),

@@ -97,6 +97,9 @@ pub(crate) struct Supervisor {
     /// The parent of every task's cancellation.
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Every connection's keepalive and idle timers tick on it, so that an idle node
+    /// wakes a few times a second, not once per connection per period.
+    pub(crate) timers: devmux_transport::TimerGrid,
     weak: Weak<Supervisor>,
 }
 
@@ -118,6 +121,7 @@ impl Supervisor {
             counters: Arc::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            timers: devmux_transport::TimerGrid::new(),
             weak: weak.clone(),
         })
     }
@@ -329,6 +333,7 @@ impl Supervisor {
         }
         let sup = self.clone();
         let carrier = carrier.clone();
+        let conn = Box::new(conn);
         self.tasks.spawn(
             async move {
                 carrier.drive(conn, link).await;

@@ -133,6 +133,32 @@ pub trait SessionObserver: Send + Sync {
     }
 }
 
+/// A session's keepalive: a Ping at every tick of `timer`, and `PingTimeout` once
+/// `max_missed_pings` ticks in a row passed without a Pong (one lost Ping is
+/// forgiven: at least 1). A server with many sessions makes their timers tick
+/// together (the network crate puts them on one grid), so that it is woken once
+/// for many Pings.
+#[derive(Debug)]
+pub struct Keepalive {
+    /// Ticks when a Ping is due; its first tick should be one period away.
+    pub timer: tokio::time::Interval,
+    /// Ticks in a row without a Pong before the session ends with `PingTimeout`.
+    pub max_missed_pings: u32,
+}
+
+impl Keepalive {
+    /// A Ping every `period` from one period from now, on a timer of its own.
+    pub fn every(period: Duration, max_missed_pings: u32) -> Self {
+        let period = period.max(Duration::from_millis(1));
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Self {
+            timer,
+            max_missed_pings,
+        }
+    }
+}
+
 /// An established session split into its channels, not running yet.
 pub struct Session<R, W> {
     reader: SessionReader<R>,
@@ -141,8 +167,7 @@ pub struct Session<R, W> {
     control: mpsc::Receiver<Control>,
     outbound: mpsc::Receiver<OutboundMessage>,
     handle: SessionHandle,
-    keepalive: Duration,
-    max_missed_pings: u32,
+    keepalive: Keepalive,
 }
 
 impl<R, W> std::fmt::Debug for Session<R, W> {
@@ -158,14 +183,12 @@ where
 {
     /// Splits `session` with `split` (e.g. `TcpStream::into_split`); a channel for
     /// every shared capability that `wanted` accepts (messages of the others are
-    /// dropped); a Ping every `keepalive`, and `PingTimeout` once `max_missed_pings`
-    /// periods in a row passed without a Pong (one lost Ping is forgiven). Returns
-    /// the session, its channels and the sender every handler writes through.
+    /// dropped); Pings as `keepalive` says. Returns the session, its channels and
+    /// the sender every handler writes through.
     pub fn new<S>(
         session: Established<S>,
         split: impl FnOnce(S) -> (R, W),
-        keepalive: Duration,
-        max_missed_pings: u32,
+        keepalive: Keepalive,
         wanted: impl Fn(&SharedCapability) -> bool,
     ) -> (Self, Vec<Channel>, mpsc::Sender<OutboundMessage>) {
         let shared = session.shared_capabilities().clone();
@@ -198,8 +221,10 @@ where
                 closing: CancellationToken::new(),
                 closed: CancellationToken::new(),
             },
-            keepalive,
-            max_missed_pings: max_missed_pings.max(1),
+            keepalive: Keepalive {
+                max_missed_pings: keepalive.max_missed_pings.max(1),
+                ..keepalive
+            },
         };
         (session, channels, outbound_tx)
     }
@@ -227,8 +252,11 @@ where
             control,
             outbound,
             handle,
-            keepalive,
-            max_missed_pings,
+            keepalive:
+                Keepalive {
+                    timer: mut keepalive,
+                    max_missed_pings,
+                },
         } = self;
         let writer_task = tokio::spawn(
             write_loop(writer, control, outbound, handle.closed.clone()).in_current_span(),
@@ -237,11 +265,6 @@ where
             observer.closing(reason, false);
             handle.disconnect(reason);
         };
-        // First tick one period from now: awaiting an immediate first tick would hold
-        // every new session for a timer tick (~1 ms).
-        let mut keepalive =
-            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When the Ping awaiting its Pong went out, and how many periods in a row
         // passed without one.
         let mut ping_sent: Option<tokio::time::Instant> = None;

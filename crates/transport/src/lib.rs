@@ -50,6 +50,7 @@ pub mod negotiation;
 pub mod noise;
 mod socket;
 mod stats;
+mod timer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ use multistream_select::{
 pub use negotiation::{RejectionBudget, RejectionLimited};
 pub use socket::Socket;
 pub use stats::{Counted, IoStats, IoStatsSnapshot, ReadActivity, HANDSHAKE_BUCKETS};
+pub use timer::TimerGrid;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::compat::TokioAsyncReadCompatExt;
