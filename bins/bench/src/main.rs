@@ -646,6 +646,12 @@ fn define_scale_rows(r: &mut Results, plan: &scale::Plan) {
         );
     }
     r.define(
+        "scale_mem_idle",
+        format!("  node memory per connection, {held} held, after idling"),
+        "KiB",
+        false,
+    );
+    r.define(
         "scale_retries",
         "  held connections tried again while building up".to_string(),
         "conns",
@@ -702,6 +708,7 @@ fn push_scale(r: &mut Results, run: &scale::Run) {
     }
     r.push("scale_cpu", s, run.idle_cpu_pct);
     r.push("scale_switches", s, run.idle_switches_per_s);
+    r.push("scale_mem_idle", s, run.idle_per_conn_kib);
     r.push("scale_probe_rate", s, run.probe_rate);
     r.push("scale_probe_p50", s, run.probe_p50_ms);
     r.push("scale_probe_p99", s, run.probe_p99_ms);
@@ -896,6 +903,14 @@ fn targets(r: &Results, cores: f64) -> Vec<Target> {
         let mem = ratio(r, key, "devmux", "libp2p");
         out.push(Target {
             what: "node memory per connection at the last scale step, devmux / rust-libp2p".into(),
+            goal: "<= 0.5x".into(),
+            value: mem,
+            met: mem.map(|v| v <= 0.5),
+            ceiling: None,
+        });
+        let mem = ratio(r, "scale_mem_idle", "devmux", "libp2p");
+        out.push(Target {
+            what: "the same after two keepalive periods, devmux / rust-libp2p".into(),
             goal: "<= 0.5x".into(),
             value: mem,
             met: mem.map(|v| v <= 0.5),

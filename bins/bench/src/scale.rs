@@ -116,6 +116,8 @@ pub(crate) struct Run {
     pub(crate) idle_cpu_pct: f64,
     /// The idle node's context switches per second, all threads.
     pub(crate) idle_switches_per_s: f64,
+    /// KiB per connection at the end of the idle time: with every keepalive running.
+    pub(crate) idle_per_conn_kib: f64,
     pub(crate) probe_rate: f64,
     pub(crate) probe_p50_ms: f64,
     pub(crate) probe_p99_ms: f64,
@@ -198,11 +200,17 @@ async fn start_devmux(
     let live = sessions.clone();
     registrar.session(
         [SessionProtocol::new(SESSION, 4)?],
-        move |peer: PeerCtx, stream: MessageStream| {
-            let live = live.clone();
+        // An echo written as one async block that owns the stream, as rust-libp2p's
+        // `echo_bytes` below is one async fn: the context is not kept, and the stream
+        // is not passed on into a second future that would hold it again.
+        move |_peer: PeerCtx, mut stream: MessageStream| {
+            let counted = Counted::new(&live);
             async move {
-                let _counted = Counted::new(&live);
-                crate::devmux::echo_handler(peer, stream).await
+                let _counted = counted;
+                while let Some(msg) = stream.next().await {
+                    stream.send(msg?).await?;
+                }
+                anyhow::Ok(())
             }
         },
     )?;
@@ -681,6 +689,8 @@ pub(crate) async fn run(stack: &str, plan: &Plan, threads: usize) -> anyhow::Res
     let idle_cpu_pct =
         (crate::stats::process_cpu_time(&node.pid) - cpu0).as_secs_f64() / secs * 100.0;
     let idle_switches_per_s = node.switches()?.saturating_sub(switches0) as f64 / secs;
+    // Again after two keepalive periods: what the steps read is before the first ping.
+    let idle_per_conn_kib = (node.rss_kib()? - baseline_kib) / held_max as f64;
     let still = node.sessions().await?;
     ensure!(
         still >= held_max,
@@ -692,8 +702,8 @@ pub(crate) async fn run(stack: &str, plan: &Plan, threads: usize) -> anyhow::Res
         .await
         .with_context(|| format!("{stack}: the legitimate client"))?;
     eprintln!(
-        "  {stack:<10} scale      idle at {held_max}: {idle_cpu_pct:.2} % of a core, {idle_switches_per_s:.0} switches/s; \
-         a new client {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms",
+        "  {stack:<10} scale      idle at {held_max}: {idle_cpu_pct:.2} % of a core, {idle_switches_per_s:.0} switches/s, \
+         {idle_per_conn_kib:.1} KiB per connection after; a new client {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms",
         probe.rate, probe.p50_ms, probe.p99_ms
     );
     node.stop().await;
@@ -705,6 +715,7 @@ pub(crate) async fn run(stack: &str, plan: &Plan, threads: usize) -> anyhow::Res
         baseline_kib,
         idle_cpu_pct,
         idle_switches_per_s,
+        idle_per_conn_kib,
         probe_rate: probe.rate,
         probe_p50_ms: probe.p50_ms,
         probe_p99_ms: probe.p99_ms,

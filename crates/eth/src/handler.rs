@@ -136,8 +136,10 @@ impl<C: ChainReader, P: TxPool> Handler for EthHandler<C, P> {
     ) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>> {
         let shared = self.shared.clone();
         let span = tracing::debug_span!("eth", protocol = %peer.protocol);
+        // A combinator, not an async block around the call: the block would keep its
+        // own copy of the peer and the stream for the whole session.
         Box::pin(
-            async move { run_session(shared, peer, stream).await.map_err(Into::into) }
+            futures::TryFutureExt::map_err(run_session(shared, peer, stream), BoxError::from)
                 .instrument(span),
         )
     }

@@ -7,7 +7,9 @@
 //! task (here: it routes inbound streams, pings, closes idle connections), and
 //! one task per stream.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,16 @@ pub(crate) struct ConnHandle {
 
 fn lock_sessions(conn: &ConnHandle) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
     conn.sessions.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An inbound stream on its way to its task, boxed: an async fn keeps its arguments
+/// for as long as it runs, so one pointer is kept for the stream's lifetime rather
+/// than the connection's details twice.
+struct Inbound {
+    info: Arc<ConnectionInfo>,
+    stream: devmux_transport::Stream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    conn: ConnHandle,
 }
 
 /// The stream-stack carrier.
@@ -149,6 +161,8 @@ impl P2pCarrier {
             // Shared through `handle`.
             rejections: _,
         } = *conn;
+        // Shared by every stream's task (it is a quarter KiB).
+        let info = Arc::new(info);
         let peer = info.peer_id;
         let id = handle.id;
         if info.direction == Direction::Outbound {
@@ -163,6 +177,10 @@ impl P2pCarrier {
         let mut idle_since = Instant::now();
         let shutdown = self.sup.shutdown.clone();
         let mut quitting = false;
+        // The keepalive's ping in flight, polled by this task rather than spawned: a
+        // task of its own would stay allocated after it ended, held by the waker it
+        // left on the kept ping stream, until the next ping replaced it.
+        let mut pinging: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -175,12 +193,17 @@ impl P2pCarrier {
                     self.sup.close(&peer, id, DisconnectReason::ClientQuitting);
                 }
                 _ = keepalive.tick(), if !quitting => {
-                    let carrier = self.clone();
-                    let handle = handle.clone();
-                    self.sup.tasks.spawn(
-                        async move { carrier.keepalive(peer, handle).await }.in_current_span(),
-                    );
+                    // A ping still within its deadline is not doubled; it counts.
+                    if pinging.is_none() {
+                        let carrier = self.clone();
+                        let handle = handle.clone();
+                        pinging = Some(Box::pin(async move {
+                            carrier.keepalive(peer, handle).await
+                        }));
+                    }
                 }
+                _ = async { if let Some(ping) = pinging.as_mut() { ping.await } },
+                    if pinging.is_some() => pinging = None,
                 _ = idle_check.tick(), if !quitting => {
                     if handle.active.load(Ordering::Relaxed) > 0 {
                         idle_since = Instant::now();
@@ -199,10 +222,14 @@ impl P2pCarrier {
                         };
                         // The task is the method's future itself: a wrapping block would
                         // keep a second copy of its arguments for the stream's lifetime.
+                        let inbound = Box::new(Inbound {
+                            info: info.clone(),
+                            stream,
+                            permit,
+                            conn: handle.clone(),
+                        });
                         self.sup.tasks.spawn(
-                            self.clone()
-                                .serve_inbound(info.clone(), stream, permit, handle.clone())
-                                .in_current_span(),
+                            self.clone().serve_inbound(inbound).in_current_span(),
                         );
                     }
                     None => break,
@@ -213,7 +240,7 @@ impl P2pCarrier {
     }
 
     /// The dialer opens every session protocol group as soon as the connection is up.
-    fn open_sessions(self: &Arc<Self>, info: &ConnectionInfo, conn: &ConnHandle) {
+    fn open_sessions(self: &Arc<Self>, info: &Arc<ConnectionInfo>, conn: &ConnHandle) {
         for group in self.sup.registrar.session_groups() {
             let ids: Vec<ProtocolId> = group.iter().map(|r| r.id.clone()).collect();
             let carrier = self.clone();
@@ -247,13 +274,13 @@ impl P2pCarrier {
 
     /// Negotiates an inbound stream and serves it: a built-in protocol here, any
     /// other by its registrar handler.
-    async fn serve_inbound(
-        self: Arc<Self>,
-        info: ConnectionInfo,
-        stream: devmux_transport::Stream,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        conn: ConnHandle,
-    ) {
+    async fn serve_inbound(self: Arc<Self>, inbound: Box<Inbound>) {
+        let Inbound {
+            info,
+            stream,
+            permit,
+            conn,
+        } = *inbound;
         let timeout = self.sup.config.negotiation_timeout;
         // Bounded: at most `max_rejected_proposals` `na`s on this stream, and the
         // connection's budget across all of them (see `devmux_transport::negotiation`).
@@ -265,16 +292,20 @@ impl P2pCarrier {
         // Boxed, as every short-lived part of a task that outlives it: a task's future
         // is as large as its largest state, and a handler's stream is held for as long
         // as the session lasts (this saves about 2 KiB per held session).
-        let negotiated = Box::pin(tokio::time::timeout(
-            timeout,
-            listener_select_proto(stream, self.supported.iter()),
-        ))
-        .await;
-        drop(permit);
-        let (id, io) = match negotiated {
-            Ok(Ok((id, io))) => (id.clone(), io),
-            Ok(Err(e)) => return self.inbound_negotiation_failed(&info, &conn, e),
-            Err(_) => return debug!("inbound stream negotiation timed out"),
+        // In a block of its own, so the negotiation's result is not kept beside the
+        // stream taken out of it.
+        let (id, io) = {
+            let negotiated = Box::pin(tokio::time::timeout(
+                timeout,
+                listener_select_proto(stream, self.supported.iter()),
+            ))
+            .await;
+            drop(permit);
+            match negotiated {
+                Ok(Ok((id, io))) => (id.clone(), io),
+                Ok(Err(e)) => return self.inbound_negotiation_failed(&info, &conn, e),
+                Err(_) => return debug!("inbound stream negotiation timed out"),
+            }
         };
         let span = tracing::debug_span!("stream", protocol = %id);
         if builtin::BUILTIN_IDS.contains(&id.as_str()) {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use devmux_identity::PeerId;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, TryFutureExt};
 
 use crate::message::{MessageStream, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::{Direction, DisconnectReason, Error, ProtocolId, ServerKind};
@@ -39,8 +39,10 @@ where
         peer: PeerCtx,
         stream: MessageStream,
     ) -> BoxFuture<'static, Result<(), BoxError>> {
-        let fut = self(peer, stream);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        // A combinator, not `async move { fut.await }`: an async block keeps `fut` as
+        // its capture and again as the future it awaits, twice the handler's size
+        // for as long as a session lasts.
+        Box::pin(self(peer, stream).map_err(Into::into))
     }
 }
 

@@ -220,9 +220,12 @@ impl RlpxCarrier {
                 ops: ops.clone(),
                 conn: conn_id,
             };
+            // Called here, not in the task: the task then holds the boxed handler
+            // alone, not also the context and stream it was given.
+            let serving = handler.call(ctx, stream);
             handlers.spawn(
                 async move {
-                    if let Err(e) = handler.call(ctx, stream).await {
+                    if let Err(e) = serving.await {
                         debug!(error = %e, "handler ended with an error");
                     }
                 }

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use devmux_identity::{PeerId, PublicKey};
+use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, Instrument};
 
@@ -252,7 +254,10 @@ impl Control {
     /// Opens a new outbound stream.
     pub async fn open_stream(&self) -> Result<Stream, Error> {
         let (tx, rx) = oneshot::channel();
+        // A clone per open: a futures sender needs `&mut`, and each clone has a slot
+        // of its own, so an open never waits behind another's.
         self.open_tx
+            .clone()
             .send(tx)
             .await
             .map_err(|_| Error::ConnectionClosed)?;
@@ -279,15 +284,16 @@ impl Control {
 /// more than the queue, new inbound streams are reset rather than buffered.
 #[derive(Debug)]
 pub struct IncomingStreams {
-    // Boxed: a tokio channel allocates its first block of 32 slots up front, and
-    // 32 inline `Stream`s are 3 KiB on every connection, most of which never queue one.
-    rx: mpsc::Receiver<Box<Stream>>,
+    // A futures channel, not tokio's: tokio's allocates its first block of 32
+    // slots up front (half a KiB on every connection, most of which never queue a
+    // stream); this one allocates per queued stream.
+    rx: mpsc::Receiver<Stream>,
 }
 
 impl IncomingStreams {
     /// The next inbound stream, or `None` once the connection is closed.
     pub async fn next(&mut self) -> Option<Stream> {
-        self.rx.recv().await.map(|stream| *stream)
+        self.rx.next().await
     }
 }
 
@@ -331,8 +337,9 @@ impl Connection {
             config,
             mode,
         );
-        let (open_tx, open_rx) = mpsc::channel(16);
-        let (in_tx, in_rx) = mpsc::channel(inbound_queue.max(1));
+        // A futures channel holds its buffer plus one per sender: one sender each.
+        let (open_tx, open_rx) = mpsc::channel(15);
+        let (in_tx, in_rx) = mpsc::channel(inbound_queue.max(1) - 1);
         let close = CancellationToken::new();
         let closed = CancellationToken::new();
         let span = tracing::debug_span!("conn", peer = %info.peer_id, addr = %info.remote_addr, dir = %info.direction);
@@ -391,7 +398,7 @@ struct Driver<T> {
     open_rx: mpsc::Receiver<OpenRequest>,
     open_rx_done: bool,
     pending_open: Option<OpenRequest>,
-    in_tx: mpsc::Sender<Box<Stream>>,
+    in_tx: mpsc::Sender<Stream>,
     close: Pin<Box<WaitForCancellationFutureOwned>>,
     closing: bool,
     /// Cancelled when the driver task ends; every stream handed out watches it.
@@ -419,7 +426,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
 
             // Outbound: one open at a time, in request order.
             if this.pending_open.is_none() && !this.open_rx_done {
-                match this.open_rx.poll_recv(cx) {
+                match this.open_rx.poll_next_unpin(cx) {
                     Poll::Ready(Some(req)) => this.pending_open = Some(req),
                     Poll::Ready(None) => this.open_rx_done = true,
                     Poll::Pending => {}
@@ -444,12 +451,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             // Inbound, which also drives all of the connection's I/O.
             match this.conn.poll_next_inbound(cx) {
                 Poll::Ready(Some(Ok(stream))) => {
-                    let stream = Box::new(Stream::new(stream, &this.ended));
-                    if let Err(mpsc::error::TrySendError::Full(stream)) =
-                        this.in_tx.try_send(stream)
-                    {
-                        debug!("inbound stream queue full: resetting stream");
-                        drop(stream);
+                    let stream = Stream::new(stream, &this.ended);
+                    if let Err(e) = this.in_tx.try_send(stream) {
+                        if e.is_full() {
+                            debug!("inbound stream queue full: resetting stream");
+                        }
+                        drop(e.into_inner());
                     }
                     continue;
                 }

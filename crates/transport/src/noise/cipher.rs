@@ -11,24 +11,28 @@ use crate::Error;
 /// then the 64-bit counter little-endian; empty associated data). Working with
 /// ring directly lets messages be sealed and opened in place in the stream's
 /// buffers: no staging copy on either side.
+///
+/// The keys are kept as their 32 bytes and made into ring keys per message: a
+/// ring `LessSafeKey` is sized for its largest algorithm (an AES key schedule,
+/// about 540 bytes), so two of them were a KiB on every connection, where making
+/// a ChaCha20 key is a copy of 32 bytes.
 pub(super) struct Ciphers {
-    send: LessSafeKey,
+    send: [u8; 32],
     send_nonce: u64,
-    recv: LessSafeKey,
+    recv: [u8; 32],
     recv_nonce: u64,
 }
 
 impl Ciphers {
     pub(super) fn new(send: &[u8; 32], recv: &[u8; 32]) -> Result<Self, Error> {
-        let key = |k: &[u8; 32]| {
-            UnboundKey::new(&aead::CHACHA20_POLY1305, k)
-                .map(LessSafeKey::new)
-                .map_err(|_| Error::Noise("transport key rejected".into()))
-        };
+        // Rejected here, once, if ever: every later `key` of the same bytes succeeds.
+        key(send)
+            .and(key(recv))
+            .map_err(|_| Error::Noise("transport key rejected".into()))?;
         Ok(Self {
-            send: key(send)?,
+            send: *send,
             send_nonce: 0,
-            recv: key(recv)?,
+            recv: *recv,
             recv_nonce: 0,
         })
     }
@@ -37,8 +41,8 @@ impl Ciphers {
     /// which follows the ciphertext on the wire.
     pub(super) fn seal_in_place(&mut self, plaintext: &mut [u8]) -> io::Result<aead::Tag> {
         let nonce = Self::nonce(&mut self.send_nonce)?;
-        self.send
-            .seal_in_place_separate_tag(nonce, Aad::empty(), plaintext)
+        key(&self.send)
+            .and_then(|k| k.seal_in_place_separate_tag(nonce, Aad::empty(), plaintext))
             .map_err(|_| io::Error::other("noise encryption failed"))
     }
 
@@ -46,9 +50,11 @@ impl Ciphers {
     /// receive; returns the plaintext's length (it starts at `message[0]`).
     pub(super) fn open_in_place(&mut self, message: &mut [u8]) -> io::Result<usize> {
         let nonce = Self::nonce(&mut self.recv_nonce)?;
-        self.recv
-            .open_in_place(nonce, Aad::empty(), message)
-            .map(|plain| plain.len())
+        key(&self.recv)
+            .and_then(|k| {
+                k.open_in_place(nonce, Aad::empty(), message)
+                    .map(|plain| plain.len())
+            })
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "noise decryption failed"))
     }
 
@@ -62,6 +68,10 @@ impl Ciphers {
         *n += 1;
         Ok(Nonce::assume_unique_for_key(bytes))
     }
+}
+
+fn key(bytes: &[u8; 32]) -> Result<LessSafeKey, ring::error::Unspecified> {
+    UnboundKey::new(&aead::CHACHA20_POLY1305, bytes).map(LessSafeKey::new)
 }
 
 /// Runs the split of a finished handshake: (initiator→responder, responder→initiator) keys.
