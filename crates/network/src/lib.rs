@@ -379,17 +379,21 @@ pub struct NetworkConfig {
     pub transport: devmux_transport::Config,
     /// Deadline for negotiating a stream's protocol.
     pub negotiation_timeout: Duration,
-    /// Stream-stack keepalive: a libp2p ping this often; a peer that does not
-    /// answer within `request_timeout` is disconnected with `PingTimeout`.
+    /// Stream-stack keepalive: a libp2p ping this often, on one ping stream kept
+    /// open; a ping unanswered within `request_timeout` is missed (see
+    /// `max_missed_pings`). Every connection's keepalive ticks on the node's
+    /// 250 ms grid ([`devmux_transport::TimerGrid`]), so a tick may come up to
+    /// 250 ms late, and a period that is a multiple of 250 ms stays exact.
     pub ping_interval: Duration,
-    /// A stream-stack connection with no open stream for this long is closed.
+    /// A stream-stack connection with no open stream for this long is closed
+    /// (checked every quarter of it, on the same grid).
     pub idle_timeout: Duration,
     /// Deadline for built-in requests (ping, identify).
     pub request_timeout: Duration,
     /// identify's `agentVersion` and RLPx Hello's client id.
     pub agent_version: String,
-    /// RLPx keepalive: a Ping this often; a period that ends without the Pong of the
-    /// previous one counts as a missed ping.
+    /// RLPx keepalive: a Ping this often (on the same grid); a period that ends
+    /// without the Pong of the previous one counts as a missed ping.
     pub rlpx_ping_interval: Duration,
     /// Keepalive pings a peer may miss in a row, on either carrier, before it is
     /// disconnected with `PingTimeout` (one lost ping is forgiven).
