@@ -886,36 +886,36 @@ fn targets(r: &Results, cores: f64) -> Vec<Target> {
         of_rlpx_cpu_floor("rlpx-net"),
         None,
     );
-    let mem = ratio(r, "mem", "devmux", "libp2p");
-    out.push(Target {
-        what: "idle memory per connection, devmux / rust-libp2p".into(),
-        goal: "<= 0.75x".into(),
-        value: mem,
-        met: mem.map(|v| v <= 0.75),
-        ceiling: None,
-    });
+    let mut at_most = |what: &str, goal: f64, value: Option<f64>| {
+        out.push(Target {
+            what: what.to_string(),
+            goal: format!("<= {goal}x"),
+            value,
+            met: value.map(|v| v <= goal),
+            ceiling: None,
+        })
+    };
+    at_most(
+        "idle memory per connection, devmux / rust-libp2p",
+        0.75,
+        ratio(r, "mem", "devmux", "libp2p"),
+    );
     // The scale section's last step: memory per connection beside rust-libp2p's.
     if let Some(key) = SCALE_MEM_KEYS
         .iter()
         .rev()
         .find(|k| r.median(k, "devmux").is_some())
     {
-        let mem = ratio(r, key, "devmux", "libp2p");
-        out.push(Target {
-            what: "node memory per connection at the last scale step, devmux / rust-libp2p".into(),
-            goal: "<= 0.5x".into(),
-            value: mem,
-            met: mem.map(|v| v <= 0.5),
-            ceiling: None,
-        });
-        let mem = ratio(r, "scale_mem_idle", "devmux", "libp2p");
-        out.push(Target {
-            what: "the same after two keepalive periods, devmux / rust-libp2p".into(),
-            goal: "<= 0.5x".into(),
-            value: mem,
-            met: mem.map(|v| v <= 0.5),
-            ceiling: None,
-        });
+        at_most(
+            "node memory per connection at the last scale step, devmux / rust-libp2p",
+            0.5,
+            ratio(r, key, "devmux", "libp2p"),
+        );
+        at_most(
+            "the same after two keepalive periods, devmux / rust-libp2p",
+            0.5,
+            ratio(r, "scale_mem_idle", "devmux", "libp2p"),
+        );
     }
     for stack in ["devmux", "rlpx-net"] {
         if let Some(cpu) = r.median("scale_cpu", stack) {

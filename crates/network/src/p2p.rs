@@ -289,11 +289,9 @@ impl P2pCarrier {
             self.sup.config.transport.max_rejected_proposals,
             conn.rejections.clone(),
         );
-        // Boxed, as every short-lived part of a task that outlives it: a task's future
-        // is as large as its largest state, and a handler's stream is held for as long
-        // as the session lasts (this saves about 2 KiB per held session).
-        // In a block of its own, so the negotiation's result is not kept beside the
-        // stream taken out of it.
+        // Boxed, and in a block of its own: a task's future is as large as its largest
+        // state, and this task lasts as long as the session, so neither the
+        // negotiation nor its result stays in it (about 2 KiB per held session).
         let (id, io) = {
             let negotiated = Box::pin(tokio::time::timeout(
                 timeout,

@@ -140,23 +140,11 @@ pub trait SessionObserver: Send + Sync {
 /// for many Pings.
 #[derive(Debug)]
 pub struct Keepalive {
-    /// Ticks when a Ping is due; its first tick should be one period away.
+    /// Ticks when a Ping is due; its first tick should be one period away, and a
+    /// late tick skipped (`MissedTickBehavior::Skip`) rather than made up in a burst.
     pub timer: tokio::time::Interval,
     /// Ticks in a row without a Pong before the session ends with `PingTimeout`.
     pub max_missed_pings: u32,
-}
-
-impl Keepalive {
-    /// A Ping every `period` from one period from now, on a timer of its own.
-    pub fn every(period: Duration, max_missed_pings: u32) -> Self {
-        let period = period.max(Duration::from_millis(1));
-        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        Self {
-            timer,
-            max_missed_pings,
-        }
-    }
 }
 
 /// An established session split into its channels, not running yet.
